@@ -1,0 +1,192 @@
+//! The HTTP trigger: a hyper server that routes by Spin's rules, sets Spin's
+//! request headers and hands each request to a fresh component instance.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::app::App;
+use crate::routes::{RouteMatch, RoutePattern};
+
+pub type ResponseBody = UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>;
+
+/// How long in-flight requests may take to finish after a shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The values behind Spin's `spin-*` request headers.
+pub struct SpinHeaders<'a> {
+    pub full_url: &'a str,
+    pub base: &'a str,
+    pub pattern: Option<&'a RoutePattern>,
+    pub matched: Option<&'a RouteMatch>,
+    pub client: SocketAddr,
+}
+
+pub fn set_spin_headers(headers: &mut HeaderMap, h: &SpinHeaders<'_>) {
+    let mut set = |name: &str, value: &str| {
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+            headers.insert(n, v);
+        }
+    };
+    set("spin-full-url", h.full_url);
+    set("spin-base-path", if h.base.is_empty() { "/" } else { h.base });
+    set("spin-client-addr", &h.client.to_string());
+    if let Some(pattern) = h.pattern {
+        set("spin-matched-route", &format!("{}{}", h.base, pattern.raw()));
+        set("spin-raw-component-route", pattern.raw());
+        set("spin-component-route", &pattern.component_route());
+    }
+    if let Some(m) = h.matched {
+        set("spin-path-info", &m.path_info);
+        for (name, value) in &m.params {
+            set(&format!("spin-path-match-{}", name.to_ascii_lowercase()), value);
+        }
+    } else {
+        set("spin-path-info", "");
+    }
+}
+
+fn plain(status: StatusCode, text: &str) -> Response<ResponseBody> {
+    let mut r = Response::new(
+        Full::new(Bytes::from(text.to_owned()))
+            .map_err(|never: Infallible| match never {})
+            .boxed_unsync(),
+    );
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+/// Routes and runs one request. Never fails: problems become 4xx/5xx.
+pub async fn handle(app: Arc<App>, mut req: Request<Incoming>, client: SocketAddr, local: SocketAddr) -> Response<ResponseBody> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let max = app.options.max_request_body;
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return plain(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n");
+    }
+    let Some(routed_path) = path.strip_prefix(&app.base).map(|p| if p.is_empty() { "/" } else { p }) else {
+        return plain(StatusCode::NOT_FOUND, "Not Found\n");
+    };
+    let Some(routed) = app.router.route(routed_path) else {
+        tracing::debug!(%method, %path, "no route");
+        return plain(StatusCode::NOT_FOUND, "Not Found\n");
+    };
+    let component = routed.component.to_owned();
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .unwrap_or_else(|| local.to_string());
+    let path_and_query = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/").to_owned();
+    let full_url = format!("http://{host}{path_and_query}");
+    // wasi:http wants an absolute URI; the authority is the Host header.
+    if let Ok(uri) = full_url.parse() {
+        *req.uri_mut() = uri;
+    }
+    set_spin_headers(
+        req.headers_mut(),
+        &SpinHeaders {
+            full_url: &full_url,
+            base: &app.base,
+            pattern: Some(routed.pattern),
+            matched: Some(&routed.matched),
+            client,
+        },
+    );
+    let req = req.map(|body| {
+        Limited::new(body, max)
+            .map_err(|e| {
+                if e.downcast_ref::<LengthLimitError>().is_some() {
+                    wasmtime_wasi_http::Error::HttpRequestBodySize(None)
+                } else {
+                    wasmtime_wasi_http::Error::InternalError(Some(e.to_string()))
+                }
+            })
+            .boxed_unsync()
+    });
+    let response = match app.invoke_http(&component, req).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            tracing::error!(component = %component, %method, %path, "500: {}", app.shared.variables.redact(&format!("{e:#}")));
+            plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n")
+        }
+    };
+    tracing::info!(
+        component = %component,
+        %method,
+        %path,
+        status = response.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    response
+}
+
+/// Serves HTTP on `listener` until `shutdown` turns true, then drains.
+pub async fn serve(app: Arc<App>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+    let local = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!("listener has no address: {e}");
+            return;
+        }
+    };
+    let graceful = GracefulShutdown::new();
+    let builder = http1::Builder::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, client) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        continue;
+                    }
+                };
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!("set_nodelay failed: {e}");
+                }
+                let app = app.clone();
+                let service = service_fn(move |req| {
+                    let app = app.clone();
+                    async move { Ok::<_, Infallible>(handle(app, req, client, local).await) }
+                });
+                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!("connection from {client} ended: {e}");
+                    }
+                });
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections drained"),
+        _ = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("shutdown: gave up waiting for connections to drain"),
+    }
+}

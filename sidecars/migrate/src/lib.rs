@@ -1,0 +1,122 @@
+//! Schema migrations for Village Homepage.
+//!
+//! The SQL files in `migrations/` are embedded at compile time and applied in
+//! order by `refinery` (a well-kept migration runner that records what it
+//! applied in `refinery_schema_history` and refuses edited or missing
+//! migrations). Every run holds a Postgres advisory lock, so two pods — or a
+//! Job and a developer — starting at once apply each migration exactly once.
+//! In production this runs as a Kubernetes Job before each rollout; in
+//! development `village up --migrate` and the test harness call [`migrate`].
+
+use std::fmt;
+
+use tokio_postgres::{Client, NoTls};
+
+refinery::embed_migrations!("../../migrations");
+
+/// The advisory lock key: any constant unique to this purpose ("VILLAGE1").
+const LOCK_KEY: i64 = 0x5649_4c4c_4147_4531;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error("failed to connect to Postgres: {0}")]
+    Connect(#[source] tokio_postgres::Error),
+    #[error("failed to take the migration lock: {0}")]
+    Lock(#[source] tokio_postgres::Error),
+    #[error("migration failed: {0}")]
+    Run(#[source] refinery::Error),
+    #[error("failed to read migration history: {0}")]
+    History(#[source] tokio_postgres::Error),
+}
+
+/// What a run applied.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    pub applied: Vec<String>,
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.applied.is_empty() {
+            write!(f, "schema up to date")
+        } else {
+            write!(f, "applied {}", self.applied.join(", "))
+        }
+    }
+}
+
+/// One migration and whether this database has it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct MigrationStatus {
+    pub version: i64,
+    pub name: String,
+    pub applied: bool,
+}
+
+async fn connect(url: &str) -> Result<Client, MigrateError> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .map_err(MigrateError::Connect)?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            eprintln!("migrate: connection ended: {e}");
+        }
+    });
+    Ok(client)
+}
+
+/// Applies every pending migration, holding the advisory lock throughout.
+pub async fn migrate(url: &str) -> Result<Report, MigrateError> {
+    let mut client = connect(url).await?;
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
+        .await
+        .map_err(MigrateError::Lock)?;
+    let result = migrations::runner().run_async(&mut client).await;
+    // The lock dies with the session anyway; unlocking early lets a waiting
+    // pod proceed without waiting for this connection to close.
+    if let Err(e) = client.execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY]).await {
+        eprintln!("migrate: failed to release the advisory lock (released on disconnect): {e}");
+    }
+    let report = result.map_err(MigrateError::Run)?;
+    Ok(Report {
+        applied: report
+            .applied_migrations()
+            .iter()
+            .map(|m| format!("V{}__{}", m.version(), m.name()))
+            .collect(),
+    })
+}
+
+/// Lists every embedded migration and whether the database has applied it.
+pub async fn status(url: &str) -> Result<Vec<MigrationStatus>, MigrateError> {
+    let client = connect(url).await?;
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass('refinery_schema_history') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(MigrateError::History)?
+        .get(0);
+    let applied: Vec<i64> = if exists {
+        client
+            .query("SELECT version::bigint FROM refinery_schema_history", &[])
+            .await
+            .map_err(MigrateError::History)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| MigrationStatus {
+            version: i64::from(m.version()),
+            name: m.name().to_owned(),
+            applied: applied.contains(&i64::from(m.version())),
+        })
+        .collect())
+}
