@@ -318,8 +318,13 @@ impl Manifest {
                     .map_err(|m| err(format!("{at}.variables.{name}"), m))?;
             }
             for (i, host) in component.allowed_outbound_hosts.iter().enumerate() {
-                self.check_template(host)
-                    .map_err(|m| err(format!("{at}.allowed_outbound_hosts[{i}]"), m))?;
+                let here = || format!("{at}.allowed_outbound_hosts[{i}]");
+                self.check_template(host).map_err(|m| err(here(), m))?;
+                // Entries without templates can be checked now; templated ones
+                // are checked once their variables have values.
+                if !host.contains("{{") {
+                    crate::allowed_hosts::AllowedHost::parse(host).map_err(|m| err(here(), m))?;
+                }
             }
             for (label, list) in [
                 ("key_value_stores", &component.key_value_stores),
