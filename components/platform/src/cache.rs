@@ -1,0 +1,69 @@
+//! The cache port: Redis as counters, short-lived values and wake-ups.
+//! Nothing stored through it may be the only copy of anything.
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("cache unavailable: {0}")]
+    Unavailable(String),
+    #[error("cache command failed: {0}")]
+    Command(String),
+}
+
+/// A reply element of a raw command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CacheValue {
+    Nil,
+    Int(i64),
+    Bytes(Vec<u8>),
+    Status(String),
+}
+
+impl CacheValue {
+    pub fn as_text(&self) -> Option<String> {
+        match self {
+            CacheValue::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+            CacheValue::Status(s) => Some(s.clone()),
+            CacheValue::Int(i) => Some(i.to_string()),
+            CacheValue::Nil => None,
+        }
+    }
+}
+
+/// An argument of a raw command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CacheArg {
+    Int(i64),
+    Bytes(Vec<u8>),
+}
+
+impl From<&str> for CacheArg {
+    fn from(s: &str) -> Self {
+        CacheArg::Bytes(s.as_bytes().to_vec())
+    }
+}
+
+impl From<String> for CacheArg {
+    fn from(s: String) -> Self {
+        CacheArg::Bytes(s.into_bytes())
+    }
+}
+
+impl From<i64> for CacheArg {
+    fn from(i: i64) -> Self {
+        CacheArg::Int(i)
+    }
+}
+
+#[allow(async_fn_in_trait)] // used through generics, never as `dyn`
+pub trait Cache {
+    /// Runs one command; array replies come back flattened, as Spin does.
+    async fn execute(&self, command: &str, args: &[CacheArg]) -> Result<Vec<CacheValue>, CacheError>;
+
+    async fn ping(&self) -> Result<(), CacheError> {
+        let reply = self.execute("PING", &[]).await?;
+        match reply.first() {
+            Some(CacheValue::Status(s)) if s == "PONG" => Ok(()),
+            other => Err(CacheError::Command(format!("unexpected PING reply {other:?}"))),
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! The native adapters: the same ports over tokio-postgres and redis, for
+//! tests and native tools that talk to the real servers.
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::types::{ToSql, Type};
+
+use crate::cache::{Cache, CacheArg, CacheError, CacheValue};
+use crate::sql::{Row, Sql, SqlError, SqlValue};
+
+pub struct NativeSql {
+    pub client: tokio_postgres::Client,
+}
+
+impl NativeSql {
+    /// Connects and drives the connection on the current tokio runtime.
+    pub async fn connect(url: &str) -> Result<Self, SqlError> {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| SqlError::Unavailable(e.to_string()))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                eprintln!("native sql connection ended: {e}");
+            }
+        });
+        Ok(Self { client })
+    }
+}
+
+fn pg_error(e: tokio_postgres::Error) -> SqlError {
+    match e.as_db_error() {
+        Some(db) => SqlError::Query {
+            code: db.code().code().to_owned(),
+            message: db.message().to_owned(),
+        },
+        None if e.is_closed() => SqlError::Unavailable(e.to_string()),
+        None => SqlError::Query {
+            code: String::new(),
+            message: e.to_string(),
+        },
+    }
+}
+
+fn boxed(v: &SqlValue) -> Box<dyn ToSql + Sync + Send> {
+    match v {
+        SqlValue::Null => Box::new(Option::<String>::None),
+        SqlValue::Bool(b) => Box::new(*b),
+        SqlValue::Int32(i) => Box::new(*i),
+        SqlValue::Int64(i) => Box::new(*i),
+        SqlValue::Float64(f) => Box::new(*f),
+        SqlValue::Text(s) => Box::new(s.clone()),
+        SqlValue::Bytes(b) => Box::new(b.clone()),
+        SqlValue::Json(j) => Box::new(j.clone()),
+        SqlValue::Uuid(u) => Box::new(*u),
+        SqlValue::Timestamp(t) => Box::new(*t),
+    }
+}
+
+fn value(row: &tokio_postgres::Row, i: usize) -> Result<SqlValue, SqlError> {
+    let ty = row.columns()[i].type_().clone();
+    let d = |e: tokio_postgres::Error| SqlError::Decode(e.to_string());
+    macro_rules! get {
+        ($t:ty, $variant:expr) => {
+            row.try_get::<_, Option<$t>>(i).map_err(d)?.map($variant).unwrap_or(SqlValue::Null)
+        };
+    }
+    Ok(match ty {
+        Type::BOOL => get!(bool, SqlValue::Bool),
+        Type::INT2 => get!(i16, |v| SqlValue::Int32(v.into())),
+        Type::INT4 => get!(i32, SqlValue::Int32),
+        Type::INT8 => get!(i64, SqlValue::Int64),
+        Type::FLOAT4 => get!(f32, |v| SqlValue::Float64(v.into())),
+        Type::FLOAT8 => get!(f64, SqlValue::Float64),
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => get!(String, SqlValue::Text),
+        Type::BYTEA => get!(Vec<u8>, SqlValue::Bytes),
+        Type::JSON | Type::JSONB => get!(serde_json::Value, SqlValue::Json),
+        Type::UUID => get!(uuid::Uuid, SqlValue::Uuid),
+        Type::TIMESTAMPTZ => get!(DateTime<Utc>, SqlValue::Timestamp),
+        Type::TIMESTAMP => get!(chrono::NaiveDateTime, |v: chrono::NaiveDateTime| SqlValue::Timestamp(v.and_utc())),
+        other => return Err(SqlError::Decode(format!("unsupported column type {other}"))),
+    })
+}
+
+impl Sql for NativeSql {
+    async fn query(&self, statement: &str, params: &[SqlValue]) -> Result<Vec<Row>, SqlError> {
+        let owned: Vec<Box<dyn ToSql + Sync + Send>> = params.iter().map(boxed).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> = owned.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)).collect();
+        let rows = self.client.query(statement, &refs).await.map_err(pg_error)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Row {
+                    columns: (0..r.len())
+                        .map(|i| Ok((r.columns()[i].name().to_owned(), value(r, i)?)))
+                        .collect::<Result<_, SqlError>>()?,
+                })
+            })
+            .collect()
+    }
+
+    async fn execute(&self, statement: &str, params: &[SqlValue]) -> Result<u64, SqlError> {
+        let owned: Vec<Box<dyn ToSql + Sync + Send>> = params.iter().map(boxed).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> = owned.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)).collect();
+        self.client.execute(statement, &refs).await.map_err(pg_error)
+    }
+}
+
+pub struct NativeCache {
+    pub conn: redis::aio::MultiplexedConnection,
+}
+
+impl NativeCache {
+    pub async fn connect(url: &str) -> Result<Self, CacheError> {
+        let client = redis::Client::open(url).map_err(|e| CacheError::Unavailable(e.to_string()))?;
+        let conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|e| CacheError::Unavailable(e.to_string()))?;
+        Ok(Self { conn })
+    }
+}
+
+fn flatten(v: redis::Value, out: &mut Vec<CacheValue>) {
+    use redis::Value as V;
+    match v {
+        V::Nil => out.push(CacheValue::Nil),
+        V::Int(i) => out.push(CacheValue::Int(i)),
+        V::BulkString(b) => out.push(CacheValue::Bytes(b)),
+        V::SimpleString(s) => out.push(CacheValue::Status(s)),
+        V::Okay => out.push(CacheValue::Status("OK".into())),
+        V::Array(items) | V::Set(items) => items.into_iter().for_each(|i| flatten(i, out)),
+        V::Map(pairs) => pairs.into_iter().for_each(|(k, v)| {
+            flatten(k, out);
+            flatten(v, out);
+        }),
+        other => out.push(CacheValue::Status(format!("{other:?}"))),
+    }
+}
+
+impl Cache for NativeCache {
+    async fn execute(&self, command: &str, args: &[CacheArg]) -> Result<Vec<CacheValue>, CacheError> {
+        let mut cmd = redis::cmd(command);
+        for a in args {
+            match a {
+                CacheArg::Int(i) => cmd.arg(*i),
+                CacheArg::Bytes(b) => cmd.arg(b.as_slice()),
+            };
+        }
+        let mut conn = self.conn.clone();
+        let v: redis::Value = cmd
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| CacheError::Command(e.to_string()))?;
+        let mut out = Vec::new();
+        flatten(v, &mut out);
+        Ok(out)
+    }
+}

@@ -1,0 +1,258 @@
+//! The Spin adapters: Postgres through `spin:postgres@4.0.0`, Redis through
+//! `fermyon:spin/redis`, configuration from Spin variables — and [`serve`],
+//! the wrapper that makes every HTTP function the same few lines.
+
+use std::cell::OnceCell;
+use std::time::Instant;
+
+use spin_sdk::pg4::{self, DbValue, ParameterValue};
+use spin_sdk::{redis, variables};
+use uuid::Uuid;
+
+use crate::cache::{Cache, CacheArg, CacheError, CacheValue};
+use crate::clock::SystemClock;
+use crate::context::RequestContext;
+use crate::error::AppError;
+use crate::log::RequestLog;
+use crate::sql::{Row, Sql, SqlError, SqlValue};
+use crate::web::{self, Request, Response};
+
+/// Postgres, connected on first use: a request that needs no SQL opens none.
+pub struct SpinSql {
+    address: String,
+    conn: OnceCell<pg4::Connection>,
+}
+
+impl SpinSql {
+    pub fn new(address: impl Into<String>) -> Self {
+        Self {
+            address: address.into(),
+            conn: OnceCell::new(),
+        }
+    }
+
+    fn conn(&self) -> Result<&pg4::Connection, SqlError> {
+        if let Some(c) = self.conn.get() {
+            return Ok(c);
+        }
+        let c = pg4::Connection::open(&self.address).map_err(pg_error)?;
+        Ok(self.conn.get_or_init(|| c))
+    }
+}
+
+fn pg_error(e: pg4::PgError) -> SqlError {
+    match e {
+        pg4::PgError::ConnectionFailed(m) => SqlError::Unavailable(m),
+        pg4::PgError::QueryFailed(pg4::QueryError::DbError(db)) => SqlError::Query {
+            code: db.code,
+            message: db.message,
+        },
+        other => SqlError::Query {
+            code: String::new(),
+            message: other.to_string(),
+        },
+    }
+}
+
+fn to_param(v: &SqlValue) -> ParameterValue {
+    use chrono::{Datelike, Timelike};
+    match v {
+        SqlValue::Null => ParameterValue::DbNull,
+        SqlValue::Bool(b) => ParameterValue::Boolean(*b),
+        SqlValue::Int32(i) => ParameterValue::Int32(*i),
+        SqlValue::Int64(i) => ParameterValue::Int64(*i),
+        SqlValue::Float64(f) => ParameterValue::Floating64(*f),
+        SqlValue::Text(s) => ParameterValue::Str(s.clone()),
+        SqlValue::Bytes(b) => ParameterValue::Binary(b.clone()),
+        SqlValue::Json(j) => ParameterValue::Jsonb(j.to_string().into_bytes()),
+        SqlValue::Uuid(u) => ParameterValue::Uuid(u.to_string()),
+        // chrono keeps every field in range for the u8 casts below.
+        SqlValue::Timestamp(t) => ParameterValue::Datetime((
+            t.year(),
+            t.month() as u8,
+            t.day() as u8,
+            t.hour() as u8,
+            t.minute() as u8,
+            t.second() as u8,
+            t.nanosecond(),
+        )),
+    }
+}
+
+fn from_db(v: DbValue) -> Result<SqlValue, SqlError> {
+    let bad = |what: &str| SqlError::Decode(what.to_owned());
+    Ok(match v {
+        DbValue::DbNull => SqlValue::Null,
+        DbValue::Boolean(b) => SqlValue::Bool(b),
+        DbValue::Int8(i) => SqlValue::Int32(i.into()),
+        DbValue::Int16(i) => SqlValue::Int32(i.into()),
+        DbValue::Int32(i) => SqlValue::Int32(i),
+        DbValue::Int64(i) => SqlValue::Int64(i),
+        DbValue::Floating32(f) => SqlValue::Float64(f.into()),
+        DbValue::Floating64(f) => SqlValue::Float64(f),
+        DbValue::Str(s) | DbValue::Decimal(s) => SqlValue::Text(s),
+        DbValue::Binary(b) | DbValue::Unsupported(b) => SqlValue::Bytes(b),
+        DbValue::Uuid(s) => SqlValue::Uuid(Uuid::parse_str(&s).map_err(|_| bad("invalid uuid"))?),
+        DbValue::Jsonb(b) => SqlValue::Json(serde_json::from_slice(&b).map_err(|_| bad("invalid json"))?),
+        DbValue::Datetime((y, mo, d, h, mi, s, ns)) => SqlValue::Timestamp(
+            chrono::NaiveDate::from_ymd_opt(y, mo.into(), d.into())
+                .and_then(|date| date.and_hms_nano_opt(h.into(), mi.into(), s.into(), ns))
+                .ok_or_else(|| bad("invalid datetime"))?
+                .and_utc(),
+        ),
+        DbValue::Date((y, m, d)) => SqlValue::Text(format!("{y:04}-{m:02}-{d:02}")),
+        other => return Err(SqlError::Decode(format!("unsupported column value {other:?}"))),
+    })
+}
+
+impl Sql for SpinSql {
+    async fn query(&self, statement: &str, params: &[SqlValue]) -> Result<Vec<Row>, SqlError> {
+        let params: Vec<ParameterValue> = params.iter().map(to_param).collect();
+        let set = self.conn()?.query(statement, &params).map_err(pg_error)?;
+        let names: Vec<String> = set.columns.iter().map(|c| c.name.clone()).collect();
+        set.rows
+            .into_iter()
+            .map(|row| {
+                Ok(Row {
+                    columns: names.iter().cloned().zip(row.into_iter().map(from_db).collect::<Result<Vec<_>, _>>()?).collect(),
+                })
+            })
+            .collect()
+    }
+
+    async fn execute(&self, statement: &str, params: &[SqlValue]) -> Result<u64, SqlError> {
+        let params: Vec<ParameterValue> = params.iter().map(to_param).collect();
+        self.conn()?.execute(statement, &params).map_err(pg_error)
+    }
+}
+
+/// Redis, connected on first use.
+pub struct SpinCache {
+    address: String,
+    conn: OnceCell<redis::Connection>,
+}
+
+impl SpinCache {
+    pub fn new(address: impl Into<String>) -> Self {
+        Self {
+            address: address.into(),
+            conn: OnceCell::new(),
+        }
+    }
+}
+
+impl Cache for SpinCache {
+    async fn execute(&self, command: &str, args: &[CacheArg]) -> Result<Vec<CacheValue>, CacheError> {
+        let conn = match self.conn.get() {
+            Some(c) => c,
+            None => {
+                let c = redis::Connection::open(&self.address)
+                    .map_err(|e| CacheError::Unavailable(e.to_string()))?;
+                self.conn.get_or_init(|| c)
+            }
+        };
+        let params: Vec<redis::RedisParameter> = args
+            .iter()
+            .map(|a| match a {
+                CacheArg::Int(i) => redis::RedisParameter::Int64(*i),
+                CacheArg::Bytes(b) => redis::RedisParameter::Binary(b.clone()),
+            })
+            .collect();
+        let reply = conn.execute(command, &params).map_err(|e| match e {
+            redis::Error::Other(m) if m.contains("connect") => CacheError::Unavailable(m),
+            other => CacheError::Command(other.to_string()),
+        })?;
+        Ok(reply
+            .into_iter()
+            .map(|r| match r {
+                redis::RedisResult::Nil => CacheValue::Nil,
+                redis::RedisResult::Int64(i) => CacheValue::Int(i),
+                redis::RedisResult::Binary(b) => CacheValue::Bytes(b),
+                redis::RedisResult::Status(s) => CacheValue::Status(s),
+            })
+            .collect())
+    }
+}
+
+/// What a handler gets besides the request: the ports and the settings.
+pub struct Env {
+    pub sql: SpinSql,
+    pub cache: SpinCache,
+    pub clock: SystemClock,
+    /// `Secure` on cookies; off only for plain-http local development.
+    pub cookie_secure: bool,
+}
+
+impl Env {
+    /// Reads the component's Spin variables `database_url`, `redis_url`,
+    /// `cookie_secure`.
+    pub fn from_variables() -> Result<Self, AppError> {
+        let get = |name: &str| {
+            variables::get(name).map_err(|e| AppError::Internal(format!("variable `{name}`: {e}")))
+        };
+        Ok(Env {
+            sql: SpinSql::new(get("database_url")?),
+            cache: SpinCache::new(get("redis_url")?),
+            clock: SystemClock,
+            cookie_secure: get("cookie_secure").map(|v| v != "false").unwrap_or(true),
+        })
+    }
+}
+
+/// Which kind of caller a function answers: it decides how errors look and
+/// whether the visitor gets an anonymous-id cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// HTML for browsers; sets the anonymous cookie.
+    Page,
+    /// JSON under `/api`; errors as problem+json; sets the anonymous cookie.
+    Api,
+    /// Probes, metrics, static files: no cookie, errors as plain text.
+    Plain,
+}
+
+/// Runs a handler with context, maps its error once, sets the anonymous
+/// cookie, writes the request's log line and records its metrics.
+pub async fn serve<F>(component: &'static str, surface: Surface, req: Request, handler: F) -> Response
+where
+    F: AsyncFnOnce(Request, &Env, &RequestContext) -> Result<Response, AppError>,
+{
+    let started = Instant::now();
+    let ctx = RequestContext::from_headers(req.headers(), component);
+    let method = req.method().to_string();
+    let env = Env::from_variables();
+    let result = match &env {
+        Ok(env) => handler(req, env, &ctx).await,
+        Err(e) => Err(AppError::Internal(e.to_string())),
+    };
+    let mut error_text = None;
+    let mut response = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if e.is_server_fault() {
+                error_text = Some(e.to_string());
+            }
+            match surface {
+                Surface::Page => e.to_page(),
+                Surface::Api => e.to_problem(),
+                Surface::Plain => web::text(e.status(), &format!("{e}\n")),
+            }
+        }
+    };
+    if ctx.anon_id_is_new && surface != Surface::Plain {
+        let secure = env.as_ref().map(|e| e.cookie_secure).unwrap_or(true);
+        if let Ok(v) = http::HeaderValue::from_str(&web::anon_cookie(ctx.anon_id, secure)) {
+            response.headers_mut().append(http::header::SET_COOKIE, v);
+        }
+    }
+    let elapsed = started.elapsed();
+    let mut log = RequestLog::new(&ctx, &method, response.status().as_u16(), elapsed.as_secs_f64() * 1e3);
+    log.error = error_text;
+    println!("{}", log.line());
+    if let Ok(env) = &env
+        && let Err(e) = crate::metrics::record(&env.cache, component, response.status().as_u16(), elapsed.as_micros() as u64).await
+    {
+        eprintln!("{{\"severity\":\"WARNING\",\"endpoint\":\"{component}\",\"message\":\"metrics not recorded: {e}\"}}");
+    }
+    response
+}
