@@ -60,7 +60,10 @@ impl AllowedHost {
         }
         let scheme = match scheme {
             "*" => None,
-            s if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) => {
+            s if !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+            {
                 Some(s.to_ascii_lowercase())
             }
             _ => return Err(format!("`{entry}` has an invalid scheme")),
@@ -196,16 +199,28 @@ mod tests {
         ]);
         assert!(l.allows("https", "api.example.com", None));
         assert!(l.allows("https", "API.example.com", Some(443)));
-        assert!(!l.allows("http", "api.example.com", None), "scheme must match");
-        assert!(!l.allows("https", "api.example.com", Some(8443)), "port must match");
+        assert!(
+            !l.allows("http", "api.example.com", None),
+            "scheme must match"
+        );
+        assert!(
+            !l.allows("https", "api.example.com", Some(8443)),
+            "port must match"
+        );
         assert!(l.allows("http", "127.0.0.1", Some(8080)));
         assert!(!l.allows("http", "127.0.0.1", Some(8081)));
         assert!(l.allows("postgres", "localhost", Some(5432)));
         assert!(!l.allows("postgres", "localhost", Some(5433)));
         assert!(l.allows("redis", "anything", Some(1)));
         assert!(l.allows("http", "a.b.internal.test", Some(9005)));
-        assert!(!l.allows("http", "a.b.internal.test", Some(9010)), "range end is exclusive");
-        assert!(!l.allows("http", "internal.test", Some(9005)), "a subdomain pattern needs a subdomain");
+        assert!(
+            !l.allows("http", "a.b.internal.test", Some(9010)),
+            "range end is exclusive"
+        );
+        assert!(
+            !l.allows("http", "internal.test", Some(9005)),
+            "a subdomain pattern needs a subdomain"
+        );
     }
 
     #[test]
@@ -216,7 +231,10 @@ mod tests {
     #[test]
     fn urls_with_credentials_are_checked_and_never_echoed() {
         let l = list(&["postgres://127.0.0.1:5432"]);
-        assert!(l.allows_url("postgres://u:secret@127.0.0.1:5432/db").is_ok());
+        assert!(
+            l.allows_url("postgres://u:secret@127.0.0.1:5432/db")
+                .is_ok()
+        );
         let denied = l
             .allows_url("postgres://u:secret@10.0.0.1:5432/db")
             .expect_err("other host");
@@ -227,7 +245,13 @@ mod tests {
 
     #[test]
     fn rejects_malformed_entries() {
-        for bad in ["example.com", "https://a.com/path", "https://a.com:x", "foo://bar", "https://*x.com"] {
+        for bad in [
+            "example.com",
+            "https://a.com/path",
+            "https://a.com:x",
+            "foo://bar",
+            "https://*x.com",
+        ] {
             assert!(AllowedHost::parse(bad).is_err(), "{bad} should be rejected");
         }
     }

@@ -9,14 +9,16 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
-use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use http_body_util::BodyExt;
 use hyper::body::Body;
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceTable};
-use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder};
+use wasmtime::{
+    Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder,
+};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
@@ -112,14 +114,19 @@ impl App {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        let variables = Variables::resolve(&manifest, &options.variables, |k| (options.env_lookup)(k))?;
+        let variables =
+            Variables::resolve(&manifest, &options.variables, |k| (options.env_lookup)(k))?;
 
         for id in &options.components {
             if !manifest.component.contains_key(id) {
-                bail!("--component-id {id}: no component `{id}` in {}", manifest_path.display());
+                bail!(
+                    "--component-id {id}: no component `{id}` in {}",
+                    manifest_path.display()
+                );
             }
         }
-        let selected = |id: &str| options.components.is_empty() || options.components.iter().any(|c| c == id);
+        let selected =
+            |id: &str| options.components.is_empty() || options.components.iter().any(|c| c == id);
 
         let engine = build_engine(&options)?;
         let mut linker: Linker<InstanceState> = Linker::new(&engine);
@@ -127,9 +134,24 @@ impl App {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         SpinHost::add_to_linker::<InstanceState, HasSelf<InstanceState>>(&mut linker, |s| s)?;
 
-        let http_components: Vec<&str> = manifest.trigger.http.iter().map(|t| t.component.as_str()).collect();
-        let redis_components: Vec<&str> = manifest.trigger.redis.iter().map(|t| t.component.as_str()).collect();
-        let cron_components: Vec<&str> = manifest.trigger.cron.iter().map(|t| t.component.as_str()).collect();
+        let http_components: Vec<&str> = manifest
+            .trigger
+            .http
+            .iter()
+            .map(|t| t.component.as_str())
+            .collect();
+        let redis_components: Vec<&str> = manifest
+            .trigger
+            .redis
+            .iter()
+            .map(|t| t.component.as_str())
+            .collect();
+        let cron_components: Vec<&str> = manifest
+            .trigger
+            .cron
+            .iter()
+            .map(|t| t.component.as_str())
+            .collect();
 
         let staging = files::Staging::new()?;
         let mut components = HashMap::new();
@@ -153,23 +175,31 @@ impl App {
                 .map(|(k, t)| variables.render(t).map(|v| (k.clone(), v)))
                 .collect::<Result<BTreeMap<_, _>, _>>()
                 .map_err(|e| anyhow!(at(&format!("variables: {e}"))))?;
-            let mut environment: Vec<(String, String)> =
-                def.environment.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let mut environment: Vec<(String, String)> = def
+                .environment
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             environment.extend(options.env.iter().cloned());
             let mounts = staging
                 .mount(id, &manifest_dir, &def.files, &def.exclude_files)
                 .with_context(|| at("failed to prepare `files`"))?;
 
             let source = def.source_path(&manifest_dir);
-            let component = Component::from_file(&engine, &source).map_err(anyhow::Error::from).with_context(|| {
-                at(&format!(
-                    "failed to load {} (run `village build` or the README's build step)",
-                    source.display()
-                ))
-            })?;
-            let pre: InstancePre<InstanceState> = linker
-                .instantiate_pre(&component)
-                .map_err(|e| anyhow!(at(&format!("imports something this runtime does not provide: {e:#}"))))?;
+            let component = Component::from_file(&engine, &source)
+                .map_err(anyhow::Error::from)
+                .with_context(|| {
+                    at(&format!(
+                        "failed to load {} (run `village build` or the README's build step)",
+                        source.display()
+                    ))
+                })?;
+            let pre: InstancePre<InstanceState> =
+                linker.instantiate_pre(&component).map_err(|e| {
+                    anyhow!(at(&format!(
+                        "imports something this runtime does not provide: {e:#}"
+                    )))
+                })?;
             let proxy = if http_components.contains(&id.as_str()) {
                 Some(ProxyPre::new(pre.clone()).map_err(|e| {
                     anyhow!(at(&format!(
@@ -190,7 +220,9 @@ impl App {
             };
             let cron = if cron_components.contains(&id.as_str()) {
                 Some(CronHandlerPre::new(pre.clone()).map_err(|e| {
-                    anyhow!(at(&format!("has a cron trigger but does not export handle-cron-event: {e:#}")))
+                    anyhow!(at(&format!(
+                        "has a cron trigger but does not export handle-cron-event: {e:#}"
+                    )))
                 })?)
             } else {
                 None
@@ -202,7 +234,15 @@ impl App {
                 environment,
                 mounts,
             });
-            components.insert(id.clone(), Loaded { config, proxy, redis, cron });
+            components.insert(
+                id.clone(),
+                Loaded {
+                    config,
+                    proxy,
+                    redis,
+                    cron,
+                },
+            );
         }
 
         let mut routes = Vec::new();
@@ -215,10 +255,16 @@ impl App {
                 RouteSetting::Path(p) => {
                     let pattern = RoutePattern::parse(p).map_err(|e| anyhow!(e))?;
                     routes.push((pattern.clone(), t.component.clone()));
-                    http_routes.push(HttpRoute { component: t.component.clone(), pattern: Some(pattern) });
+                    http_routes.push(HttpRoute {
+                        component: t.component.clone(),
+                        pattern: Some(pattern),
+                    });
                 }
                 RouteSetting::Private(_) => {
-                    http_routes.push(HttpRoute { component: t.component.clone(), pattern: None });
+                    http_routes.push(HttpRoute {
+                        component: t.component.clone(),
+                        pattern: None,
+                    });
                 }
             }
         }
@@ -260,7 +306,9 @@ impl App {
     }
 
     fn component(&self, id: &str) -> anyhow::Result<&Loaded> {
-        self.components.get(id).ok_or_else(|| anyhow!("no component `{id}` is running"))
+        self.components
+            .get(id)
+            .ok_or_else(|| anyhow!("no component `{id}` is running"))
     }
 
     /// A fresh store for one call: WASI context, limits, deadline.
@@ -319,14 +367,20 @@ impl App {
             .clone()
             .ok_or_else(|| anyhow!("component `{component}` has no HTTP trigger"))?;
         let mut store = self.new_store(loaded)?;
-        let req = store.data_mut().http().new_incoming_request(Scheme::Http, request)?;
+        let req = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, request)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let out = store.data_mut().http().new_response_outparam(tx)?;
         let id = component.to_owned();
         let task = tokio::spawn(async move {
             let result = async {
                 let proxy = pre.instantiate_async(&mut store).await?;
-                proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, req, out)
+                    .await
             }
             .await;
             flush_output(&id, store.data());
@@ -337,10 +391,16 @@ impl App {
         });
         match rx.await {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(code)) => Err(anyhow!("component `{component}` answered with error {code:?}")),
+            Ok(Err(code)) => Err(anyhow!(
+                "component `{component}` answered with error {code:?}"
+            )),
             Err(_) => match task.await {
-                Ok(Ok(())) => Err(anyhow!("component `{component}` returned without setting a response")),
-                Ok(Err(e)) => Err(anyhow::Error::from(e).context(format!("component `{component}` failed"))),
+                Ok(Ok(())) => Err(anyhow!(
+                    "component `{component}` returned without setting a response"
+                )),
+                Ok(Err(e)) => {
+                    Err(anyhow::Error::from(e).context(format!("component `{component}` failed")))
+                }
                 Err(join) => Err(anyhow!("component `{component}` task failed: {join}")),
             },
         }
@@ -349,7 +409,10 @@ impl App {
     /// Runs a Redis-triggered component for one message.
     pub async fn invoke_redis(&self, component: &str, payload: Vec<u8>) -> anyhow::Result<()> {
         let loaded = self.component(component)?;
-        let pre = loaded.redis.clone().ok_or_else(|| anyhow!("component `{component}` has no Redis trigger"))?;
+        let pre = loaded
+            .redis
+            .clone()
+            .ok_or_else(|| anyhow!("component `{component}` has no Redis trigger"))?;
         let mut store = self.new_store(loaded)?;
         let result = async {
             let handler = pre.instantiate_async(&mut store).await?;
@@ -367,7 +430,10 @@ impl App {
     /// Runs a cron component for one scheduled instant (seconds since epoch).
     pub async fn invoke_cron(&self, component: &str, timestamp: u64) -> anyhow::Result<()> {
         let loaded = self.component(component)?;
-        let pre = loaded.cron.clone().ok_or_else(|| anyhow!("component `{component}` has no cron trigger"))?;
+        let pre = loaded
+            .cron
+            .clone()
+            .ok_or_else(|| anyhow!("component `{component}` has no cron trigger"))?;
         let mut store = self.new_store(loaded)?;
         let result = async {
             let handler = pre.instantiate_async(&mut store).await?;
@@ -396,7 +462,10 @@ impl App {
         // A private component has no route: the whole path is its path info.
         let matched = match &route.pattern {
             Some(p) => p.matches(&path),
-            None => Some(crate::routes::RouteMatch { params: Vec::new(), path_info: path.clone() }),
+            None => Some(crate::routes::RouteMatch {
+                params: Vec::new(),
+                path_info: path.clone(),
+            }),
         };
         let client: SocketAddr = ([127, 0, 0, 1], 0).into();
         let full_url = request.uri().to_string();
@@ -420,7 +489,11 @@ impl App {
 }
 
 fn resolve_manifest_path(path: &Path) -> anyhow::Result<PathBuf> {
-    let p = if path.is_dir() { path.join("spin.toml") } else { path.to_path_buf() };
+    let p = if path.is_dir() {
+        path.join("spin.toml")
+    } else {
+        path.to_path_buf()
+    };
     if !p.exists() {
         bail!("no manifest at {}", p.display());
     }
@@ -458,13 +531,17 @@ fn build_engine(options: &Options) -> anyhow::Result<Engine> {
         }
         None => tracing::warn!("compilation cache disabled: no HOME or VILLAGE_CACHE_DIR"),
     }
-    Engine::new(&config).map_err(anyhow::Error::from).context("failed to create the wasmtime engine")
+    Engine::new(&config)
+        .map_err(anyhow::Error::from)
+        .context("failed to create the wasmtime engine")
 }
 
 fn cache_dir() -> Option<PathBuf> {
     std::env::var_os("VILLAGE_CACHE_DIR")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/village/wasmtime")))
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/village/wasmtime"))
+        })
 }
 
 /// Advances the epoch so deadlines fire; ends when the engine is dropped.
@@ -480,7 +557,9 @@ fn spawn_epoch_ticker(engine: &Engine) {
             }
         })
         .map(drop)
-        .unwrap_or_else(|e| tracing::error!("failed to start the epoch ticker, time limits are off: {e}"));
+        .unwrap_or_else(|e| {
+            tracing::error!("failed to start the epoch ticker, time limits are off: {e}")
+        });
 }
 
 /// Writes what the guest printed, each line prefixed with the component id.

@@ -20,7 +20,11 @@ pub fn run(manifest_path: &Path, only: &[String]) -> anyhow::Result<()> {
             println!("{id}: no build command");
             continue;
         };
-        let workdir = build.workdir.as_deref().map(|w| base.join(w)).unwrap_or_else(|| base.to_path_buf());
+        let workdir = build
+            .workdir
+            .as_deref()
+            .map(|w| base.join(w))
+            .unwrap_or_else(|| base.to_path_buf());
         println!("Building component {id} with `{}`", build.command);
         let status = Command::new("sh")
             .arg("-c")

@@ -38,7 +38,12 @@ pub async fn run(app: Arc<App>, shutdown: watch::Receiver<bool>) {
                 continue;
             }
         };
-        tasks.push(tokio::spawn(fire_loop(app.clone(), t.component.clone(), schedule, shutdown.clone())));
+        tasks.push(tokio::spawn(fire_loop(
+            app.clone(),
+            t.component.clone(),
+            schedule,
+            shutdown.clone(),
+        )));
     }
     for t in tasks {
         if let Err(e) = t.await {
@@ -47,7 +52,12 @@ pub async fn run(app: Arc<App>, shutdown: watch::Receiver<bool>) {
     }
 }
 
-async fn fire_loop(app: Arc<App>, component: String, schedule: Schedule, mut shutdown: watch::Receiver<bool>) {
+async fn fire_loop(
+    app: Arc<App>,
+    component: String,
+    schedule: Schedule,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let Some(next) = schedule.upcoming(Utc).next() else {
             tracing::info!(component = %component, "cron schedule has no further runs");

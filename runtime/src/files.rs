@@ -16,7 +16,11 @@ pub struct Staging {
 
 impl Staging {
     pub fn new() -> anyhow::Result<Self> {
-        let root = std::env::temp_dir().join(format!("village-files-{}-{}", std::process::id(), uuid::Uuid::new_v4()));
+        let root = std::env::temp_dir().join(format!(
+            "village-files-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        ));
         Ok(Self { root })
     }
 
@@ -32,7 +36,9 @@ impl Staging {
         let staged = self.root.join(component);
         let excluded: Vec<glob::Pattern> = exclude
             .iter()
-            .map(|p| glob::Pattern::new(p).with_context(|| format!("bad exclude_files pattern `{p}`")))
+            .map(|p| {
+                glob::Pattern::new(p).with_context(|| format!("bad exclude_files pattern `{p}`"))
+            })
             .collect::<Result<_, _>>()?;
         let mut staged_any = false;
         for entry in files {
@@ -46,8 +52,12 @@ impl Staging {
                 }
                 FileMount::Pattern(pattern) => {
                     let full = base.join(pattern);
-                    let full = full.to_str().with_context(|| format!("non-UTF-8 path in `{pattern}`"))?;
-                    for found in glob::glob(full).with_context(|| format!("bad files pattern `{pattern}`"))? {
+                    let full = full
+                        .to_str()
+                        .with_context(|| format!("non-UTF-8 path in `{pattern}`"))?;
+                    for found in glob::glob(full)
+                        .with_context(|| format!("bad files pattern `{pattern}`"))?
+                    {
                         let found = found?;
                         if !found.is_file() {
                             continue;

@@ -37,22 +37,34 @@ pub struct SpinHeaders<'a> {
 
 pub fn set_spin_headers(headers: &mut HeaderMap, h: &SpinHeaders<'_>) {
     let mut set = |name: &str, value: &str| {
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
             headers.insert(n, v);
         }
     };
     set("spin-full-url", h.full_url);
-    set("spin-base-path", if h.base.is_empty() { "/" } else { h.base });
+    set(
+        "spin-base-path",
+        if h.base.is_empty() { "/" } else { h.base },
+    );
     set("spin-client-addr", &h.client.to_string());
     if let Some(pattern) = h.pattern {
-        set("spin-matched-route", &format!("{}{}", h.base, pattern.raw()));
+        set(
+            "spin-matched-route",
+            &format!("{}{}", h.base, pattern.raw()),
+        );
         set("spin-raw-component-route", pattern.raw());
         set("spin-component-route", &pattern.component_route());
     }
     if let Some(m) = h.matched {
         set("spin-path-info", &m.path_info);
         for (name, value) in &m.params {
-            set(&format!("spin-path-match-{}", name.to_ascii_lowercase()), value);
+            set(
+                &format!("spin-path-match-{}", name.to_ascii_lowercase()),
+                value,
+            );
         }
     } else {
         set("spin-path-info", "");
@@ -66,13 +78,20 @@ fn plain(status: StatusCode, text: &str) -> Response<ResponseBody> {
             .boxed_unsync(),
     );
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
 /// Routes and runs one request. Never fails: problems become 4xx/5xx.
-pub async fn handle(app: Arc<App>, mut req: Request<Incoming>, client: SocketAddr, local: SocketAddr) -> Response<ResponseBody> {
+pub async fn handle(
+    app: Arc<App>,
+    mut req: Request<Incoming>,
+    client: SocketAddr,
+    local: SocketAddr,
+) -> Response<ResponseBody> {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
@@ -85,7 +104,10 @@ pub async fn handle(app: Arc<App>, mut req: Request<Incoming>, client: SocketAdd
     if declared.is_some_and(|n| n > max as u64) {
         return plain(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n");
     }
-    let Some(routed_path) = path.strip_prefix(&app.base).map(|p| if p.is_empty() { "/" } else { p }) else {
+    let Some(routed_path) = path
+        .strip_prefix(&app.base)
+        .map(|p| if p.is_empty() { "/" } else { p })
+    else {
         return plain(StatusCode::NOT_FOUND, "Not Found\n");
     };
     let Some(routed) = app.router.route(routed_path) else {
@@ -99,7 +121,12 @@ pub async fn handle(app: Arc<App>, mut req: Request<Incoming>, client: SocketAdd
         .and_then(|h| h.to_str().ok())
         .map(str::to_owned)
         .unwrap_or_else(|| local.to_string());
-    let path_and_query = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/").to_owned();
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_owned();
     let full_url = format!("http://{host}{path_and_query}");
     // wasi:http wants an absolute URI; the authority is the Host header.
     if let Ok(uri) = full_url.parse() {

@@ -65,7 +65,11 @@ pub async fn start(options: Options, listen: SocketAddr) -> anyhow::Result<Runni
             .await
             .with_context(|| format!("failed to listen on {listen}"))?;
         let addr = listener.local_addr()?;
-        tasks.push(tokio::spawn(http_trigger::serve(app.clone(), listener, rx.clone())));
+        tasks.push(tokio::spawn(http_trigger::serve(
+            app.clone(),
+            listener,
+            rx.clone(),
+        )));
         addr
     } else {
         listen
@@ -89,8 +93,16 @@ pub fn describe_routes(app: &App, addr: SocketAddr) -> Vec<String> {
     let mut lines = Vec::new();
     for route in &app.http_routes {
         match &route.pattern {
-            Some(p) => lines.push(format!("  {}: http://{addr}{}{}", route.component, app.base, p.raw())),
-            None => lines.push(format!("  {}: (private: reachable as http://{}.spin.internal)", route.component, route.component)),
+            Some(p) => lines.push(format!(
+                "  {}: http://{addr}{}{}",
+                route.component,
+                app.base,
+                p.raw()
+            )),
+            None => lines.push(format!(
+                "  {}: (private: reachable as http://{}.spin.internal)",
+                route.component, route.component
+            )),
         }
     }
     lines

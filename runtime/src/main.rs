@@ -5,12 +5,16 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use village_runtime::{Options, describe_routes, start};
 
 #[derive(Parser)]
-#[command(name = "village", version, about = "A Spin-compatible runtime for Village Homepage")]
+#[command(
+    name = "village",
+    version,
+    about = "A Spin-compatible runtime for Village Homepage"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -54,7 +58,8 @@ struct UpArgs {
     /// Time budget of one request or event, in milliseconds.
     #[arg(long, default_value_t = 30_000)]
     timeout_ms: u64,
-    /// Apply pending database migrations (to the `database_url` variable) first.
+    /// Apply pending database migrations first (to the database named by the
+    /// `db_user`, `db_password`, `db_host`, `db_name` application variables).
     #[arg(long)]
     migrate: bool,
 }
@@ -75,7 +80,9 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Build { from, components } => village_runtime::build::run(&manifest_file(from), &components),
+        Command::Build { from, components } => {
+            village_runtime::build::run(&manifest_file(from), &components)
+        }
         Command::Up(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -85,7 +92,11 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn manifest_file(from: PathBuf) -> PathBuf {
-    if from.is_dir() { from.join("spin.toml") } else { from }
+    if from.is_dir() {
+        from.join("spin.toml")
+    } else {
+        from
+    }
 }
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
@@ -96,14 +107,10 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     options.max_instance_memory = args.max_instance_memory_mb << 20;
     options.timeout = Duration::from_millis(args.timeout_ms);
     if args.migrate {
-        let manifest = village_runtime::manifest::Manifest::load(&options.manifest)?;
-        let vars = village_runtime::variables::Variables::resolve(&manifest, &options.variables, |k| {
-            std::env::var(k).ok()
-        })?;
-        let Some(url) = vars.app_value("database_url") else {
-            bail!("--migrate needs a `database_url` application variable");
-        };
-        let report = village_migrate::migrate(url).await.context("failed to migrate the database")?;
+        let url = database_url(&options)?;
+        let report = village_migrate::migrate(&url)
+            .await
+            .context("failed to migrate the database")?;
         println!("Migrations: {report}");
     }
     let running = start(options, args.listen).await?;
@@ -116,6 +123,29 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     println!("Shutting down: finishing in-flight requests");
     running.stop().await;
     Ok(())
+}
+
+/// The project's database, from its application variables `db_user`,
+/// `db_password`, `db_host` and `db_name` (the same ones its components'
+/// `database_url` templates use).
+fn database_url(options: &Options) -> anyhow::Result<String> {
+    let manifest = village_runtime::manifest::Manifest::load(&options.manifest)?;
+    let vars =
+        village_runtime::variables::Variables::resolve(&manifest, &options.variables, |k| {
+            std::env::var(k).ok()
+        })?;
+    let get = |name: &str| {
+        vars.app_value(name)
+            .map(str::to_owned)
+            .with_context(|| format!("--migrate needs the application variable `{name}`"))
+    };
+    Ok(format!(
+        "postgres://{}:{}@{}/{}",
+        get("db_user")?,
+        get("db_password")?,
+        get("db_host")?,
+        get("db_name")?
+    ))
 }
 
 async fn shutdown_signal() {

@@ -246,13 +246,12 @@ impl Manifest {
             path: path.to_owned(),
             message: e.message().to_owned(),
         })?;
-        let manifest: Manifest = serde_path_to_error::deserialize(value).map_err(|e| {
-            ManifestError::Field {
+        let manifest: Manifest =
+            serde_path_to_error::deserialize(value).map_err(|e| ManifestError::Field {
                 path: path.to_owned(),
                 location: display_location(&e.path().to_string()),
                 message: e.inner().to_string(),
-            }
-        })?;
+            })?;
         manifest.validate(path)?;
         Ok(manifest)
     }
@@ -361,12 +360,14 @@ impl Manifest {
             }
             match &trigger.route {
                 RouteSetting::Path(route) => {
-                    let pattern = RoutePattern::parse(route)
-                        .map_err(|m| err(format!("{at}.route"), m))?;
+                    let pattern =
+                        RoutePattern::parse(route).map_err(|m| err(format!("{at}.route"), m))?;
                     if let Some(first) = routes.insert(pattern.canonical(), i) {
                         return Err(err(
                             format!("{at}.route"),
-                            format!("duplicate route `{route}`: trigger.http[{first}] already serves it"),
+                            format!(
+                                "duplicate route `{route}`: trigger.http[{first}] already serves it"
+                            ),
                         ));
                     }
                 }
@@ -389,7 +390,11 @@ impl Manifest {
                     format!("no component `{}` is defined", trigger.component),
                 ));
             }
-            match trigger.address.as_deref().or(app_redis.map(|r| r.address.as_str())) {
+            match trigger
+                .address
+                .as_deref()
+                .or(app_redis.map(|r| r.address.as_str()))
+            {
                 Some(address) => self
                     .check_template(address)
                     .map_err(|m| err(format!("{at}.address"), m))?,

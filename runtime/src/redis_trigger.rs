@@ -14,7 +14,13 @@ use crate::app::App;
 
 /// Subscribes per address; returns when `shutdown` turns true.
 pub async fn run(app: Arc<App>, shutdown: watch::Receiver<bool>) {
-    let app_address = app.manifest.application.trigger.redis.as_ref().map(|r| r.address.clone());
+    let app_address = app
+        .manifest
+        .application
+        .trigger
+        .redis
+        .as_ref()
+        .map(|r| r.address.clone());
     // address -> channel -> components
     let mut subscriptions: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
     for t in &app.manifest.trigger.redis {
@@ -40,7 +46,14 @@ pub async fn run(app: Arc<App>, shutdown: watch::Receiver<bool>) {
     }
     let tasks: Vec<_> = subscriptions
         .into_iter()
-        .map(|(address, channels)| tokio::spawn(subscribe_loop(app.clone(), address, channels, shutdown.clone())))
+        .map(|(address, channels)| {
+            tokio::spawn(subscribe_loop(
+                app.clone(),
+                address,
+                channels,
+                shutdown.clone(),
+            ))
+        })
         .collect();
     for t in tasks {
         if let Err(e) = t.await {
@@ -86,7 +99,10 @@ async fn subscribe_once(
     for channel in channels.keys() {
         pubsub.subscribe(channel).await?;
     }
-    tracing::info!("redis trigger: subscribed to {:?}", channels.keys().collect::<Vec<_>>());
+    tracing::info!(
+        "redis trigger: subscribed to {:?}",
+        channels.keys().collect::<Vec<_>>()
+    );
     let mut messages = pubsub.on_message();
     loop {
         tokio::select! {

@@ -100,9 +100,14 @@ impl RoutePattern {
         let parts: Vec<&str> = if trimmed.is_empty() {
             Vec::new()
         } else {
-            trimmed.strip_suffix('/').unwrap_or(trimmed).split('/').collect()
+            trimmed
+                .strip_suffix('/')
+                .unwrap_or(trimmed)
+                .split('/')
+                .collect()
         };
-        if parts.len() < self.segments.len() || (!self.wildcard && parts.len() != self.segments.len())
+        if parts.len() < self.segments.len()
+            || (!self.wildcard && parts.len() != self.segments.len())
         {
             return None;
         }
@@ -118,7 +123,10 @@ impl RoutePattern {
             }
         }
         let path_info = if self.wildcard {
-            let consumed: usize = parts[..self.segments.len()].iter().map(|p| p.len() + 1).sum();
+            let consumed: usize = parts[..self.segments.len()]
+                .iter()
+                .map(|p| p.len() + 1)
+                .sum();
             path[consumed..].to_owned()
         } else {
             String::new()
@@ -167,8 +175,15 @@ impl Router {
     pub fn new(entries: impl IntoIterator<Item = (RoutePattern, String)>) -> Result<Self, String> {
         let mut routes: Vec<(RoutePattern, String)> = Vec::new();
         for (pattern, component) in entries {
-            if let Some((dup, _)) = routes.iter().find(|(p, _)| p.canonical() == pattern.canonical()) {
-                return Err(format!("duplicate route `{}` (same as `{}`)", pattern.raw(), dup.raw()));
+            if let Some((dup, _)) = routes
+                .iter()
+                .find(|(p, _)| p.canonical() == pattern.canonical())
+            {
+                return Err(format!(
+                    "duplicate route `{}` (same as `{}`)",
+                    pattern.raw(),
+                    dup.raw()
+                ));
             }
             routes.push((pattern, component));
         }
@@ -201,11 +216,12 @@ mod tests {
     use super::*;
 
     fn router(routes: &[(&str, &str)]) -> Router {
-        Router::new(
-            routes
-                .iter()
-                .map(|(r, c)| (RoutePattern::parse(r).expect("valid route"), (*c).to_owned())),
-        )
+        Router::new(routes.iter().map(|(r, c)| {
+            (
+                RoutePattern::parse(r).expect("valid route"),
+                (*c).to_owned(),
+            )
+        }))
         .expect("no duplicates")
     }
 
@@ -234,18 +250,29 @@ mod tests {
             ("/api/users/", Some("users"), "", &[]),
             ("/api/users/42", Some("user"), "", &[("id", "42")]),
             ("/api/users/me", Some("me"), "", &[]),
-            ("/api/users/42/posts/1", Some("user-sub"), "/posts/1", &[("id", "42")]),
+            (
+                "/api/users/42/posts/1",
+                Some("user-sub"),
+                "/posts/1",
+                &[("id", "42")],
+            ),
             ("/static/css/site.css", Some("static"), "/css/site.css", &[]),
             ("/a/b/c", Some("param-mid"), "", &[("x", "b")]),
             ("/a/b/d", Some("fallback"), "/a/b/d", &[]),
         ];
         for (path, component, info, params) in cases {
             let routed = r.route(path);
-            assert_eq!(routed.as_ref().map(|r| r.component), *component, "path {path}");
+            assert_eq!(
+                routed.as_ref().map(|r| r.component),
+                *component,
+                "path {path}"
+            );
             let routed = routed.expect("checked above");
             assert_eq!(routed.matched.path_info, *info, "path info of {path}");
-            let want: Vec<(String, String)> =
-                params.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+            let want: Vec<(String, String)> = params
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect();
             assert_eq!(routed.matched.params, want, "params of {path}");
         }
     }
@@ -269,7 +296,10 @@ mod tests {
     #[test]
     fn rejects_malformed_routes() {
         for bad in ["api", "/a//b", "/a/.../b", "/a/:"] {
-            assert!(RoutePattern::parse(bad).is_err(), "{bad} should be rejected");
+            assert!(
+                RoutePattern::parse(bad).is_err(),
+                "{bad} should be rejected"
+            );
         }
     }
 
@@ -277,6 +307,11 @@ mod tests {
     fn component_route_strips_the_wildcard() {
         let p = RoutePattern::parse("/static/...").expect("valid");
         assert_eq!(p.component_route(), "/static");
-        assert_eq!(RoutePattern::parse("/...").expect("valid").component_route(), "");
+        assert_eq!(
+            RoutePattern::parse("/...")
+                .expect("valid")
+                .component_route(),
+            ""
+        );
     }
 }

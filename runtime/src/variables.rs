@@ -42,7 +42,10 @@ impl Variables {
         overrides: &BTreeMap<String, String>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, VariableError> {
-        if let Some(name) = overrides.keys().find(|k| !manifest.variables.contains_key(*k)) {
+        if let Some(name) = overrides
+            .keys()
+            .find(|k| !manifest.variables.contains_key(*k))
+        {
             return Err(VariableError::UnknownOverride { name: name.clone() });
         }
         let mut values = BTreeMap::new();
@@ -90,7 +93,11 @@ impl Variables {
         self.values
             .iter()
             .map(|(k, v)| {
-                let shown = if v.secret { "[redacted]".into() } else { v.value.clone() };
+                let shown = if v.secret {
+                    "[redacted]".into()
+                } else {
+                    v.value.clone()
+                };
                 (k.clone(), shown)
             })
             .collect()
@@ -174,7 +181,13 @@ variables = { greeting = "hello from {{ region }}" }
     #[test]
     fn an_override_of_an_undefined_variable_is_refused() {
         let flags = BTreeMap::from([("nope".to_owned(), "x".to_owned())]);
-        let err = Variables::resolve(&manifest(), &flags, |_| Some("x".into())).expect_err("unknown");
-        assert_eq!(err, VariableError::UnknownOverride { name: "nope".into() });
+        let err =
+            Variables::resolve(&manifest(), &flags, |_| Some("x".into())).expect_err("unknown");
+        assert_eq!(
+            err,
+            VariableError::UnknownOverride {
+                name: "nope".into()
+            }
+        );
     }
 }

@@ -66,7 +66,10 @@ async fn sets_spins_request_headers_for_wildcard_routes() {
     let app = start_fixture(&["http-fixture"], |_| {}).await;
     let h = get_json(&app, "/fixture/headers?x=1").await;
     let addr = app.addr;
-    assert_eq!(h["spin-full-url"], format!("http://{addr}/fixture/headers?x=1"));
+    assert_eq!(
+        h["spin-full-url"],
+        format!("http://{addr}/fixture/headers?x=1")
+    );
     assert_eq!(h["spin-path-info"], "/headers");
     assert_eq!(h["spin-matched-route"], "/fixture/...");
     assert_eq!(h["spin-component-route"], "/fixture");
@@ -100,10 +103,20 @@ async fn refuses_bodies_over_the_limit() {
     let app = start_fixture(&["http-fixture"], |o| o.max_request_body = 1024).await;
     let client = reqwest::Client::new();
     let url = format!("http://{}/fixture/echo", app.addr);
-    let ok = client.post(&url).body(vec![b'a'; 1000]).send().await.expect("answered");
+    let ok = client
+        .post(&url)
+        .body(vec![b'a'; 1000])
+        .send()
+        .await
+        .expect("answered");
     assert_eq!(ok.status(), 200);
     assert_eq!(ok.bytes().await.expect("body").len(), 1000);
-    let big = client.post(&url).body(vec![b'a'; 4096]).send().await.expect("answered");
+    let big = client
+        .post(&url)
+        .body(vec![b'a'; 4096])
+        .send()
+        .await
+        .expect("answered");
     assert_eq!(big.status(), 413);
     app.stop().await;
 }
@@ -124,7 +137,10 @@ async fn round_trips_every_postgres_type_the_components_use() {
     assert_eq!(v["v"], "short");
     assert_eq!(v["by"], serde_json::json!([0, 1, 255]));
     assert_eq!(v["d"], "2026-11-27");
-    assert_eq!(v["ts"], "2026-11-27 13:45:30", "timestamptz is UTC both ways");
+    assert_eq!(
+        v["ts"], "2026-11-27 13:45:30",
+        "timestamptz is UTC both ways"
+    );
     assert_eq!(v["tsn"], "2026-01-02 03:04:05");
     assert_eq!(v["u"], "67e55044-10b1-426f-9247-bb680e5fe0c8");
     assert_eq!(v["j"], serde_json::json!({"a": [1, 2]}));
@@ -137,14 +153,19 @@ async fn round_trips_every_postgres_type_the_components_use() {
 #[tokio::test]
 async fn refuses_postgres_outside_the_allow_list_without_leaking_credentials() {
     let app = start_fixture(&["http-fixture"], |o| {
-        o.variables
-            .insert("denied_db_url".into(), "postgres://admin:hunter2@127.0.0.2:5432/db".into());
+        o.variables.insert(
+            "denied_db_url".into(),
+            "postgres://admin:hunter2@127.0.0.2:5432/db".into(),
+        );
     })
     .await;
     let v = get_json(&app, "/fixture/pg-open?var=denied_db_url").await;
     assert_eq!(v["opened"], false);
     let error = v["error"].as_str().expect("error text");
-    assert!(error.contains("not in the component's allowed_outbound_hosts"), "{error}");
+    assert!(
+        error.contains("not in the component's allowed_outbound_hosts"),
+        "{error}"
+    );
     assert!(!error.contains("hunter2"), "{error}");
     app.stop().await;
 }
@@ -162,7 +183,10 @@ async fn runs_every_redis_operation_against_the_real_server() {
     assert_eq!(v["del"], 1);
     assert_eq!(v["after_delete"], true);
     assert_eq!(v["hset"], "[RedisResult::Int64(1)]");
-    assert_eq!(v["hget"], "[RedisResult::Binary([52, 50])]", "HGET returns the stored bytes \"42\"");
+    assert_eq!(
+        v["hget"], "[RedisResult::Binary([52, 50])]",
+        "HGET returns the stored bytes \"42\""
+    );
     let mut r = redis().await;
     let counter: i64 = redis::cmd("GET")
         .arg(format!("{prefix}counter"))
@@ -179,15 +203,22 @@ async fn refuses_redis_outside_the_allow_list() {
     let v = get_json(&app, "/fixture/redis-open?var=denied_redis_url").await;
     assert_eq!(v["opened"], false);
     assert!(
-        v["error"].as_str().expect("error").contains("allowed_outbound_hosts"),
+        v["error"]
+            .as_str()
+            .expect("error")
+            .contains("allowed_outbound_hosts"),
         "{v}"
     );
     app.stop().await;
 }
 
 /// A one-shot HTTP server: answers every connection with `body`, counts them.
-async fn tiny_server(body: &'static str) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+async fn tiny_server(
+    body: &'static str,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
     let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = hits.clone();
@@ -220,20 +251,38 @@ async fn allows_outbound_http_only_to_listed_hosts() {
     assert_eq!(v["status"], 200, "{v}");
     assert_eq!(v["body"], "upstream says hi");
     let v = get_json(&app, &format!("/fixture/outbound?url=http://{other}/x")).await;
-    assert!(v["error"].as_str().expect("error").contains("HttpRequestDenied"), "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .expect("error")
+            .contains("HttpRequestDenied"),
+        "{v}"
+    );
     assert_eq!(allowed_hits.load(std::sync::atomic::Ordering::SeqCst), 1);
-    assert_eq!(other_hits.load(std::sync::atomic::Ordering::SeqCst), 0, "a denied request opens no socket");
+    assert_eq!(
+        other_hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a denied request opens no socket"
+    );
     app.stop().await;
 }
 
 #[tokio::test]
 async fn chains_to_private_components_in_process() {
     let app = start_fixture(&["http-fixture", "chained"], |_| {}).await;
-    let v = get_json(&app, "/fixture/outbound?url=http://chained.spin.internal/variable?name=anything").await;
+    let v = get_json(
+        &app,
+        "/fixture/outbound?url=http://chained.spin.internal/variable?name=anything",
+    )
+    .await;
     assert_eq!(v["status"], 200, "{v}");
-    let body: serde_json::Value = serde_json::from_str(v["body"].as_str().expect("body")).expect("json");
+    let body: serde_json::Value =
+        serde_json::from_str(v["body"].as_str().expect("body")).expect("json");
     assert!(
-        body["error"].as_str().expect("the chained component answered").contains("chained"),
+        body["error"]
+            .as_str()
+            .expect("the chained component answered")
+            .contains("chained"),
         "the request ran in the `chained` component: {body}"
     );
     app.stop().await;
@@ -246,17 +295,32 @@ async fn gives_components_their_variables_environment_and_files() {
         o.env.push(("EXTRA".into(), "from-cli".into()));
     })
     .await;
-    assert_eq!(get_json(&app, "/fixture/variable?name=message").await["value"], "bonjour, world");
+    assert_eq!(
+        get_json(&app, "/fixture/variable?name=message").await["value"],
+        "bonjour, world"
+    );
     let undefined = get_json(&app, "/fixture/variable?name=greeting").await;
-    assert!(undefined["error"].is_string(), "application variables are not visible directly: {undefined}");
-    assert_eq!(get_json(&app, "/fixture/env?name=FIXTURE_MODE").await["value"], "test");
-    assert_eq!(get_json(&app, "/fixture/env?name=EXTRA").await["value"], "from-cli");
+    assert!(
+        undefined["error"].is_string(),
+        "application variables are not visible directly: {undefined}"
+    );
+    assert_eq!(
+        get_json(&app, "/fixture/env?name=FIXTURE_MODE").await["value"],
+        "test"
+    );
+    assert_eq!(
+        get_json(&app, "/fixture/env?name=EXTRA").await["value"],
+        "from-cli"
+    );
     assert_eq!(
         get_json(&app, "/fixture/file?path=/assets/hello.txt").await["text"],
         "mounted file contents\n"
     );
     let outside = get_json(&app, "/fixture/file?path=/spin.toml").await;
-    assert!(outside["error"].is_string(), "only listed files are mounted: {outside}");
+    assert!(
+        outside["error"].is_string(),
+        "only listed files are mounted: {outside}"
+    );
     app.stop().await;
 }
 
@@ -272,10 +336,17 @@ async fn a_trap_answers_500_and_the_next_request_is_served() {
 
 #[tokio::test]
 async fn interrupts_a_component_that_runs_past_its_time_limit() {
-    let app = start_fixture(&["http-fixture"], |o| o.timeout = Duration::from_millis(300)).await;
+    let app = start_fixture(&["http-fixture"], |o| {
+        o.timeout = Duration::from_millis(300)
+    })
+    .await;
     let started = Instant::now();
     assert_eq!(status_of(&app, "/fixture/spin").await, 500);
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
     assert_eq!(status_of(&app, "/fixture/headers").await, 200);
     app.stop().await;
 }
@@ -293,7 +364,11 @@ async fn wait_for_key(key: &str, within: Duration) -> Option<String> {
     let mut r = redis().await;
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
-        let v: Option<String> = redis::cmd("GET").arg(key).query_async(&mut r).await.expect("GET");
+        let v: Option<String> = redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut r)
+            .await
+            .expect("GET");
         if v.is_some() {
             return v;
         }
@@ -319,7 +394,11 @@ async fn delivers_redis_messages_to_the_subscribed_component() {
             .expect("PUBLISH");
         delivered = wait_for_key(&format!("received:{message}"), Duration::from_millis(500)).await;
     }
-    assert_eq!(delivered.as_deref(), Some("1"), "the component recorded the message");
+    assert_eq!(
+        delivered.as_deref(),
+        Some("1"),
+        "the component recorded the message"
+    );
     app.stop().await;
 }
 
@@ -338,7 +417,10 @@ async fn fires_cron_components_on_a_seconds_schedule() {
         .query_async(&mut r)
         .await
         .expect("fired counter");
-    assert!((2..=5).contains(&fired), "fired {fired} times in 3.5 s on a 1 s schedule");
+    assert!(
+        (2..=5).contains(&fired),
+        "fired {fired} times in 3.5 s on a 1 s schedule"
+    );
     let last: String = redis::cmd("GET")
         .arg(format!("{prefix}:last"))
         .query_async(&mut r)
@@ -346,7 +428,10 @@ async fn fires_cron_components_on_a_seconds_schedule() {
         .expect("last timestamp");
     let last: i64 = last.parse().expect("a number");
     let now = chrono::Utc::now().timestamp();
-    assert!((now - 5..=now).contains(&last), "scheduled time {last} is recent (now {now})");
+    assert!(
+        (now - 5..=now).contains(&last),
+        "scheduled time {last} is recent (now {now})"
+    );
 }
 
 #[tokio::test]
@@ -362,10 +447,13 @@ async fn start_up_fails_naming_a_missing_import() {
         "spin_manifest_version = 2\n[application]\nname = \"x\"\n[[trigger.http]]\nroute = \"/\"\ncomponent = \"broken\"\n[component.broken]\nsource = \"missing.wat\"\n",
     )
     .expect("write manifest");
-    let err = start(Options::new(dir.path().join("spin.toml")), "127.0.0.1:0".parse().expect("addr"))
-        .await
-        .err()
-        .expect("start-up fails");
+    let err = start(
+        Options::new(dir.path().join("spin.toml")),
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .err()
+    .expect("start-up fails");
     let text = format!("{err:#}");
     assert!(text.contains("component `broken`"), "{text}");
     assert!(text.contains("acme:missing/thing@1.0.0"), "{text}");
@@ -381,8 +469,14 @@ async fn start_up_names_a_missing_required_variable() {
     .expect("write manifest");
     let mut options = Options::new(dir.path().join("spin.toml"));
     options.env_lookup = std::sync::Arc::new(|_| None);
-    let err = start(options, "127.0.0.1:0".parse().expect("addr")).await.err().expect("fails");
-    assert!(format!("{err:#}").contains("required variable `stripe_key` has no value"), "{err:#}");
+    let err = start(options, "127.0.0.1:0".parse().expect("addr"))
+        .await
+        .err()
+        .expect("fails");
+    assert!(
+        format!("{err:#}").contains("required variable `stripe_key` has no value"),
+        "{err:#}"
+    );
 }
 
 /// Each `tests/manifests/<case>.toml` fails to load with exactly the message
@@ -397,7 +491,11 @@ fn manifest_errors_match_their_golden_files() {
             continue;
         }
         cases += 1;
-        let name = path.file_name().expect("name").to_string_lossy().into_owned();
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
         let text = std::fs::read_to_string(&path).expect("read case");
         let err = Manifest::parse(Path::new(&name), &text)
             .err()
@@ -407,7 +505,8 @@ fn manifest_errors_match_their_golden_files() {
         if std::env::var_os("UPDATE_GOLDEN").is_some() {
             std::fs::write(&golden, format!("{err}\n")).expect("write golden");
         }
-        let want = std::fs::read_to_string(&golden).unwrap_or_else(|_| panic!("{} is missing", golden.display()));
+        let want = std::fs::read_to_string(&golden)
+            .unwrap_or_else(|_| panic!("{} is missing", golden.display()));
         assert_eq!(err.trim_end(), want.trim_end(), "{name}");
     }
     assert!(cases >= 10, "found only {cases} cases");

@@ -61,7 +61,10 @@ impl<S: Sql> BlobStore for SqlBlobStore<'_, S> {
     async fn delete(&self, key: &str) -> Result<bool, SqlError> {
         Ok(self
             .sql
-            .execute("DELETE FROM blobs WHERE key = $1", &[SqlValue::Text(key.into())])
+            .execute(
+                "DELETE FROM blobs WHERE key = $1",
+                &[SqlValue::Text(key.into())],
+            )
             .await?
             > 0)
     }

@@ -57,13 +57,19 @@ impl From<i64> for CacheArg {
 #[allow(async_fn_in_trait)] // used through generics, never as `dyn`
 pub trait Cache {
     /// Runs one command; array replies come back flattened, as Spin does.
-    async fn execute(&self, command: &str, args: &[CacheArg]) -> Result<Vec<CacheValue>, CacheError>;
+    async fn execute(
+        &self,
+        command: &str,
+        args: &[CacheArg],
+    ) -> Result<Vec<CacheValue>, CacheError>;
 
     async fn ping(&self) -> Result<(), CacheError> {
         let reply = self.execute("PING", &[]).await?;
         match reply.first() {
             Some(CacheValue::Status(s)) if s == "PONG" => Ok(()),
-            other => Err(CacheError::Command(format!("unexpected PING reply {other:?}"))),
+            other => Err(CacheError::Command(format!(
+                "unexpected PING reply {other:?}"
+            ))),
         }
     }
 }

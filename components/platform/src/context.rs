@@ -78,10 +78,15 @@ impl RequestContext {
 /// The trace id of a `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`).
 fn parse_traceparent(v: &str) -> Option<String> {
     let mut parts = v.split('-');
-    let (version, trace, parent, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let (version, trace, parent, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
-    (hex(version, 2) && hex(trace, 32) && hex(parent, 16) && hex(flags, 2) && trace != "0".repeat(32))
-        .then(|| trace.to_ascii_lowercase())
+    (hex(version, 2)
+        && hex(trace, 32)
+        && hex(parent, 16)
+        && hex(flags, 2)
+        && trace != "0".repeat(32))
+    .then(|| trace.to_ascii_lowercase())
 }
 
 #[cfg(test)]
@@ -91,8 +96,14 @@ mod tests {
     #[test]
     fn accepts_only_v4_uuids_as_anonymous_ids() {
         assert!(AnonId::try_from("6f1c2b4e-8a8e-4d2b-9c1a-0b8f6a1e2d3c").is_ok());
-        assert!(AnonId::try_from("6f1c2b4e-8a8e-1d2b-9c1a-0b8f6a1e2d3c").is_err(), "v1");
-        assert!(AnonId::try_from("6f1c2b4e8a8e4d2b9c1a0b8f6a1e2d3c").is_err(), "unhyphenated");
+        assert!(
+            AnonId::try_from("6f1c2b4e-8a8e-1d2b-9c1a-0b8f6a1e2d3c").is_err(),
+            "v1"
+        );
+        assert!(
+            AnonId::try_from("6f1c2b4e8a8e4d2b9c1a0b8f6a1e2d3c").is_err(),
+            "unhyphenated"
+        );
         assert!(AnonId::try_from("<script>").is_err());
     }
 
@@ -101,7 +112,9 @@ mod tests {
         let mut h = http::HeaderMap::new();
         h.insert(
             "traceparent",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().expect("header"),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+                .parse()
+                .expect("header"),
         );
         let ctx = RequestContext::from_headers(&h, "x");
         assert_eq!(ctx.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
@@ -119,10 +132,15 @@ mod tests {
         assert!(ctx.anon_id_is_new);
         h.insert(
             http::header::COOKIE,
-            "other=1; vu_anon_id=6f1c2b4e-8a8e-4d2b-9c1a-0b8f6a1e2d3c".parse().expect("header"),
+            "other=1; vu_anon_id=6f1c2b4e-8a8e-4d2b-9c1a-0b8f6a1e2d3c"
+                .parse()
+                .expect("header"),
         );
         let ctx = RequestContext::from_headers(&h, "x");
         assert!(!ctx.anon_id_is_new);
-        assert_eq!(ctx.anon_id.to_string(), "6f1c2b4e-8a8e-4d2b-9c1a-0b8f6a1e2d3c");
+        assert_eq!(
+            ctx.anon_id.to_string(),
+            "6f1c2b4e-8a8e-4d2b-9c1a-0b8f6a1e2d3c"
+        );
     }
 }

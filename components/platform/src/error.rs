@@ -35,7 +35,10 @@ pub enum AppError {
     #[error("method not allowed")]
     MethodNotAllowed { allowed: &'static str },
     #[error("{dependency} unavailable: {detail}")]
-    Unavailable { dependency: &'static str, detail: String },
+    Unavailable {
+        dependency: &'static str,
+        detail: String,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -85,9 +88,13 @@ impl AppError {
     fn title_and_type(&self) -> (&'static str, &'static str) {
         match self {
             AppError::Validation(_) => ("Your request has invalid fields", "/problems/validation"),
-            AppError::PayloadTooLarge { .. } => ("Request body too large", "/problems/payload-too-large"),
+            AppError::PayloadTooLarge { .. } => {
+                ("Request body too large", "/problems/payload-too-large")
+            }
             AppError::NotFound => ("Not found", "/problems/not-found"),
-            AppError::MethodNotAllowed { .. } => ("Method not allowed", "/problems/method-not-allowed"),
+            AppError::MethodNotAllowed { .. } => {
+                ("Method not allowed", "/problems/method-not-allowed")
+            }
             AppError::Unavailable { .. } => ("Temporarily unavailable", "/problems/unavailable"),
             AppError::Internal(_) => ("Something went wrong on our side", "/problems/internal"),
         }
@@ -96,11 +103,13 @@ impl AppError {
     /// What the caller may see: never internal details of a server fault.
     fn public_detail(&self) -> Option<String> {
         match self {
-            AppError::PayloadTooLarge { limit } => Some(format!("The body may be at most {limit} bytes.")),
-            AppError::MethodNotAllowed { allowed } => Some(format!("Allowed: {allowed}.")),
-            AppError::Unavailable { dependency, .. } => {
-                Some(format!("A service we depend on ({dependency}) is unavailable; try again shortly."))
+            AppError::PayloadTooLarge { limit } => {
+                Some(format!("The body may be at most {limit} bytes."))
             }
+            AppError::MethodNotAllowed { allowed } => Some(format!("Allowed: {allowed}.")),
+            AppError::Unavailable { dependency, .. } => Some(format!(
+                "A service we depend on ({dependency}) is unavailable; try again shortly."
+            )),
             _ => None,
         }
     }
@@ -171,7 +180,10 @@ mod tests {
         ]);
         let r = e.to_problem();
         assert_eq!(r.status(), 400);
-        assert_eq!(r.headers()[http::header::CONTENT_TYPE], "application/problem+json");
+        assert_eq!(
+            r.headers()[http::header::CONTENT_TYPE],
+            "application/problem+json"
+        );
         let v: serde_json::Value = serde_json::from_slice(r.body()).expect("json");
         assert_eq!(v["status"], 400);
         assert_eq!(v["errors"][0]["field"], "layout.columns");

@@ -9,6 +9,7 @@
 //! (anonymous id, trace ids), one error-to-HTTP mapping, one JSON log line
 //! per request, and request metrics kept in Redis.
 
+pub mod assets;
 pub mod blob;
 pub mod cache;
 pub mod clock;
@@ -16,6 +17,7 @@ pub mod context;
 pub mod error;
 pub mod log;
 pub mod metrics;
+pub mod probes;
 pub mod sql;
 pub mod web;
 

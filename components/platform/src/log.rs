@@ -47,7 +47,9 @@ impl<'a> RequestLog<'a> {
     }
 
     pub fn line(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"severity\":\"ERROR\",\"message\":\"log encoding failed: {e}\"}}"))
+        serde_json::to_string(self).unwrap_or_else(|e| {
+            format!("{{\"severity\":\"ERROR\",\"message\":\"log encoding failed: {e}\"}}")
+        })
     }
 }
 
@@ -60,12 +62,22 @@ mod tests {
         let mut headers = http::HeaderMap::new();
         headers.insert(
             http::header::COOKIE,
-            "vu_anon_id=6f1c2b4e-8a8e-4d2b-9c1a-0b8f6a1e2d3c; session=supersecret".parse().expect("header"),
+            "vu_anon_id=6f1c2b4e-8a8e-4d2b-9c1a-0b8f6a1e2d3c; session=supersecret"
+                .parse()
+                .expect("header"),
         );
         let ctx = RequestContext::from_headers(&headers, "homepage");
         let line = RequestLog::new(&ctx, "GET", 200, 1.25).line();
         let v: serde_json::Value = serde_json::from_str(&line).expect("json");
-        for field in ["timestamp", "severity", "trace_id", "span_id", "anon_id", "endpoint", "latency_ms"] {
+        for field in [
+            "timestamp",
+            "severity",
+            "trace_id",
+            "span_id",
+            "anon_id",
+            "endpoint",
+            "latency_ms",
+        ] {
             assert!(v.get(field).is_some(), "{field} missing in {line}");
         }
         assert_eq!(v["severity"], "INFO");

@@ -13,7 +13,9 @@ use crate::cache::{Cache, CacheArg, CacheError};
 
 const COMPONENTS_KEY: &str = "village:metrics:components";
 /// Latency bucket upper bounds, in seconds.
-pub const BUCKETS: [f64; 11] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+pub const BUCKETS: [f64; 11] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
 
 const RECORD_SCRIPT: &str = "redis.call('SADD', KEYS[2], ARGV[4]) \
      redis.call('HINCRBY', KEYS[1], 'count:' .. ARGV[1], 1) \
@@ -27,10 +29,18 @@ fn key(component: &str) -> String {
 
 /// Index of the first bucket the latency fits in; `BUCKETS.len()` is +Inf.
 pub fn bucket_index(seconds: f64) -> usize {
-    BUCKETS.iter().position(|b| seconds <= *b).unwrap_or(BUCKETS.len())
+    BUCKETS
+        .iter()
+        .position(|b| seconds <= *b)
+        .unwrap_or(BUCKETS.len())
 }
 
-pub async fn record(cache: &impl Cache, component: &str, status: u16, micros: u64) -> Result<(), CacheError> {
+pub async fn record(
+    cache: &impl Cache,
+    component: &str,
+    status: u16,
+    micros: u64,
+) -> Result<(), CacheError> {
     let bucket = bucket_index(micros as f64 / 1e6);
     cache
         .execute(
@@ -66,7 +76,8 @@ pub async fn render(cache: &impl Cache) -> Result<String, CacheError> {
         let mut fields = BTreeMap::new();
         for pair in flat.chunks(2) {
             if let [k, v] = pair
-                && let (Some(k), Some(v)) = (k.as_text(), v.as_text().and_then(|v| v.parse::<u64>().ok()))
+                && let (Some(k), Some(v)) =
+                    (k.as_text(), v.as_text().and_then(|v| v.parse::<u64>().ok()))
             {
                 fields.insert(k, v);
             }
@@ -77,7 +88,12 @@ pub async fn render(cache: &impl Cache) -> Result<String, CacheError> {
             if let Some(status) = k.strip_prefix("count:") {
                 total += v;
                 let status = escape_label(status);
-                line(&mut counts, format!("village_http_requests_total{{component=\"{label}\",status=\"{status}\"}} {v}"));
+                line(
+                    &mut counts,
+                    format!(
+                        "village_http_requests_total{{component=\"{label}\",status=\"{status}\"}} {v}"
+                    ),
+                );
             }
         }
         let mut cumulative = 0;
@@ -85,19 +101,31 @@ pub async fn render(cache: &impl Cache) -> Result<String, CacheError> {
             cumulative += fields.get(&format!("bucket:{i}")).copied().unwrap_or(0);
             line(
                 &mut histograms,
-                format!("village_http_request_duration_seconds_bucket{{component=\"{label}\",le=\"{bound}\"}} {cumulative}"),
+                format!(
+                    "village_http_request_duration_seconds_bucket{{component=\"{label}\",le=\"{bound}\"}} {cumulative}"
+                ),
             );
         }
         line(
             &mut histograms,
-            format!("village_http_request_duration_seconds_bucket{{component=\"{label}\",le=\"+Inf\"}} {total}"),
+            format!(
+                "village_http_request_duration_seconds_bucket{{component=\"{label}\",le=\"+Inf\"}} {total}"
+            ),
         );
         let sum = fields.get("sum_us").copied().unwrap_or(0) as f64 / 1e6;
-        line(&mut histograms, format!("village_http_request_duration_seconds_sum{{component=\"{label}\"}} {sum}"));
-        line(&mut histograms, format!("village_http_request_duration_seconds_count{{component=\"{label}\"}} {total}"));
+        line(
+            &mut histograms,
+            format!("village_http_request_duration_seconds_sum{{component=\"{label}\"}} {sum}"),
+        );
+        line(
+            &mut histograms,
+            format!("village_http_request_duration_seconds_count{{component=\"{label}\"}} {total}"),
+        );
     }
     let mut out = String::new();
-    out.push_str("# HELP village_http_requests_total HTTP requests handled, by component and status.\n");
+    out.push_str(
+        "# HELP village_http_requests_total HTTP requests handled, by component and status.\n",
+    );
     out.push_str("# TYPE village_http_requests_total counter\n");
     out.push_str(&counts);
     out.push_str("# HELP village_http_request_duration_seconds Time a component took to answer.\n");
@@ -113,7 +141,9 @@ fn line(out: &mut String, text: String) {
 }
 
 fn escape_label(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]

@@ -60,7 +60,10 @@ fn value(row: &tokio_postgres::Row, i: usize) -> Result<SqlValue, SqlError> {
     let d = |e: tokio_postgres::Error| SqlError::Decode(e.to_string());
     macro_rules! get {
         ($t:ty, $variant:expr) => {
-            row.try_get::<_, Option<$t>>(i).map_err(d)?.map($variant).unwrap_or(SqlValue::Null)
+            row.try_get::<_, Option<$t>>(i)
+                .map_err(d)?
+                .map($variant)
+                .unwrap_or(SqlValue::Null)
         };
     }
     Ok(match ty {
@@ -75,7 +78,9 @@ fn value(row: &tokio_postgres::Row, i: usize) -> Result<SqlValue, SqlError> {
         Type::JSON | Type::JSONB => get!(serde_json::Value, SqlValue::Json),
         Type::UUID => get!(uuid::Uuid, SqlValue::Uuid),
         Type::TIMESTAMPTZ => get!(DateTime<Utc>, SqlValue::Timestamp),
-        Type::TIMESTAMP => get!(chrono::NaiveDateTime, |v: chrono::NaiveDateTime| SqlValue::Timestamp(v.and_utc())),
+        Type::TIMESTAMP => get!(chrono::NaiveDateTime, |v: chrono::NaiveDateTime| {
+            SqlValue::Timestamp(v.and_utc())
+        }),
         other => return Err(SqlError::Decode(format!("unsupported column type {other}"))),
     })
 }
@@ -83,8 +88,15 @@ fn value(row: &tokio_postgres::Row, i: usize) -> Result<SqlValue, SqlError> {
 impl Sql for NativeSql {
     async fn query(&self, statement: &str, params: &[SqlValue]) -> Result<Vec<Row>, SqlError> {
         let owned: Vec<Box<dyn ToSql + Sync + Send>> = params.iter().map(boxed).collect();
-        let refs: Vec<&(dyn ToSql + Sync)> = owned.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)).collect();
-        let rows = self.client.query(statement, &refs).await.map_err(pg_error)?;
+        let refs: Vec<&(dyn ToSql + Sync)> = owned
+            .iter()
+            .map(|b| b.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        let rows = self
+            .client
+            .query(statement, &refs)
+            .await
+            .map_err(pg_error)?;
         rows.iter()
             .map(|r| {
                 Ok(Row {
@@ -98,8 +110,14 @@ impl Sql for NativeSql {
 
     async fn execute(&self, statement: &str, params: &[SqlValue]) -> Result<u64, SqlError> {
         let owned: Vec<Box<dyn ToSql + Sync + Send>> = params.iter().map(boxed).collect();
-        let refs: Vec<&(dyn ToSql + Sync)> = owned.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)).collect();
-        self.client.execute(statement, &refs).await.map_err(pg_error)
+        let refs: Vec<&(dyn ToSql + Sync)> = owned
+            .iter()
+            .map(|b| b.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        self.client
+            .execute(statement, &refs)
+            .await
+            .map_err(pg_error)
     }
 }
 
@@ -109,7 +127,8 @@ pub struct NativeCache {
 
 impl NativeCache {
     pub async fn connect(url: &str) -> Result<Self, CacheError> {
-        let client = redis::Client::open(url).map_err(|e| CacheError::Unavailable(e.to_string()))?;
+        let client =
+            redis::Client::open(url).map_err(|e| CacheError::Unavailable(e.to_string()))?;
         let conn = client
             .get_multiplexed_async_connection()
             .await
@@ -136,7 +155,11 @@ fn flatten(v: redis::Value, out: &mut Vec<CacheValue>) {
 }
 
 impl Cache for NativeCache {
-    async fn execute(&self, command: &str, args: &[CacheArg]) -> Result<Vec<CacheValue>, CacheError> {
+    async fn execute(
+        &self,
+        command: &str,
+        args: &[CacheArg],
+    ) -> Result<Vec<CacheValue>, CacheError> {
         let mut cmd = redis::cmd(command);
         for a in args {
             match a {

@@ -93,7 +93,9 @@ fn from_db(v: DbValue) -> Result<SqlValue, SqlError> {
         DbValue::Str(s) | DbValue::Decimal(s) => SqlValue::Text(s),
         DbValue::Binary(b) | DbValue::Unsupported(b) => SqlValue::Bytes(b),
         DbValue::Uuid(s) => SqlValue::Uuid(Uuid::parse_str(&s).map_err(|_| bad("invalid uuid"))?),
-        DbValue::Jsonb(b) => SqlValue::Json(serde_json::from_slice(&b).map_err(|_| bad("invalid json"))?),
+        DbValue::Jsonb(b) => {
+            SqlValue::Json(serde_json::from_slice(&b).map_err(|_| bad("invalid json"))?)
+        }
         DbValue::Datetime((y, mo, d, h, mi, s, ns)) => SqlValue::Timestamp(
             chrono::NaiveDate::from_ymd_opt(y, mo.into(), d.into())
                 .and_then(|date| date.and_hms_nano_opt(h.into(), mi.into(), s.into(), ns))
@@ -101,7 +103,11 @@ fn from_db(v: DbValue) -> Result<SqlValue, SqlError> {
                 .and_utc(),
         ),
         DbValue::Date((y, m, d)) => SqlValue::Text(format!("{y:04}-{m:02}-{d:02}")),
-        other => return Err(SqlError::Decode(format!("unsupported column value {other:?}"))),
+        other => {
+            return Err(SqlError::Decode(format!(
+                "unsupported column value {other:?}"
+            )));
+        }
     })
 }
 
@@ -114,7 +120,15 @@ impl Sql for SpinSql {
             .into_iter()
             .map(|row| {
                 Ok(Row {
-                    columns: names.iter().cloned().zip(row.into_iter().map(from_db).collect::<Result<Vec<_>, _>>()?).collect(),
+                    columns: names
+                        .iter()
+                        .cloned()
+                        .zip(
+                            row.into_iter()
+                                .map(from_db)
+                                .collect::<Result<Vec<_>, _>>()?,
+                        )
+                        .collect(),
                 })
             })
             .collect()
@@ -142,7 +156,11 @@ impl SpinCache {
 }
 
 impl Cache for SpinCache {
-    async fn execute(&self, command: &str, args: &[CacheArg]) -> Result<Vec<CacheValue>, CacheError> {
+    async fn execute(
+        &self,
+        command: &str,
+        args: &[CacheArg],
+    ) -> Result<Vec<CacheValue>, CacheError> {
         let conn = match self.conn.get() {
             Some(c) => c,
             None => {
@@ -213,7 +231,12 @@ pub enum Surface {
 
 /// Runs a handler with context, maps its error once, sets the anonymous
 /// cookie, writes the request's log line and records its metrics.
-pub async fn serve<F>(component: &'static str, surface: Surface, req: Request, handler: F) -> Response
+pub async fn serve<F>(
+    component: &'static str,
+    surface: Surface,
+    req: Request,
+    handler: F,
+) -> Response
 where
     F: AsyncFnOnce(Request, &Env, &RequestContext) -> Result<Response, AppError>,
 {
@@ -246,13 +269,26 @@ where
         }
     }
     let elapsed = started.elapsed();
-    let mut log = RequestLog::new(&ctx, &method, response.status().as_u16(), elapsed.as_secs_f64() * 1e3);
+    let mut log = RequestLog::new(
+        &ctx,
+        &method,
+        response.status().as_u16(),
+        elapsed.as_secs_f64() * 1e3,
+    );
     log.error = error_text;
     println!("{}", log.line());
     if let Ok(env) = &env
-        && let Err(e) = crate::metrics::record(&env.cache, component, response.status().as_u16(), elapsed.as_micros() as u64).await
+        && let Err(e) = crate::metrics::record(
+            &env.cache,
+            component,
+            response.status().as_u16(),
+            elapsed.as_micros() as u64,
+        )
+        .await
     {
-        eprintln!("{{\"severity\":\"WARNING\",\"endpoint\":\"{component}\",\"message\":\"metrics not recorded: {e}\"}}");
+        eprintln!(
+            "{{\"severity\":\"WARNING\",\"endpoint\":\"{component}\",\"message\":\"metrics not recorded: {e}\"}}"
+        );
     }
     response
 }

@@ -54,7 +54,8 @@ impl Row {
     }
 
     pub fn get<T: FromSqlValue>(&self, name: &str) -> Result<T, SqlError> {
-        T::from_sql_value(self.value(name)?).map_err(|e| SqlError::Decode(format!("column `{name}`: {e}")))
+        T::from_sql_value(self.value(name)?)
+            .map_err(|e| SqlError::Decode(format!("column `{name}`: {e}")))
     }
 }
 
@@ -69,7 +70,10 @@ macro_rules! from_sql {
             fn from_sql_value(v: &SqlValue) -> Result<Self, String> {
                 match v {
                     SqlValue::$variant(x) => Ok(x.clone()),
-                    other => Err(format!("expected {}, found {other:?}", stringify!($variant))),
+                    other => Err(format!(
+                        "expected {}, found {other:?}",
+                        stringify!($variant)
+                    )),
                 }
             }
         }
@@ -100,7 +104,11 @@ pub trait Sql {
     async fn query(&self, statement: &str, params: &[SqlValue]) -> Result<Vec<Row>, SqlError>;
     async fn execute(&self, statement: &str, params: &[SqlValue]) -> Result<u64, SqlError>;
 
-    async fn query_opt(&self, statement: &str, params: &[SqlValue]) -> Result<Option<Row>, SqlError> {
+    async fn query_opt(
+        &self,
+        statement: &str,
+        params: &[SqlValue],
+    ) -> Result<Option<Row>, SqlError> {
         Ok(self.query(statement, params).await?.into_iter().next())
     }
 }

@@ -17,8 +17,10 @@ pub const ANON_COOKIE_MAX_AGE: i64 = 30 * 24 * 60 * 60;
 fn with_type(status: http::StatusCode, content_type: &'static str, body: Vec<u8>) -> Response {
     let mut r = http::Response::new(body);
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
     r
 }
 
@@ -39,7 +41,11 @@ pub fn html(status: http::StatusCode, body: String) -> Response {
 }
 
 pub fn text(status: http::StatusCode, body: &str) -> Response {
-    with_type(status, "text/plain; charset=utf-8", body.as_bytes().to_vec())
+    with_type(
+        status,
+        "text/plain; charset=utf-8",
+        body.as_bytes().to_vec(),
+    )
 }
 
 /// A cookie's value from the `Cookie` headers, if present.
@@ -91,8 +97,17 @@ mod tests {
     fn the_anonymous_cookie_has_every_required_attribute() {
         let id = AnonId::try_from("6f1c2b4e-8a8e-4d2b-9c1a-0b8f6a1e2d3c").expect("uuid");
         let c = anon_cookie(id, true);
-        assert!(c.starts_with("vu_anon_id=6f1c2b4e-8a8e-4d2b-9c1a-0b8f6a1e2d3c"), "{c}");
-        for attr in ["HttpOnly", "Secure", "SameSite=Lax", "Max-Age=2592000", "Path=/"] {
+        assert!(
+            c.starts_with("vu_anon_id=6f1c2b4e-8a8e-4d2b-9c1a-0b8f6a1e2d3c"),
+            "{c}"
+        );
+        for attr in [
+            "HttpOnly",
+            "Secure",
+            "SameSite=Lax",
+            "Max-Age=2592000",
+            "Path=/",
+        ] {
             assert!(c.contains(attr), "{attr} missing from {c}");
         }
         assert!(!anon_cookie(id, false).contains("Secure"));

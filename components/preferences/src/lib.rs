@@ -8,6 +8,7 @@
 //! Anonymous visitors get a `users` row only when they first save, never on a
 //! page view, so crawlers cannot fill the table.
 
+pub mod api;
 mod model;
 mod store;
 mod validate;

@@ -31,8 +31,10 @@ pub async fn load(sql: &impl Sql, anon: AnonId) -> Result<Option<Preferences>, S
 /// Saves preferences, creating the anonymous `users` row on this first
 /// write. One statement, so the user and the preferences appear together.
 pub async fn save(sql: &impl Sql, anon: AnonId, prefs: &Preferences) -> Result<(), SqlError> {
-    let layout = serde_json::to_value(&prefs.layout).map_err(|e| SqlError::Decode(e.to_string()))?;
-    let settings = serde_json::to_value(&prefs.settings).map_err(|e| SqlError::Decode(e.to_string()))?;
+    let layout =
+        serde_json::to_value(&prefs.layout).map_err(|e| SqlError::Decode(e.to_string()))?;
+    let settings =
+        serde_json::to_value(&prefs.settings).map_err(|e| SqlError::Decode(e.to_string()))?;
     sql.execute(
         "WITH u AS ( \
              INSERT INTO users (is_anonymous, anon_id) VALUES (true, $1) \

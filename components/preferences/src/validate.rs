@@ -23,22 +23,34 @@ impl Errors {
 
     fn unknown_fields(&mut self, at: &str, obj: &Map<String, Value>, known: &[&str]) {
         for k in obj.keys().filter(|k| !known.contains(&k.as_str())) {
-            self.add(join(at, k), format!("unknown field; expected one of {}", known.join(", ")));
+            self.add(
+                join(at, k),
+                format!("unknown field; expected one of {}", known.join(", ")),
+            );
         }
     }
 }
 
 fn join(at: &str, field: &str) -> String {
-    if at.is_empty() { field.to_owned() } else { format!("{at}.{field}") }
+    if at.is_empty() {
+        field.to_owned()
+    } else {
+        format!("{at}.{field}")
+    }
 }
 
 /// Parses and validates a request body into preferences.
 pub fn parse(body: &[u8]) -> Result<Preferences, AppError> {
     if body.len() > MAX_BODY_BYTES {
-        return Err(AppError::PayloadTooLarge { limit: MAX_BODY_BYTES });
+        return Err(AppError::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        });
     }
     let value: Value = serde_json::from_slice(body).map_err(|e| {
-        AppError::Validation(vec![FieldError::new("body", format!("malformed JSON: {e}"))])
+        AppError::Validation(vec![FieldError::new(
+            "body",
+            format!("malformed JSON: {e}"),
+        )])
     })?;
     let mut errors = Errors(Vec::new());
     let prefs = preferences(&value, &mut errors);
@@ -57,7 +69,13 @@ fn preferences(v: &Value, e: &mut Errors) -> Option<Preferences> {
     let version = match obj.get("schema_version").and_then(Value::as_i64) {
         Some(v) if v == i64::from(crate::SCHEMA_VERSION) => Some(crate::SCHEMA_VERSION),
         Some(v) => {
-            e.add("schema_version", format!("unsupported version {v}; this server writes {}", crate::SCHEMA_VERSION));
+            e.add(
+                "schema_version",
+                format!(
+                    "unsupported version {v}; this server writes {}",
+                    crate::SCHEMA_VERSION
+                ),
+            );
             None
         }
         None => {
@@ -95,7 +113,10 @@ fn layout(v: &Value, e: &mut Errors) -> Option<Layout> {
     let columns = match obj.get("columns").and_then(Value::as_u64) {
         Some(c) if (1..=MAX_COLUMNS).contains(&c) => u8::try_from(c).ok(),
         _ => {
-            e.add("layout.columns", format!("required, an integer from 1 to {MAX_COLUMNS}"));
+            e.add(
+                "layout.columns",
+                format!("required, an integer from 1 to {MAX_COLUMNS}"),
+            );
             None
         }
     };
@@ -113,7 +134,10 @@ fn layout(v: &Value, e: &mut Errors) -> Option<Layout> {
         let at = format!("layout.widgets[{i}]");
         if let Some(w) = widget(&at, w, columns, e) {
             if seen_ids.contains(&w.id) {
-                e.add(format!("{at}.id"), format!("duplicate widget id `{}`", w.id));
+                e.add(
+                    format!("{at}.id"),
+                    format!("duplicate widget id `{}`", w.id),
+                );
             }
             seen_ids.push(w.id.clone());
             widgets.push(w);
@@ -130,16 +154,25 @@ fn widget(at: &str, v: &Value, columns: Option<u8>, e: &mut Errors) -> Option<Wi
         e.add(at, "must be an object");
         return None;
     };
-    e.unknown_fields(at, obj, &["id", "type", "column", "position", "size", "settings"]);
+    e.unknown_fields(
+        at,
+        obj,
+        &["id", "type", "column", "position", "size", "settings"],
+    );
     let id = match obj.get("id").and_then(Value::as_str) {
         Some(id)
             if (1..=64).contains(&id.len())
-                && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') =>
+                && id.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                }) =>
         {
             Some(id.to_owned())
         }
         _ => {
-            e.add(join(at, "id"), "required: 1–64 characters of a–z, 0–9, - and _");
+            e.add(
+                join(at, "id"),
+                "required: 1–64 characters of a–z, 0–9, - and _",
+            );
             None
         }
     };
@@ -148,7 +181,13 @@ fn widget(at: &str, v: &Value, columns: Option<u8>, e: &mut Errors) -> Option<Wi
             Some(k) => Some(k),
             None => {
                 let known: Vec<&str> = WidgetKind::ALL.iter().map(|k| k.as_str()).collect();
-                e.add(join(at, "type"), format!("unknown widget type `{t}`; expected one of {}", known.join(", ")));
+                e.add(
+                    join(at, "type"),
+                    format!(
+                        "unknown widget type `{t}`; expected one of {}",
+                        known.join(", ")
+                    ),
+                );
                 None
             }
         },
@@ -171,7 +210,10 @@ fn widget(at: &str, v: &Value, columns: Option<u8>, e: &mut Errors) -> Option<Wi
     let position = match obj.get("position").and_then(Value::as_u64) {
         Some(p) if p <= MAX_POSITION => u16::try_from(p).ok(),
         _ => {
-            e.add(join(at, "position"), format!("required, an integer from 0 to {MAX_POSITION}"));
+            e.add(
+                join(at, "position"),
+                format!("required, an integer from 0 to {MAX_POSITION}"),
+            );
             None
         }
     };
@@ -186,11 +228,16 @@ fn widget(at: &str, v: &Value, columns: Option<u8>, e: &mut Errors) -> Option<Wi
     };
     let settings = match obj.get("settings") {
         None => Some(Map::new()),
-        Some(Value::Object(m)) if Value::Object(m.clone()).to_string().len() <= MAX_WIDGET_SETTINGS_BYTES => {
+        Some(Value::Object(m))
+            if Value::Object(m.clone()).to_string().len() <= MAX_WIDGET_SETTINGS_BYTES =>
+        {
             Some(m.clone())
         }
         Some(Value::Object(_)) => {
-            e.add(join(at, "settings"), format!("at most {MAX_WIDGET_SETTINGS_BYTES} bytes of JSON"));
+            e.add(
+                join(at, "settings"),
+                format!("at most {MAX_WIDGET_SETTINGS_BYTES} bytes of JSON"),
+            );
             None
         }
         Some(_) => {
@@ -288,7 +335,10 @@ mod tests {
 
     #[test]
     fn rejects_malformed_json_and_oversized_bodies() {
-        assert_eq!(fields(parse(b"{not json").expect_err("malformed")), vec!["body"]);
+        assert_eq!(
+            fields(parse(b"{not json").expect_err("malformed")),
+            vec!["body"]
+        );
         let big = vec![b' '; MAX_BODY_BYTES + 1];
         assert!(matches!(parse(&big), Err(AppError::PayloadTooLarge { .. })));
     }
@@ -296,12 +346,20 @@ mod tests {
     #[test]
     fn rejects_too_many_widgets() {
         let widgets: Vec<String> = (0..=MAX_WIDGETS)
-            .map(|i| format!(r#"{{"id":"w{i}","type":"news","column":0,"position":{},"size":"small"}}"#, i % 90))
+            .map(|i| {
+                format!(
+                    r#"{{"id":"w{i}","type":"news","column":0,"position":{},"size":"small"}}"#,
+                    i % 90
+                )
+            })
             .collect();
         let body = format!(
             r#"{{"schema_version":1,"settings":{{"theme":"dark","units":"metric"}},"layout":{{"columns":1,"widgets":[{}]}}}}"#,
             widgets.join(",")
         );
-        assert_eq!(fields(parse(body.as_bytes()).expect_err("too many")), vec!["layout.widgets"]);
+        assert_eq!(
+            fields(parse(body.as_bytes()).expect_err("too many")),
+            vec!["layout.widgets"]
+        );
     }
 }

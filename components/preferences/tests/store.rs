@@ -6,12 +6,16 @@ use village_platform::sql::{Sql, SqlValue};
 use village_preferences::{Preferences, Theme, load, save};
 
 async fn sql() -> NativeSql {
-    let url = village_migrate::testing::fresh_database().await.expect("test database");
+    let url = village_migrate::testing::fresh_database()
+        .await
+        .expect("test database");
     NativeSql::connect(&url).await.expect("connect")
 }
 
 async fn users(sql: &NativeSql) -> i64 {
-    sql.query("SELECT count(*) AS n FROM users", &[]).await.expect("count")[0]
+    sql.query("SELECT count(*) AS n FROM users", &[])
+        .await
+        .expect("count")[0]
         .get("n")
         .expect("n")
 }
@@ -31,7 +35,10 @@ async fn the_first_save_creates_the_anonymous_user_and_later_saves_update() {
     save(&sql, anon, &prefs).await.expect("first save");
     assert_eq!(users(&sql).await, 1);
     let row = sql
-        .query_opt("SELECT is_anonymous FROM users WHERE anon_id = $1", &[SqlValue::Uuid(anon.as_uuid())])
+        .query_opt(
+            "SELECT is_anonymous FROM users WHERE anon_id = $1",
+            &[SqlValue::Uuid(anon.as_uuid())],
+        )
         .await
         .expect("query")
         .expect("row");

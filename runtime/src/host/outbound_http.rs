@@ -26,12 +26,22 @@ pub struct OutboundHooks {
 }
 
 type ResponseFuture = Box<
-    dyn Future<Output = Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), Error>> + Send>), Error>>
-        + Send,
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), Error>> + Send>,
+                ),
+                Error,
+            >,
+        > + Send,
 >;
 
 fn denied(component: &str, what: &str) -> ResponseFuture {
-    tracing::warn!(component, "outbound HTTP refused: {what} is not in allowed_outbound_hosts");
+    tracing::warn!(
+        component,
+        "outbound HTTP refused: {what} is not in allowed_outbound_hosts"
+    );
     Box::new(async { Err(Error::HttpRequestDenied) })
 }
 
@@ -50,7 +60,10 @@ impl WasiHttpHooks for OutboundHooks {
         };
         let port = uri.port_u16();
         let id = self.component.id.clone();
-        let shown = format!("{scheme}://{host}{}", port.map(|p| format!(":{p}")).unwrap_or_default());
+        let shown = format!(
+            "{scheme}://{host}{}",
+            port.map(|p| format!(":{p}")).unwrap_or_default()
+        );
         if !self.component.allow_list.allows(&scheme, &host, port) {
             return denied(&id, &shown);
         }
@@ -59,12 +72,15 @@ impl WasiHttpHooks for OutboundHooks {
             let target = target.to_owned();
             let app: Option<Arc<App>> = self.shared.app.get().and_then(Weak::upgrade);
             return Box::new(async move {
-                let app = app.ok_or(Error::InternalError(Some("application is shutting down".into())))?;
+                let app = app.ok_or(Error::InternalError(Some(
+                    "application is shutting down".into(),
+                )))?;
                 let response = app
                     .chain(&target, request)
                     .await
                     .map_err(|e| Error::InternalError(Some(e.to_string())))?;
-                let done: Box<dyn Future<Output = Result<(), Error>> + Send> = Box::new(async { Ok(()) });
+                let done: Box<dyn Future<Output = Result<(), Error>> + Send> =
+                    Box::new(async { Ok(()) });
                 Ok((response, done))
             });
         }
@@ -73,7 +89,8 @@ impl WasiHttpHooks for OutboundHooks {
         options.connect_timeout.get_or_insert(CONNECT_TIMEOUT);
         options.first_byte_timeout.get_or_insert(FIRST_BYTE_TIMEOUT);
         Box::new(async move {
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            let (response, io) =
+                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
             let io: Box<dyn Future<Output = Result<(), Error>> + Send> = Box::new(io);
             Ok((response.map(BodyExt::boxed_unsync), io))
         })

@@ -104,7 +104,10 @@ impl PgConnection {
             .to_ascii_uppercase();
         if head.starts_with("BEGIN") || head.starts_with("START") {
             self.in_transaction = true;
-        } else if head.starts_with("COMMIT") || head.starts_with("ROLLBACK") || head.starts_with("END") {
+        } else if head.starts_with("COMMIT")
+            || head.starts_with("ROLLBACK")
+            || head.starts_with("END")
+        {
             self.in_transaction = false;
         }
     }
@@ -126,7 +129,9 @@ impl pg::HostConnection for InstanceState {
                 client: Some(client),
                 in_transaction: false,
             })?)),
-            Err(e) => Ok(Err(pg::Error::ConnectionFailed(self.shared.variables.redact(&e)))),
+            Err(e) => Ok(Err(pg::Error::ConnectionFailed(
+                self.shared.variables.redact(&e),
+            ))),
         }
     }
 
@@ -136,7 +141,11 @@ impl pg::HostConnection for InstanceState {
         statement: String,
         params: Vec<ParameterValue>,
     ) -> wasmtime::Result<Result<RowSet, pg::Error>> {
-        let params = match params.into_iter().map(PgParam::try_from).collect::<Result<Vec<_>, _>>() {
+        let params = match params
+            .into_iter()
+            .map(PgParam::try_from)
+            .collect::<Result<Vec<_>, _>>()
+        {
             Ok(p) => p,
             Err(e) => return Ok(Err(e)),
         };
@@ -149,7 +158,8 @@ impl pg::HostConnection for InstanceState {
             Ok(s) => s,
             Err(e) => return Ok(Err(query_error(&e))),
         };
-        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
         let rows = match client.query(&stmt, &refs).await {
             Ok(rows) => rows,
             Err(e) => return Ok(Err(query_error(&e))),
@@ -168,10 +178,12 @@ impl pg::HostConnection for InstanceState {
             for (i, col) in stmt.columns().iter().enumerate() {
                 match db_value(row, i, col.type_()) {
                     Ok(v) => values.push(v),
-                    Err(e) => return Ok(Err(pg::Error::ValueConversionFailed(format!(
-                        "column `{}`: {e}",
-                        col.name()
-                    )))),
+                    Err(e) => {
+                        return Ok(Err(pg::Error::ValueConversionFailed(format!(
+                            "column `{}`: {e}",
+                            col.name()
+                        ))));
+                    }
                 }
             }
             out.push(values);
@@ -185,7 +197,11 @@ impl pg::HostConnection for InstanceState {
         statement: String,
         params: Vec<ParameterValue>,
     ) -> wasmtime::Result<Result<u64, pg::Error>> {
-        let params = match params.into_iter().map(PgParam::try_from).collect::<Result<Vec<_>, _>>() {
+        let params = match params
+            .into_iter()
+            .map(PgParam::try_from)
+            .collect::<Result<Vec<_>, _>>()
+        {
             Ok(p) => p,
             Err(e) => return Ok(Err(e)),
         };
@@ -194,7 +210,8 @@ impl pg::HostConnection for InstanceState {
         let Some(client) = conn.client.as_ref() else {
             return Ok(Err(pg::Error::ConnectionFailed("connection closed".into())));
         };
-        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
         let stmt = match client.prepare_cached(&statement).await {
             Ok(s) => s,
             Err(e) => return Ok(Err(query_error(&e))),
@@ -280,7 +297,8 @@ impl TryFrom<ParameterValue> for PgParam {
             ParameterValue::Str(s) => PgParam::Str(s),
             ParameterValue::Binary(b) => PgParam::Binary(b),
             ParameterValue::Date((y, m, d)) => PgParam::Date(
-                NaiveDate::from_ymd_opt(y, m.into(), d.into()).ok_or_else(|| bad("invalid date"))?,
+                NaiveDate::from_ymd_opt(y, m.into(), d.into())
+                    .ok_or_else(|| bad("invalid date"))?,
             ),
             ParameterValue::Time((h, m, s, ns)) => PgParam::Time(
                 NaiveTime::from_hms_nano_opt(h.into(), m.into(), s.into(), ns)
@@ -296,9 +314,7 @@ impl TryFrom<ParameterValue> for PgParam {
                     .ok_or_else(|| bad("timestamp out of range"))?
                     .naive_utc(),
             ),
-            ParameterValue::Uuid(s) => {
-                PgParam::Uuid(s.parse().map_err(|_| bad("invalid uuid"))?)
-            }
+            ParameterValue::Uuid(s) => PgParam::Uuid(s.parse().map_err(|_| bad("invalid uuid"))?),
             ParameterValue::Jsonb(b) => PgParam::Json(b),
             ParameterValue::Decimal(s) => {
                 PgParam::Decimal(s.parse().map_err(|_| bad("invalid decimal"))?)
@@ -456,11 +472,19 @@ fn db_value(
         Type::DATE => get::<NaiveDate>(row, i)?
             .map(|d| DbValue::Date((d.year(), d.month() as u8, d.day() as u8))),
         Type::TIME => get::<NaiveTime>(row, i)?.map(|t| {
-            DbValue::Time((t.hour() as u8, t.minute() as u8, t.second() as u8, t.nanosecond()))
+            DbValue::Time((
+                t.hour() as u8,
+                t.minute() as u8,
+                t.second() as u8,
+                t.nanosecond(),
+            ))
         }),
-        Type::TIMESTAMP => get::<NaiveDateTime>(row, i)?.map(|d| DbValue::Datetime(datetime_tuple(d))),
-        Type::TIMESTAMPTZ => get::<DateTime<Utc>>(row, i)?
-            .map(|d| DbValue::Datetime(datetime_tuple(d.naive_utc()))),
+        Type::TIMESTAMP => {
+            get::<NaiveDateTime>(row, i)?.map(|d| DbValue::Datetime(datetime_tuple(d)))
+        }
+        Type::TIMESTAMPTZ => {
+            get::<DateTime<Utc>>(row, i)?.map(|d| DbValue::Datetime(datetime_tuple(d.naive_utc())))
+        }
         Type::UUID => get::<uuid::Uuid>(row, i)?.map(|u| DbValue::Uuid(u.to_string())),
         Type::JSON | Type::JSONB => get::<serde_json::Value>(row, i)?
             .map(|j| serde_json::to_vec(&j).map(DbValue::Jsonb))
@@ -468,8 +492,9 @@ fn db_value(
         Type::NUMERIC => get::<Decimal>(row, i)?.map(|d| DbValue::Decimal(d.to_string())),
         Type::INT4_ARRAY => get::<Vec<Option<i32>>>(row, i)?.map(DbValue::ArrayInt32),
         Type::INT8_ARRAY => get::<Vec<Option<i64>>>(row, i)?.map(DbValue::ArrayInt64),
-        Type::NUMERIC_ARRAY => get::<Vec<Option<Decimal>>>(row, i)?
-            .map(|a| DbValue::ArrayDecimal(a.into_iter().map(|d| d.map(|d| d.to_string())).collect())),
+        Type::NUMERIC_ARRAY => get::<Vec<Option<Decimal>>>(row, i)?.map(|a| {
+            DbValue::ArrayDecimal(a.into_iter().map(|d| d.map(|d| d.to_string())).collect())
+        }),
         Type::TEXT_ARRAY | Type::VARCHAR_ARRAY => {
             get::<Vec<Option<String>>>(row, i)?.map(DbValue::ArrayStr)
         }
@@ -483,7 +508,10 @@ fn db_value(
 struct PgInterval(Interval);
 
 impl<'a> FromSql<'a> for PgInterval {
-    fn from_sql(_ty: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+    fn from_sql(
+        _ty: &Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
         let bytes: [u8; 16] = raw.try_into().map_err(|_| "interval must be 16 bytes")?;
         let (micros, rest) = bytes.split_at(8);
         let (days, months) = rest.split_at(4);
@@ -503,7 +531,10 @@ impl<'a> FromSql<'a> for PgInterval {
 struct RawValue(Vec<u8>);
 
 impl<'a> FromSql<'a> for RawValue {
-    fn from_sql(_ty: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+    fn from_sql(
+        _ty: &Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
         Ok(RawValue(raw.to_vec()))
     }
 

@@ -72,7 +72,10 @@ fn other(e: redis::RedisError) -> Error {
 }
 
 impl InstanceState {
-    fn redis_conn(&mut self, res: &Resource<RedisConnection>) -> wasmtime::Result<ConnectionManager> {
+    fn redis_conn(
+        &mut self,
+        res: &Resource<RedisConnection>,
+    ) -> wasmtime::Result<ConnectionManager> {
         Ok(self.table.get(res)?.conn.clone())
     }
 }
@@ -80,7 +83,10 @@ impl InstanceState {
 impl r::Host for InstanceState {}
 
 impl r::HostConnection for InstanceState {
-    async fn open(&mut self, address: String) -> wasmtime::Result<Result<Resource<RedisConnection>, Error>> {
+    async fn open(
+        &mut self,
+        address: String,
+    ) -> wasmtime::Result<Result<Resource<RedisConnection>, Error>> {
         if let Err(denied) = self.component.allow_list.allows_url(&address) {
             tracing::warn!(component = %self.component.id, "redis connection refused: {denied}");
             return Ok(Err(Error::Other(denied.to_string())));
@@ -98,43 +104,109 @@ impl r::HostConnection for InstanceState {
         payload: Payload,
     ) -> wasmtime::Result<Result<(), Error>> {
         let mut conn = self.redis_conn(&c)?;
-        let res: redis::RedisResult<i64> = redis::cmd("PUBLISH").arg(channel).arg(payload).query_async(&mut conn).await;
+        let res: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(payload)
+            .query_async(&mut conn)
+            .await;
         Ok(res.map(|_| ()).map_err(other))
     }
 
-    async fn get(&mut self, c: Resource<RedisConnection>, key: String) -> wasmtime::Result<Result<Option<Payload>, Error>> {
+    async fn get(
+        &mut self,
+        c: Resource<RedisConnection>,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Payload>, Error>> {
         let mut conn = self.redis_conn(&c)?;
-        Ok(redis::cmd("GET").arg(key).query_async(&mut conn).await.map_err(other))
+        Ok(redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .map_err(other))
     }
 
-    async fn set(&mut self, c: Resource<RedisConnection>, key: String, value: Payload) -> wasmtime::Result<Result<(), Error>> {
+    async fn set(
+        &mut self,
+        c: Resource<RedisConnection>,
+        key: String,
+        value: Payload,
+    ) -> wasmtime::Result<Result<(), Error>> {
         let mut conn = self.redis_conn(&c)?;
-        Ok(redis::cmd("SET").arg(key).arg(value).query_async(&mut conn).await.map_err(other))
+        Ok(redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .query_async(&mut conn)
+            .await
+            .map_err(other))
     }
 
-    async fn incr(&mut self, c: Resource<RedisConnection>, key: String) -> wasmtime::Result<Result<i64, Error>> {
+    async fn incr(
+        &mut self,
+        c: Resource<RedisConnection>,
+        key: String,
+    ) -> wasmtime::Result<Result<i64, Error>> {
         let mut conn = self.redis_conn(&c)?;
-        Ok(redis::cmd("INCR").arg(key).query_async(&mut conn).await.map_err(other))
+        Ok(redis::cmd("INCR")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .map_err(other))
     }
 
-    async fn del(&mut self, c: Resource<RedisConnection>, keys: Vec<String>) -> wasmtime::Result<Result<u32, Error>> {
+    async fn del(
+        &mut self,
+        c: Resource<RedisConnection>,
+        keys: Vec<String>,
+    ) -> wasmtime::Result<Result<u32, Error>> {
         let mut conn = self.redis_conn(&c)?;
-        Ok(redis::cmd("DEL").arg(keys).query_async(&mut conn).await.map_err(other))
+        Ok(redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .map_err(other))
     }
 
-    async fn sadd(&mut self, c: Resource<RedisConnection>, key: String, values: Vec<String>) -> wasmtime::Result<Result<u32, Error>> {
+    async fn sadd(
+        &mut self,
+        c: Resource<RedisConnection>,
+        key: String,
+        values: Vec<String>,
+    ) -> wasmtime::Result<Result<u32, Error>> {
         let mut conn = self.redis_conn(&c)?;
-        Ok(redis::cmd("SADD").arg(key).arg(values).query_async(&mut conn).await.map_err(other))
+        Ok(redis::cmd("SADD")
+            .arg(key)
+            .arg(values)
+            .query_async(&mut conn)
+            .await
+            .map_err(other))
     }
 
-    async fn smembers(&mut self, c: Resource<RedisConnection>, key: String) -> wasmtime::Result<Result<Vec<String>, Error>> {
+    async fn smembers(
+        &mut self,
+        c: Resource<RedisConnection>,
+        key: String,
+    ) -> wasmtime::Result<Result<Vec<String>, Error>> {
         let mut conn = self.redis_conn(&c)?;
-        Ok(redis::cmd("SMEMBERS").arg(key).query_async(&mut conn).await.map_err(other))
+        Ok(redis::cmd("SMEMBERS")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .map_err(other))
     }
 
-    async fn srem(&mut self, c: Resource<RedisConnection>, key: String, values: Vec<String>) -> wasmtime::Result<Result<u32, Error>> {
+    async fn srem(
+        &mut self,
+        c: Resource<RedisConnection>,
+        key: String,
+        values: Vec<String>,
+    ) -> wasmtime::Result<Result<u32, Error>> {
         let mut conn = self.redis_conn(&c)?;
-        Ok(redis::cmd("SREM").arg(key).arg(values).query_async(&mut conn).await.map_err(other))
+        Ok(redis::cmd("SREM")
+            .arg(key)
+            .arg(values)
+            .query_async(&mut conn)
+            .await
+            .map_err(other))
     }
 
     async fn execute(
@@ -152,12 +224,13 @@ impl r::HostConnection for InstanceState {
             };
         }
         let value: redis::RedisResult<redis::Value> = cmd.query_async(&mut conn).await;
-        Ok(value.map(|v| {
-            let mut out = Vec::new();
-            flatten(v, &mut out);
-            out
-        })
-        .map_err(other))
+        Ok(value
+            .map(|v| {
+                let mut out = Vec::new();
+                flatten(v, &mut out);
+                out
+            })
+            .map_err(other))
     }
 
     async fn drop(&mut self, c: Resource<RedisConnection>) -> wasmtime::Result<()> {

@@ -19,7 +19,10 @@ impl v2::Host for InstanceState {
 }
 
 impl config::Host for InstanceState {
-    async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<String>, config::Error>> {
+    async fn get(
+        &mut self,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<String>, config::Error>> {
         Ok(Ok(self.component.variables.get(&key).cloned()))
     }
 

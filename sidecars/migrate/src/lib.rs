@@ -75,7 +75,10 @@ pub async fn migrate(url: &str) -> Result<Report, MigrateError> {
     let result = migrations::runner().run_async(&mut client).await;
     // The lock dies with the session anyway; unlocking early lets a waiting
     // pod proceed without waiting for this connection to close.
-    if let Err(e) = client.execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY]).await {
+    if let Err(e) = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
+        .await
+    {
         eprintln!("migrate: failed to release the advisory lock (released on disconnect): {e}");
     }
     let report = result.map_err(MigrateError::Run)?;
@@ -130,7 +133,8 @@ pub mod testing {
 
     /// The server tests use; override with `VILLAGE_TEST_PG`.
     pub fn admin_url() -> String {
-        std::env::var("VILLAGE_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+        std::env::var("VILLAGE_TEST_PG")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
     }
 
     fn with_database(admin: &str, db: &str) -> String {
@@ -178,11 +182,14 @@ pub mod testing {
             .execute("SELECT pg_advisory_unlock($1)", &[&(LOCK_KEY + 1)])
             .await
             .map_err(MigrateError::Lock)?;
-        let name = format!("village_test_{}", std::process::id()) + &format!("_{:x}", rand_suffix());
+        let name =
+            format!("village_test_{}", std::process::id()) + &format!("_{:x}", rand_suffix());
         let mut attempt = 0;
         loop {
             match client
-                .batch_execute(&format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""))
+                .batch_execute(&format!(
+                    "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""
+                ))
                 .await
             {
                 Ok(()) => break,

@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand};
 #[command(name = "village-migrate", about = "Village Homepage schema migrations")]
 struct Cli {
     /// Postgres connection string.
-    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/village")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/village"
+    )]
     database_url: String,
     #[command(subcommand)]
     command: Option<Command>,

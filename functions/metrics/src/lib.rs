@@ -1,0 +1,29 @@
+//! `metrics` — `/q/metrics`: request counts and latencies of every component,
+//! in the Prometheus text exposition format.
+
+// The SDK's export macro generates the component ABI glue, which is `unsafe`.
+#![allow(unsafe_code)]
+
+use spin_sdk::http_component;
+use village_platform::AppError;
+use village_platform::spin::{Surface, serve};
+use village_platform::web::{Request, Response};
+
+#[http_component]
+async fn handle(req: Request) -> Response {
+    serve("metrics", Surface::Plain, req, async |_req, env, _ctx| {
+        let text = village_platform::metrics::render(&env.cache)
+            .await
+            .map_err(|e| AppError::Unavailable {
+                dependency: "redis",
+                detail: e.to_string(),
+            })?;
+        let mut r = village_platform::web::text(http::StatusCode::OK, &text);
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        Ok(r)
+    })
+    .await
+}

@@ -1,0 +1,22 @@
+//! `preferences-api` — `GET`/`PUT /api/preferences`: the visitor's layout
+//! and settings as JSON.
+
+// The SDK's export macro generates the component ABI glue, which is `unsafe`.
+#![allow(unsafe_code)]
+
+use spin_sdk::http_component;
+use village_platform::spin::{Surface, serve};
+use village_platform::web::{Request, Response};
+
+#[http_component]
+async fn handle(req: Request) -> Response {
+    serve(
+        "preferences-api",
+        Surface::Api,
+        req,
+        async |req, env, ctx| {
+            village_preferences::api::handle(req.method(), req.body(), &env.sql, ctx).await
+        },
+    )
+    .await
+}

@@ -1,0 +1,27 @@
+//! `static-assets` — `GET /static/...`: files mounted read-only at `/static`.
+
+// The SDK's export macro generates the component ABI glue, which is `unsafe`.
+#![allow(unsafe_code)]
+
+use spin_sdk::http_component;
+use village_platform::spin::{Surface, serve};
+use village_platform::web::{Request, Response};
+
+#[http_component]
+async fn handle(req: Request) -> Response {
+    serve(
+        "static-assets",
+        Surface::Plain,
+        req,
+        async |req, _env, _ctx| {
+            let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+            village_platform::assets::respond(
+                req.method(),
+                header("spin-path-info").unwrap_or_default(),
+                header("if-none-match"),
+                |path| std::fs::read(format!("/static/{path}")).ok(),
+            )
+        },
+    )
+    .await
+}
