@@ -32,6 +32,10 @@ async fn start_fixture(components: &[&str], configure: impl FnOnce(&mut Options)
     options.components = components.iter().map(|c| (*c).to_owned()).collect();
     // Tests never read SPIN_VARIABLE_* from the developer's shell.
     options.env_lookup = std::sync::Arc::new(|_| None);
+    // The test command exports the server it prepared (with its password).
+    if let Ok(url) = std::env::var("VILLAGE_TEST_PG") {
+        options.variables.insert("db_url".into(), url);
+    }
     configure(&mut options);
     start(options, "127.0.0.1:0".parse().expect("valid address"))
         .await

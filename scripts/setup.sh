@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Shared set-up for scripts/run and scripts/test (sourced, not run).
+#
+# On a fresh Debian machine with Rust it installs what is missing (the
+# wasm32-wasip2 target, PostgreSQL + PostGIS, Redis, and for tests Chromium),
+# starts Postgres and Redis if they are not running, and builds every Wasm
+# component. Everything it does is idempotent: on a machine that has it all,
+# it only checks.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# Cargo's target folder lives outside the clone so a fresh clone (and CI)
+# reuses earlier builds; `target` in the clone points at it, which keeps the
+# `source` paths in spin.toml the same for `spin up`.
+export CARGO_TARGET_DIR="${VILLAGE_TARGET_DIR:-$HOME/.cache/village/target}"
+mkdir -p "$CARGO_TARGET_DIR"
+if [ ! -e target ]; then ln -s "$CARGO_TARGET_DIR" target; fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+apt_updated=0
+apt_install() {
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ $apt_updated -eq 0 ]; then
+    log "apt-get update"
+    $SUDO apt-get update -qq
+    apt_updated=1
+  fi
+  log "installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+ensure_rust_target() {
+  if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+    log "adding the wasm32-wasip2 target"
+    rustup target add wasm32-wasip2
+  fi
+}
+
+pg_major() {
+  if command -v pg_lsclusters >/dev/null 2>&1 && [ -n "$(pg_lsclusters -h 2>/dev/null)" ]; then
+    pg_lsclusters -h | awk 'NR==1 {print $1}'
+  else
+    echo 15
+  fi
+}
+
+ensure_postgres() {
+  apt_install postgresql-common
+  local major; major="$(pg_major)"
+  apt_install "postgresql-$major" "postgresql-$major-postgis-3"
+  if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+    log "starting PostgreSQL $major"
+    $SUDO pg_ctlcluster --skip-systemctl-redirect "$major" main start
+    for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.5; done
+  fi
+  # The app connects over TCP as `postgres`. A stock Debian cluster wants a
+  # password there: give the role one (over the local socket) and use it.
+  export VILLAGE_PG_PASSWORD="${VILLAGE_PG_PASSWORD:-}"
+  if ! PGPASSWORD="$VILLAGE_PG_PASSWORD" psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1; then
+    log "setting a local password for the postgres role"
+    VILLAGE_PG_PASSWORD=village
+    (cd / && $SUDO -u postgres psql -qc "ALTER ROLE postgres PASSWORD 'village'" >/dev/null 2>&1) ||
+      (cd / && su postgres -c "psql -qc \"ALTER ROLE postgres PASSWORD 'village'\"" >/dev/null)
+  fi
+  export PGPASSWORD="$VILLAGE_PG_PASSWORD"
+  export SPIN_VARIABLE_DB_PASSWORD="$VILLAGE_PG_PASSWORD"
+  export VILLAGE_TEST_PG="postgres://postgres:${VILLAGE_PG_PASSWORD}@127.0.0.1:5432/postgres"
+}
+
+ensure_redis() {
+  if ! command -v redis-server >/dev/null 2>&1; then apt_install redis-server; fi
+  if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+    log "starting Redis"
+    mkdir -p /tmp/village-redis
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+      --dir /tmp/village-redis --logfile /tmp/village-redis/redis.log
+    for _ in $(seq 1 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.2; done
+  fi
+}
+
+# Every Spin component crate: the application's functions and the runtime's fixtures.
+wasm_crates() {
+  for d in functions/*/ runtime/fixtures/*/; do
+    [ -f "$d/Cargo.toml" ] && basename "$d"
+  done
+}
+
+build_components() {
+  local args=()
+  for c in $(wasm_crates); do args+=(-p "$c"); done
+  log "building ${#args[@]} components for wasm32-wasip2 (release)"
+  cargo build --quiet --target wasm32-wasip2 --release "${args[@]}"
+}
