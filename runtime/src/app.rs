@@ -38,6 +38,9 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// What a guest may print per call before output is dropped.
 const OUTPUT_CAPACITY: usize = 1 << 20;
 
+/// Looks up a process environment variable (injectable for tests).
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// Everything `village up` (or a test) can set.
 #[derive(Clone)]
 pub struct Options {
@@ -57,7 +60,7 @@ pub struct Options {
     /// Instances that may be alive at once (the pool's size).
     pub max_concurrent_instances: u32,
     /// Looks up `SPIN_VARIABLE_*`; the process environment by default.
-    pub env_lookup: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    pub env_lookup: EnvLookup,
 }
 
 impl Options {
@@ -480,6 +483,20 @@ impl App {
             },
         );
         self.invoke_http(component, request).await
+    }
+
+    /// Creates a store and instantiates an HTTP component without calling it;
+    /// returns how long instantiation took. For benchmarks and diagnostics.
+    pub async fn time_instantiation(&self, component: &str) -> anyhow::Result<Duration> {
+        let loaded = self.component(component)?;
+        let pre = loaded
+            .proxy
+            .clone()
+            .ok_or_else(|| anyhow!("component `{component}` has no HTTP trigger"))?;
+        let started = std::time::Instant::now();
+        let mut store = self.new_store(loaded)?;
+        pre.instantiate_async(&mut store).await?;
+        Ok(started.elapsed())
     }
 
     /// The time budget given to a request or event.

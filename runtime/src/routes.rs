@@ -240,7 +240,8 @@ mod tests {
             ("/static/...", "static"),
             ("/a/:x/c", "param-mid"),
         ]);
-        let cases: &[(&str, Option<&str>, &str, &[(&str, &str)])] = &[
+        type Case<'a> = (&'a str, Option<&'a str>, &'a str, &'a [(&'a str, &'a str)]);
+        let cases: &[Case] = &[
             ("/", Some("root"), "", &[]),
             ("/nothing/here", Some("fallback"), "/nothing/here", &[]),
             ("/api", Some("api"), "", &[]),

@@ -26,7 +26,9 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the application, letting the test adjust options first.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Options)) -> TestApp {
-    let db_url = village_migrate::testing::fresh_database().await.expect("a fresh test database");
+    let db_url = village_migrate::testing::fresh_database()
+        .await
+        .expect("a fresh test database");
     let db_name = db_url.rsplit('/').next().expect("database name").to_owned();
     let mut options = Options::new(repo_root().join("spin.toml"));
     options.env_lookup = std::sync::Arc::new(|_| None);
@@ -62,7 +64,12 @@ impl TestApp {
         req.send().await.expect("GET answered")
     }
 
-    pub async fn put_json(&self, path: &str, body: impl Into<reqwest::Body>, cookie: Option<&str>) -> reqwest::Response {
+    pub async fn put_json(
+        &self,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+        cookie: Option<&str>,
+    ) -> reqwest::Response {
         let mut req = self
             .client
             .put(self.url(path))
@@ -91,5 +98,10 @@ impl TestApp {
 
 /// The `name=value` part of a `Set-Cookie` header, ready to send back.
 pub fn cookie_pair(set_cookie: &str) -> String {
-    set_cookie.split(';').next().unwrap_or_default().trim().to_owned()
+    set_cookie
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
 }

@@ -8,14 +8,27 @@ async fn a_first_visit_gets_a_secure_httponly_lax_cookie_for_30_days() {
     let resp = app.get("/", None).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "text/html; charset=utf-8");
-    let cookie = resp.headers()["set-cookie"].to_str().expect("ascii").to_owned();
+    let cookie = resp.headers()["set-cookie"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
     assert!(cookie.starts_with("vu_anon_id="), "{cookie}");
-    for attr in ["HttpOnly", "Secure", "SameSite=Lax", "Max-Age=2592000", "Path=/"] {
+    for attr in [
+        "HttpOnly",
+        "Secure",
+        "SameSite=Lax",
+        "Max-Age=2592000",
+        "Path=/",
+    ] {
         assert!(cookie.contains(attr), "{attr} missing: {cookie}");
     }
     let html = resp.text().await.expect("body");
     assert!(html.contains("Village Homepage"));
-    assert_eq!(html.matches("<section class=\"widget").count(), 5, "the default layout's widgets");
+    assert_eq!(
+        html.matches("<section class=\"widget").count(),
+        5,
+        "the default layout's widgets"
+    );
     app.stop().await;
 }
 
@@ -26,7 +39,10 @@ async fn the_secure_attribute_can_be_switched_off_for_local_http() {
     })
     .await;
     let resp = app.get("/", None).await;
-    let cookie = resp.headers()["set-cookie"].to_str().expect("ascii").to_owned();
+    let cookie = resp.headers()["set-cookie"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
     assert!(!cookie.contains("Secure"), "{cookie}");
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     app.stop().await;
@@ -43,7 +59,10 @@ async fn page_views_never_create_users() {
     }
     assert_eq!(app.count("SELECT count(*) FROM users").await, 0);
     let again = app.get("/", Some(&cookie)).await;
-    assert!(again.headers().get("set-cookie").is_none(), "a known visitor keeps their cookie");
+    assert!(
+        again.headers().get("set-cookie").is_none(),
+        "a known visitor keeps their cookie"
+    );
     app.stop().await;
 }
 
@@ -55,11 +74,19 @@ async fn the_homepage_shows_the_saved_layout() {
         "layout":{"columns":2,"widgets":[
           {"id":"quick","type":"quick_links","column":0,"position":0,"size":"small"},
           {"id":"feed","type":"social","column":1,"position":0,"size":"large"}]}}"#;
-    assert_eq!(app.put_json("/api/preferences", body, Some(cookie)).await.status(), 200);
+    assert_eq!(
+        app.put_json("/api/preferences", body, Some(cookie))
+            .await
+            .status(),
+        200
+    );
     let html = app.get("/", Some(cookie)).await.text().await.expect("body");
     assert!(html.contains("data-theme=\"dark\""), "theme applied");
     assert!(html.contains("id=\"widget-quick\"") && html.contains("id=\"widget-feed\""));
-    assert!(!html.contains("id=\"widget-weather\""), "only the saved widgets");
+    assert!(
+        !html.contains("id=\"widget-weather\""),
+        "only the saved widgets"
+    );
     assert!(html.contains("--columns: 2"));
     app.stop().await;
 }
@@ -70,8 +97,16 @@ async fn the_stylesheet_is_served_with_cache_headers_and_revalidates() {
     let resp = app.get("/static/site.css", None).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "text/css; charset=utf-8");
-    assert!(resp.headers()["cache-control"].to_str().expect("ascii").contains("max-age="));
-    assert!(resp.headers().get("set-cookie").is_none(), "assets set no cookie");
+    assert!(
+        resp.headers()["cache-control"]
+            .to_str()
+            .expect("ascii")
+            .contains("max-age=")
+    );
+    assert!(
+        resp.headers().get("set-cookie").is_none(),
+        "assets set no cookie"
+    );
     let etag = resp.headers()["etag"].to_str().expect("ascii").to_owned();
     let again = app
         .client
@@ -88,9 +123,19 @@ async fn the_stylesheet_is_served_with_cache_headers_and_revalidates() {
 #[tokio::test]
 async fn other_methods_on_the_homepage_are_refused_with_a_page() {
     let app = spawn_app().await;
-    let resp = app.client.delete(app.url("/")).send().await.expect("answered");
+    let resp = app
+        .client
+        .delete(app.url("/"))
+        .send()
+        .await
+        .expect("answered");
     assert_eq!(resp.status(), 405);
     assert_eq!(resp.headers()["allow"], "GET, HEAD");
-    assert!(resp.text().await.expect("body").contains("<h1>Method not allowed</h1>"));
+    assert!(
+        resp.text()
+            .await
+            .expect("body")
+            .contains("<h1>Method not allowed</h1>")
+    );
     app.stop().await;
 }

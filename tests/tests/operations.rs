@@ -26,14 +26,19 @@ async fn readiness_turns_503_and_names_postgres_when_it_is_unreachable() {
     assert_eq!(resp.status(), 503);
     let body: serde_json::Value = resp.json().await.expect("json");
     assert_eq!(body["failing"], serde_json::json!(["postgres"]));
-    assert_eq!(app.get("/healthz", None).await.status(), 200, "liveness does not depend on Postgres");
+    assert_eq!(
+        app.get("/healthz", None).await.status(),
+        200,
+        "liveness does not depend on Postgres"
+    );
     app.stop().await;
 }
 
 #[tokio::test]
 async fn readiness_names_redis_when_it_is_unreachable() {
     let app = spawn_app_with(|o| {
-        o.variables.insert("redis_host".into(), "127.0.0.1:1".into());
+        o.variables
+            .insert("redis_host".into(), "127.0.0.1:1".into());
     })
     .await;
     let resp = app.get("/readyz", None).await;
@@ -49,10 +54,23 @@ async fn metrics_are_valid_prometheus_exposition_counting_requests() {
     for _ in 0..3 {
         assert_eq!(app.get("/", None).await.status(), 200);
     }
-    assert_eq!(app.client.delete(app.url("/api/preferences")).send().await.expect("ok").status(), 405);
+    assert_eq!(
+        app.client
+            .delete(app.url("/api/preferences"))
+            .send()
+            .await
+            .expect("ok")
+            .status(),
+        405
+    );
     let resp = app.get("/q/metrics", None).await;
     assert_eq!(resp.status(), 200);
-    assert!(resp.headers()["content-type"].to_str().expect("ascii").starts_with("text/plain; version=0.0.4"));
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/plain; version=0.0.4")
+    );
     let text = resp.text().await.expect("body");
     let lines = text.lines().map(|l| Ok(l.to_owned()));
     let scrape = prometheus_parse::Scrape::parse(lines).expect("parses as Prometheus text");
@@ -61,7 +79,10 @@ async fn metrics_are_valid_prometheus_exposition_counting_requests() {
             .samples
             .iter()
             .filter(|s| s.metric == "village_http_requests_total")
-            .filter(|s| s.labels.get("component") == Some(component) && s.labels.get("status") == Some(status))
+            .filter(|s| {
+                s.labels.get("component") == Some(component)
+                    && s.labels.get("status") == Some(status)
+            })
             .map(|s| match s.value {
                 prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
                 _ => 0.0,
@@ -71,10 +92,10 @@ async fn metrics_are_valid_prometheus_exposition_counting_requests() {
     // Redis is shared by concurrently running tests: counts only grow.
     assert!(count("homepage", "200") >= 3.0, "{text}");
     assert!(count("preferences-api", "405") >= 1.0, "{text}");
-    let has_histogram = scrape
-        .samples
-        .iter()
-        .any(|s| s.metric == "village_http_request_duration_seconds" && s.labels.get("component") == Some("homepage"));
+    let has_histogram = scrape.samples.iter().any(|s| {
+        s.metric == "village_http_request_duration_seconds"
+            && s.labels.get("component") == Some("homepage")
+    });
     assert!(has_histogram, "latency histogram present: {text}");
     app.stop().await;
 }

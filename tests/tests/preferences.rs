@@ -26,7 +26,11 @@ async fn problem(app: &TestApp, body: impl Into<reqwest::Body>) -> (u16, Value) 
 fn fields(problem: &Value) -> Vec<String> {
     problem["errors"]
         .as_array()
-        .map(|a| a.iter().map(|e| e["field"].as_str().unwrap_or_default().to_owned()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|e| e["field"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -38,16 +42,31 @@ async fn a_visitor_gets_defaults_then_what_they_saved() {
     let cookie = cookie_pair(first.headers()["set-cookie"].to_str().expect("ascii"));
     let defaults: Value = first.json().await.expect("json");
     assert_eq!(defaults["layout"]["columns"], 3);
-    assert_eq!(app.count("SELECT count(*) FROM users").await, 0, "reading creates nothing");
+    assert_eq!(
+        app.count("SELECT count(*) FROM users").await,
+        0,
+        "reading creates nothing"
+    );
 
-    let saved = app.put_json("/api/preferences", valid().to_string(), Some(&cookie)).await;
+    let saved = app
+        .put_json("/api/preferences", valid().to_string(), Some(&cookie))
+        .await;
     assert_eq!(saved.status(), 200);
-    let back: Value = app.get("/api/preferences", Some(&cookie)).await.json().await.expect("json");
+    let back: Value = app
+        .get("/api/preferences", Some(&cookie))
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_eq!(back["settings"], valid()["settings"]);
-    assert_eq!(back["layout"]["widgets"][0]["settings"]["feeds"][0], "local");
+    assert_eq!(
+        back["layout"]["widgets"][0]["settings"]["feeds"][0],
+        "local"
+    );
     assert_eq!(back["layout"]["widgets"][1]["id"], "w");
     assert_eq!(
-        app.count("SELECT count(*) FROM users WHERE is_anonymous AND anon_id IS NOT NULL").await,
+        app.count("SELECT count(*) FROM users WHERE is_anonymous AND anon_id IS NOT NULL")
+            .await,
         1,
         "the first write created exactly one anonymous user"
     );
@@ -57,10 +76,17 @@ async fn a_visitor_gets_defaults_then_what_they_saved() {
 #[tokio::test]
 async fn a_put_without_a_cookie_sets_one_and_stores_under_it() {
     let app = spawn_app().await;
-    let resp = app.put_json("/api/preferences", valid().to_string(), None).await;
+    let resp = app
+        .put_json("/api/preferences", valid().to_string(), None)
+        .await;
     assert_eq!(resp.status(), 200);
     let cookie = cookie_pair(resp.headers()["set-cookie"].to_str().expect("ascii"));
-    let back: Value = app.get("/api/preferences", Some(&cookie)).await.json().await.expect("json");
+    let back: Value = app
+        .get("/api/preferences", Some(&cookie))
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_eq!(back["settings"]["units"], "imperial");
     app.stop().await;
 }
@@ -77,7 +103,12 @@ async fn each_invalid_field_is_named_and_nothing_is_stored() {
     assert_eq!(status, 400);
     assert_eq!(p["status"], 400);
     let f = fields(&p);
-    for want in ["layout.widgets[0].type", "layout.widgets[1].column", "settings.theme", "extra"] {
+    for want in [
+        "layout.widgets[0].type",
+        "layout.widgets[1].column",
+        "settings.theme",
+        "extra",
+    ] {
         assert!(f.contains(&want.to_owned()), "{want} not named in {f:?}");
     }
     assert_eq!(app.count("SELECT count(*) FROM users").await, 0);
@@ -117,20 +148,38 @@ async fn an_oversized_layout_is_refused() {
 #[tokio::test]
 async fn a_failed_update_keeps_the_previous_preferences() {
     let app = spawn_app().await;
-    assert_eq!(app.put_json("/api/preferences", valid().to_string(), Some(COOKIE)).await.status(), 200);
+    assert_eq!(
+        app.put_json("/api/preferences", valid().to_string(), Some(COOKIE))
+            .await
+            .status(),
+        200
+    );
     let mut bad = valid();
     bad["layout"]["columns"] = json!(0);
     let (status, _) = problem(&app, bad.to_string()).await;
     assert_eq!(status, 400);
-    let back: Value = app.get("/api/preferences", Some(COOKIE)).await.json().await.expect("json");
-    assert_eq!(back["layout"]["columns"], 2, "the stored layout is untouched");
+    let back: Value = app
+        .get("/api/preferences", Some(COOKIE))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        back["layout"]["columns"], 2,
+        "the stored layout is untouched"
+    );
     app.stop().await;
 }
 
 #[tokio::test]
 async fn unsupported_methods_answer_405_problem_json() {
     let app = spawn_app().await;
-    let resp = app.client.delete(app.url("/api/preferences")).send().await.expect("answered");
+    let resp = app
+        .client
+        .delete(app.url("/api/preferences"))
+        .send()
+        .await
+        .expect("answered");
     assert_eq!(resp.status(), 405);
     assert_eq!(resp.headers()["content-type"], "application/problem+json");
     assert_eq!(resp.headers()["allow"], "GET, PUT");

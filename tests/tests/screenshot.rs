@@ -8,10 +8,14 @@ use std::time::Duration;
 use village_e2e::{repo_root, spawn_app};
 
 fn chromium() -> &'static str {
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .expect("Chromium is installed (scripts/test installs the `chromium` package)")
+    [
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+        "/usr/bin/google-chrome",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists())
+    .expect("Chromium is installed (scripts/test installs the `chromium` package)")
 }
 
 #[tokio::test]
@@ -51,9 +55,17 @@ async fn the_homepage_renders_in_headless_chromium() {
     .expect("Chromium finished within a minute")
     .expect("join")
     .expect("Chromium ran");
-    assert!(status.status.success(), "chromium failed: {}", String::from_utf8_lossy(&status.stderr));
+    assert!(
+        status.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     let bytes = std::fs::read(&png).expect("screenshot written");
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "a PNG file");
-    assert!(bytes.len() > 10_000, "a real render, not a blank page ({} bytes)", bytes.len());
+    assert!(
+        bytes.len() > 10_000,
+        "a real render, not a blank page ({} bytes)",
+        bytes.len()
+    );
     app.stop().await;
 }

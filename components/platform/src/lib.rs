@@ -15,6 +15,7 @@ pub mod cache;
 pub mod clock;
 pub mod context;
 pub mod error;
+pub mod http_client;
 pub mod log;
 pub mod metrics;
 pub mod probes;

@@ -177,3 +177,53 @@ impl Cache for NativeCache {
         Ok(out)
     }
 }
+
+/// Outbound HTTP with reqwest, with a whole-request timeout.
+pub struct NativeHttp {
+    client: reqwest::Client,
+    timeout: std::time::Duration,
+}
+
+impl NativeHttp {
+    pub fn new(timeout: std::time::Duration) -> Self {
+        Self {
+            client: reqwest::Client::new(),
+            timeout,
+        }
+    }
+}
+
+impl crate::http_client::HttpClient for NativeHttp {
+    async fn send(
+        &self,
+        request: crate::http_client::HttpRequest,
+    ) -> Result<crate::http_client::HttpResponse, crate::http_client::HttpError> {
+        use crate::http_client::HttpError;
+        let (parts, body) = request.into_parts();
+        let resp = self
+            .client
+            .request(parts.method, parts.uri.to_string())
+            .headers(parts.headers)
+            .body(body)
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_timeout() {
+                    HttpError::Timeout(self.timeout)
+                } else {
+                    HttpError::Failed(e.to_string())
+                }
+            })?;
+        let mut out = http::Response::builder().status(resp.status());
+        for (k, v) in resp.headers() {
+            out = out.header(k, v);
+        }
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| HttpError::Failed(e.to_string()))?;
+        out.body(bytes.to_vec())
+            .map_err(|e| HttpError::Failed(e.to_string()))
+    }
+}

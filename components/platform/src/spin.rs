@@ -292,3 +292,25 @@ where
     }
     response
 }
+
+/// Outbound HTTP through `wasi:http`; the host enforces the allow-list.
+pub struct SpinHttp;
+
+impl crate::http_client::HttpClient for SpinHttp {
+    async fn send(
+        &self,
+        request: crate::http_client::HttpRequest,
+    ) -> Result<crate::http_client::HttpResponse, crate::http_client::HttpError> {
+        use crate::http_client::HttpError;
+        spin_sdk::http::send::<_, http::Response<Vec<u8>>>(request)
+            .await
+            .map_err(|e| {
+                let text = e.to_string();
+                if text.contains("HttpRequestDenied") {
+                    HttpError::Refused(text)
+                } else {
+                    HttpError::Failed(text)
+                }
+            })
+    }
+}

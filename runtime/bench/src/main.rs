@@ -1,0 +1,238 @@
+//! `village-bench runtime`: how close the runtime comes to a native server.
+//!
+//! In one run, on one machine, it drives (1) a trivial Spin component
+//! (`http-fixture`, path `/fixture/hello`) served by the runtime and (2) a
+//! native hyper "hello" server — the ceiling — with the same concurrent
+//! keep-alive load, and prints requests/s and p50/p99 latency for both and
+//! their ratio. It also prints the median and p99 time to instantiate a
+//! component, and the process's resident memory after loading every
+//! component of the project's own spin.toml.
+//!
+//! The load generator runs in the same process as the servers; on a 2-core
+//! machine both sides compete for the same cores, equally for both servers.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::Parser;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+
+#[derive(Parser)]
+#[command(
+    about = "Runtime throughput, latency, instantiation and memory, against a native ceiling"
+)]
+struct Args {
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Seconds of load per server.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Instantiations to time.
+    #[arg(long, default_value_t = 2000)]
+    instantiations: usize,
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+struct LoadResult {
+    requests: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+    errors: usize,
+}
+
+impl LoadResult {
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile(&self, p: f64) -> Duration {
+        percentile(&self.latencies, p)
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// `connections` tasks, each sending requests back to back on one
+/// keep-alive connection for `seconds`.
+async fn load(
+    addr: SocketAddr,
+    path: &str,
+    connections: usize,
+    seconds: u64,
+) -> anyhow::Result<LoadResult> {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let path = path.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let stream = TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(conn);
+            let mut latencies = Vec::new();
+            let mut errors = 0;
+            while Instant::now() < deadline {
+                let req = http::Request::get(&path)
+                    .header("host", addr.to_string())
+                    .body(Empty::<Bytes>::new())?;
+                let t = Instant::now();
+                let resp = sender.send_request(req).await?;
+                let ok = resp.status().is_success();
+                resp.into_body().collect().await?;
+                latencies.push(t.elapsed());
+                if !ok {
+                    errors += 1;
+                }
+            }
+            anyhow::Ok((latencies, errors))
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await??;
+        latencies.extend(l);
+        errors += e;
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    Ok(LoadResult {
+        requests: latencies.len(),
+        elapsed,
+        latencies,
+        errors,
+    })
+}
+
+async fn native_hello() -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            if stream.set_nodelay(true).is_err() {
+                continue;
+            }
+            tokio::spawn(async move {
+                let service = service_fn(|_req| async {
+                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(
+                        b"hello",
+                    ))))
+                });
+                if let Err(e) = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await
+                {
+                    eprintln!("native connection: {e}");
+                }
+            });
+        }
+    });
+    Ok(addr)
+}
+
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn row(name: &str, r: &LoadResult) {
+    println!(
+        "{name:<22} {:>10.0} req/s   p50 {:>8.1} µs   p99 {:>8.1} µs   ({} requests, {} errors)",
+        r.rps(),
+        r.percentile(0.50).as_secs_f64() * 1e6,
+        r.percentile(0.99).as_secs_f64() * 1e6,
+        r.requests,
+        r.errors
+    );
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    println!(
+        "village-bench runtime: {} connections, {} s per server, {} cores",
+        args.connections,
+        args.seconds,
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+
+    // Memory first, in a clean process: every component of the project.
+    let before = rss_mib();
+    let mut project = village_runtime::Options::new(repo().join("spin.toml"));
+    project.env_lookup = Arc::new(|_| None);
+    let app = village_runtime::App::load(project).await?;
+    let loaded = app.components.len();
+    let after = rss_mib();
+    println!(
+        "memory: {after:.1} MiB resident with all {loaded} project components loaded ({before:.1} MiB before loading)"
+    );
+    drop(app);
+
+    let mut options = village_runtime::Options::new(repo().join("runtime/fixtures/spin.toml"));
+    options.components = vec!["http-fixture".into()];
+    options.env_lookup = Arc::new(|_| None);
+    let running = village_runtime::start(options, "127.0.0.1:0".parse()?).await?;
+
+    let mut inst = Vec::with_capacity(args.instantiations);
+    for _ in 0..args.instantiations {
+        inst.push(running.app.time_instantiation("http-fixture").await?);
+    }
+    inst.sort();
+    println!(
+        "instantiation: median {:.1} µs, p99 {:.1} µs over {} instances",
+        percentile(&inst, 0.5).as_secs_f64() * 1e6,
+        percentile(&inst, 0.99).as_secs_f64() * 1e6,
+        inst.len()
+    );
+
+    // Warm both servers, then measure each in turn.
+    load(running.addr, "/fixture/hello", 4, 1).await?;
+    let runtime = load(
+        running.addr,
+        "/fixture/hello",
+        args.connections,
+        args.seconds,
+    )
+    .await?;
+    let native_addr = native_hello().await?;
+    load(native_addr, "/", 4, 1).await?;
+    let native = load(native_addr, "/", args.connections, args.seconds).await?;
+    row("native hyper (ceiling)", &native);
+    row("village runtime", &runtime);
+    println!(
+        "ratio: runtime throughput is {:.1}% of native",
+        100.0 * runtime.rps() / native.rps()
+    );
+    running.stop().await;
+    Ok(())
+}
