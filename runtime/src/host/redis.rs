@@ -72,11 +72,14 @@ fn other(e: redis::RedisError) -> Error {
 }
 
 impl InstanceState {
-    fn redis_conn(
+    /// Runs one command on the guest's connection; Redis errors go to the guest.
+    async fn run<T: redis::FromRedisValue>(
         &mut self,
         res: &Resource<RedisConnection>,
-    ) -> wasmtime::Result<ConnectionManager> {
-        Ok(self.table.get(res)?.conn.clone())
+        cmd: redis::Cmd,
+    ) -> wasmtime::Result<Result<T, Error>> {
+        let mut conn = self.table.get(res)?.conn.clone();
+        Ok(cmd.query_async(&mut conn).await.map_err(other))
     }
 }
 
@@ -103,13 +106,13 @@ impl r::HostConnection for InstanceState {
         channel: String,
         payload: Payload,
     ) -> wasmtime::Result<Result<(), Error>> {
-        let mut conn = self.redis_conn(&c)?;
-        let res: redis::RedisResult<i64> = redis::cmd("PUBLISH")
-            .arg(channel)
-            .arg(payload)
-            .query_async(&mut conn)
-            .await;
-        Ok(res.map(|_| ()).map_err(other))
+        let receivers: Result<i64, Error> = self
+            .run(
+                &c,
+                redis::cmd("PUBLISH").arg(channel).arg(payload).to_owned(),
+            )
+            .await?;
+        Ok(receivers.map(drop))
     }
 
     async fn get(
@@ -117,12 +120,7 @@ impl r::HostConnection for InstanceState {
         c: Resource<RedisConnection>,
         key: String,
     ) -> wasmtime::Result<Result<Option<Payload>, Error>> {
-        let mut conn = self.redis_conn(&c)?;
-        Ok(redis::cmd("GET")
-            .arg(key)
-            .query_async(&mut conn)
-            .await
-            .map_err(other))
+        self.run(&c, redis::cmd("GET").arg(key).to_owned()).await
     }
 
     async fn set(
@@ -131,13 +129,8 @@ impl r::HostConnection for InstanceState {
         key: String,
         value: Payload,
     ) -> wasmtime::Result<Result<(), Error>> {
-        let mut conn = self.redis_conn(&c)?;
-        Ok(redis::cmd("SET")
-            .arg(key)
-            .arg(value)
-            .query_async(&mut conn)
+        self.run(&c, redis::cmd("SET").arg(key).arg(value).to_owned())
             .await
-            .map_err(other))
     }
 
     async fn incr(
@@ -145,12 +138,7 @@ impl r::HostConnection for InstanceState {
         c: Resource<RedisConnection>,
         key: String,
     ) -> wasmtime::Result<Result<i64, Error>> {
-        let mut conn = self.redis_conn(&c)?;
-        Ok(redis::cmd("INCR")
-            .arg(key)
-            .query_async(&mut conn)
-            .await
-            .map_err(other))
+        self.run(&c, redis::cmd("INCR").arg(key).to_owned()).await
     }
 
     async fn del(
@@ -158,12 +146,7 @@ impl r::HostConnection for InstanceState {
         c: Resource<RedisConnection>,
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<u32, Error>> {
-        let mut conn = self.redis_conn(&c)?;
-        Ok(redis::cmd("DEL")
-            .arg(keys)
-            .query_async(&mut conn)
-            .await
-            .map_err(other))
+        self.run(&c, redis::cmd("DEL").arg(keys).to_owned()).await
     }
 
     async fn sadd(
@@ -172,13 +155,8 @@ impl r::HostConnection for InstanceState {
         key: String,
         values: Vec<String>,
     ) -> wasmtime::Result<Result<u32, Error>> {
-        let mut conn = self.redis_conn(&c)?;
-        Ok(redis::cmd("SADD")
-            .arg(key)
-            .arg(values)
-            .query_async(&mut conn)
+        self.run(&c, redis::cmd("SADD").arg(key).arg(values).to_owned())
             .await
-            .map_err(other))
     }
 
     async fn smembers(
@@ -186,12 +164,8 @@ impl r::HostConnection for InstanceState {
         c: Resource<RedisConnection>,
         key: String,
     ) -> wasmtime::Result<Result<Vec<String>, Error>> {
-        let mut conn = self.redis_conn(&c)?;
-        Ok(redis::cmd("SMEMBERS")
-            .arg(key)
-            .query_async(&mut conn)
+        self.run(&c, redis::cmd("SMEMBERS").arg(key).to_owned())
             .await
-            .map_err(other))
     }
 
     async fn srem(
@@ -200,13 +174,8 @@ impl r::HostConnection for InstanceState {
         key: String,
         values: Vec<String>,
     ) -> wasmtime::Result<Result<u32, Error>> {
-        let mut conn = self.redis_conn(&c)?;
-        Ok(redis::cmd("SREM")
-            .arg(key)
-            .arg(values)
-            .query_async(&mut conn)
+        self.run(&c, redis::cmd("SREM").arg(key).arg(values).to_owned())
             .await
-            .map_err(other))
     }
 
     async fn execute(
@@ -215,7 +184,6 @@ impl r::HostConnection for InstanceState {
         command: String,
         arguments: Vec<RedisParameter>,
     ) -> wasmtime::Result<Result<Vec<RedisResult>, Error>> {
-        let mut conn = self.redis_conn(&c)?;
         let mut cmd = redis::cmd(&command);
         for a in arguments {
             match a {
@@ -223,14 +191,12 @@ impl r::HostConnection for InstanceState {
                 RedisParameter::Binary(b) => cmd.arg(b),
             };
         }
-        let value: redis::RedisResult<redis::Value> = cmd.query_async(&mut conn).await;
-        Ok(value
-            .map(|v| {
-                let mut out = Vec::new();
-                flatten(v, &mut out);
-                out
-            })
-            .map_err(other))
+        let value: Result<redis::Value, Error> = self.run(&c, cmd).await?;
+        Ok(value.map(|v| {
+            let mut out = Vec::new();
+            flatten(v, &mut out);
+            out
+        }))
     }
 
     async fn drop(&mut self, c: Resource<RedisConnection>) -> wasmtime::Result<()> {
