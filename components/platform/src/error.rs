@@ -30,8 +30,14 @@ pub enum AppError {
     Validation(Vec<FieldError>),
     #[error("request body over {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    #[error("authentication required")]
+    Unauthorized,
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     #[error("not found")]
     NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String),
     #[error("method not allowed")]
     MethodNotAllowed { allowed: &'static str },
     #[error("{dependency} unavailable: {detail}")]
@@ -73,7 +79,10 @@ impl AppError {
         match self {
             AppError::Validation(_) => S::BAD_REQUEST,
             AppError::PayloadTooLarge { .. } => S::PAYLOAD_TOO_LARGE,
+            AppError::Unauthorized => S::UNAUTHORIZED,
+            AppError::Forbidden(_) => S::FORBIDDEN,
             AppError::NotFound => S::NOT_FOUND,
+            AppError::Conflict(_) => S::CONFLICT,
             AppError::MethodNotAllowed { .. } => S::METHOD_NOT_ALLOWED,
             AppError::Unavailable { .. } => S::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => S::INTERNAL_SERVER_ERROR,
@@ -91,7 +100,10 @@ impl AppError {
             AppError::PayloadTooLarge { .. } => {
                 ("Request body too large", "/problems/payload-too-large")
             }
+            AppError::Unauthorized => ("Authentication required", "/problems/unauthorized"),
+            AppError::Forbidden(_) => ("Forbidden", "/problems/forbidden"),
             AppError::NotFound => ("Not found", "/problems/not-found"),
+            AppError::Conflict(_) => ("Conflict", "/problems/conflict"),
             AppError::MethodNotAllowed { .. } => {
                 ("Method not allowed", "/problems/method-not-allowed")
             }
@@ -107,6 +119,7 @@ impl AppError {
                 Some(format!("The body may be at most {limit} bytes."))
             }
             AppError::MethodNotAllowed { allowed } => Some(format!("Allowed: {allowed}.")),
+            AppError::Forbidden(why) | AppError::Conflict(why) => Some(why.clone()),
             AppError::Unavailable { dependency, .. } => Some(format!(
                 "A service we depend on ({dependency}) is unavailable; try again shortly."
             )),
@@ -161,9 +174,18 @@ impl AppError {
     }
 
     fn add_allow(&self, r: &mut Response) {
-        if let AppError::MethodNotAllowed { allowed } = self {
-            r.headers_mut()
-                .insert(http::header::ALLOW, http::HeaderValue::from_static(allowed));
+        match self {
+            AppError::MethodNotAllowed { allowed } => {
+                r.headers_mut()
+                    .insert(http::header::ALLOW, http::HeaderValue::from_static(allowed));
+            }
+            AppError::Unauthorized => {
+                r.headers_mut().insert(
+                    http::header::WWW_AUTHENTICATE,
+                    http::HeaderValue::from_static("Bearer"),
+                );
+            }
+            _ => {}
         }
     }
 }

@@ -9,7 +9,9 @@
 //! (anonymous id, trace ids), one error-to-HTTP mapping, one JSON log line
 //! per request, and request metrics kept in Redis.
 
+pub mod admin;
 pub mod assets;
+pub mod audit;
 pub mod blob;
 pub mod cache;
 pub mod clock;

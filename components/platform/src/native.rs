@@ -52,6 +52,7 @@ fn boxed(v: &SqlValue) -> Box<dyn ToSql + Sync + Send> {
         SqlValue::Json(j) => Box::new(j.clone()),
         SqlValue::Uuid(u) => Box::new(*u),
         SqlValue::Timestamp(t) => Box::new(*t),
+        SqlValue::Int64Array(a) => Box::new(a.clone()),
     }
 }
 

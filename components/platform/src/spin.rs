@@ -66,6 +66,9 @@ fn to_param(v: &SqlValue) -> ParameterValue {
         SqlValue::Bytes(b) => ParameterValue::Binary(b.clone()),
         SqlValue::Json(j) => ParameterValue::Jsonb(j.to_string().into_bytes()),
         SqlValue::Uuid(u) => ParameterValue::Uuid(u.to_string()),
+        SqlValue::Int64Array(a) => {
+            ParameterValue::ArrayInt64(a.iter().copied().map(Some).collect())
+        }
         // chrono keeps every field in range for the u8 casts below.
         SqlValue::Timestamp(t) => ParameterValue::Datetime((
             t.year(),

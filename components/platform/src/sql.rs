@@ -19,6 +19,8 @@ pub enum SqlValue {
     Json(serde_json::Value),
     Uuid(Uuid),
     Timestamp(DateTime<Utc>),
+    /// `bigint[]`, e.g. for `WHERE id = ANY($1)`.
+    Int64Array(Vec<i64>),
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,150 @@
+//! The drain loop a worker component runs when woken.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use village_platform::cache::Cache;
+use village_platform::clock::Clock;
+use village_platform::sql::{Sql, SqlError};
+
+use crate::handlers::{JobError, Registry};
+use crate::metrics::{HandlerStats, record};
+use crate::policy::random_unit;
+use crate::{JobStatus, Queue, RetryPolicy, claim, complete, fail, release};
+
+/// What one drain did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DrainReport {
+    pub claimed: usize,
+    pub succeeded: usize,
+    pub retried: usize,
+    pub dead: usize,
+    /// Claimed but handed back unstarted when the time budget ran out.
+    pub released: usize,
+    /// Jobs this worker had lost (rescued elsewhere) by the time it finished.
+    pub lost: usize,
+}
+
+/// Claims and runs due jobs of `queue` (and the queues it yields to, see
+/// [`Queue::drain_order`]) in batches, until none are due or `budget` is
+/// spent. Successes of a batch are recorded in one statement.
+#[allow(clippy::too_many_arguments)] // the ports, plus what makes this worker this worker
+pub async fn drain(
+    sql: &impl Sql,
+    cache: &impl Cache,
+    clock: &impl Clock,
+    registry: &Registry<'_>,
+    queue: Queue,
+    worker: &str,
+    budget: Duration,
+    batch: i64,
+) -> Result<DrainReport, SqlError> {
+    let started = Instant::now();
+    let mut report = DrainReport::default();
+    let mut stats: BTreeMap<String, HandlerStats> = BTreeMap::new();
+    'batches: while started.elapsed() < budget {
+        let jobs = claim(sql, queue.drain_order(), worker, batch, clock.now()).await?;
+        if jobs.is_empty() {
+            break;
+        }
+        report.claimed += jobs.len();
+        let mut done = Vec::with_capacity(jobs.len());
+        for (i, job) in jobs.iter().enumerate() {
+            if started.elapsed() >= budget {
+                let rest: Vec<i64> = jobs[i..].iter().map(|j| j.id).collect();
+                report.released += release(sql, &rest, worker).await? as usize;
+                report.lost += complete_batch(sql, &done, worker, clock, &mut report).await?;
+                break 'batches;
+            }
+            let t = Instant::now();
+            let outcome = registry.run(job).await;
+            let elapsed = t.elapsed();
+            let entry = stats.entry(job.handler.clone()).or_default();
+            entry.runs += 1;
+            entry.micros += elapsed.as_micros() as u64;
+            match outcome {
+                Ok(()) => done.push(job.id),
+                Err(err) => {
+                    entry.failures += 1;
+                    let policy = registry.policy(&job.handler).unwrap_or_default();
+                    let retry_at = retry_time(&err, &policy, job.attempts, job.max_attempts, clock);
+                    let text = format!(
+                        "{}: {err}",
+                        if matches!(err, JobError::Permanent(_)) {
+                            "permanent"
+                        } else {
+                            "retryable"
+                        }
+                    );
+                    match fail(sql, job, worker, &text, retry_at, clock.now()).await? {
+                        Some(JobStatus::Dead) => report.dead += 1,
+                        Some(_) => report.retried += 1,
+                        None => report.lost += 1,
+                    }
+                    log_failure(
+                        job.id,
+                        &job.handler,
+                        job.attempts,
+                        &text,
+                        retry_at.is_none(),
+                    );
+                }
+            }
+        }
+        report.lost += complete_batch(sql, &done, worker, clock, &mut report).await?;
+    }
+    if !stats.is_empty()
+        && let Err(e) = record(cache, &stats).await
+    {
+        eprintln!(
+            "{{\"severity\":\"WARNING\",\"message\":\"job metrics not recorded: {}\"}}",
+            e.to_string().replace('"', "'")
+        );
+    }
+    Ok(report)
+}
+
+/// Completes a batch; returns how many this worker no longer held.
+async fn complete_batch(
+    sql: &impl Sql,
+    done: &[i64],
+    worker: &str,
+    clock: &impl Clock,
+    report: &mut DrainReport,
+) -> Result<usize, SqlError> {
+    let n = complete(sql, done, worker, clock.now()).await? as usize;
+    report.succeeded += n;
+    Ok(done.len() - n)
+}
+
+fn retry_time(
+    err: &JobError,
+    policy: &RetryPolicy,
+    attempts: i32,
+    max_attempts: i32,
+    clock: &impl Clock,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    match err {
+        JobError::Permanent(_) => None,
+        JobError::Retry(_) if attempts >= max_attempts => None,
+        JobError::Retry(_) => {
+            let delay = policy.backoff(attempts, random_unit());
+            chrono::Duration::from_std(delay)
+                .ok()
+                .map(|d| clock.now() + d)
+        }
+    }
+}
+
+fn log_failure(id: i64, handler: &str, attempt: i32, error: &str, dead: bool) {
+    let line = serde_json::json!({
+        "timestamp": chrono::Utc::now().to_rfc3339(),
+        "severity": if dead { "ERROR" } else { "WARNING" },
+        "job_id": id,
+        "handler": handler,
+        "attempt": attempt,
+        "dead_lettered": dead,
+        "message": error,
+    });
+    println!("{line}");
+}
