@@ -390,6 +390,8 @@ impl Manifest {
                     format!("no component `{}` is defined", trigger.component),
                 ));
             }
+            self.check_template(&trigger.channel)
+                .map_err(|m| err(format!("{at}.channel"), m))?;
             match trigger
                 .address
                 .as_deref()

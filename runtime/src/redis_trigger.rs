@@ -37,10 +37,18 @@ pub async fn run(app: Arc<App>, shutdown: watch::Receiver<bool>) {
                 continue;
             }
         };
+        // Spin renders application variables in both `address` and `channel`.
+        let channel = match app.shared.variables.render(&t.channel) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("redis trigger for `{}`: {e}", t.component);
+                continue;
+            }
+        };
         subscriptions
             .entry(address)
             .or_default()
-            .entry(t.channel.clone())
+            .entry(channel)
             .or_default()
             .push(t.component.clone());
     }

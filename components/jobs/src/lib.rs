@@ -21,6 +21,8 @@ pub mod metrics;
 pub mod ops;
 mod policy;
 mod queue;
+#[cfg(feature = "spin")]
+pub mod spin_components;
 mod store;
 mod worker;
 
@@ -29,8 +31,8 @@ pub use job::{Job, JobId, JobStatus, NewJob};
 pub use policy::RetryPolicy;
 pub use queue::Queue;
 pub use store::{
-    JobsError, QueueStats, claim, complete, delete, due_queues, enqueue, fail, pause,
-    purge_finished, queue_stats, recent_failures, release, requeue, rescue_stale, resume,
+    JobsError, QueueStats, claim, complete, delete, due_queues, enqueue, fail, find, pause,
+    purge_finished, queue_stats, recent_failures, release, requeue, rescue_stale, resume, wake,
 };
 pub use worker::{DrainReport, drain};
 

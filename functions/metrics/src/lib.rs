@@ -1,23 +1,33 @@
 //! `metrics` — `/q/metrics`: request counts and latencies of every component,
-//! in the Prometheus text exposition format.
+//! and the job system's queue depths and handler counters, in the Prometheus
+//! text exposition format.
 
 // The SDK's export macro generates the component ABI glue, which is `unsafe`.
 #![allow(unsafe_code)]
 
 use spin_sdk::http_component;
 use village_platform::AppError;
+use village_platform::clock::Clock;
 use village_platform::spin::{Surface, serve};
 use village_platform::web::{Request, Response};
 
 #[http_component]
 async fn handle(req: Request) -> Response {
     serve("metrics", Surface::Plain, req, async |_req, env, _ctx| {
-        let text = village_platform::metrics::render(&env.cache)
+        let mut text = village_platform::metrics::render(&env.cache)
             .await
             .map_err(|e| AppError::Unavailable {
                 dependency: "redis",
                 detail: e.to_string(),
             })?;
+        // Job metrics need Postgres too; without it the HTTP metrics still go out.
+        match village_jobs::metrics::render(&env.sql, &env.cache, env.clock.now()).await {
+            Ok(jobs) => text.push_str(&jobs),
+            Err(e) => text.push_str(&format!(
+                "# job metrics unavailable: {}\n",
+                e.to_string().replace('\n', " ")
+            )),
+        }
         let mut r = village_platform::web::text(http::StatusCode::OK, &text);
         r.headers_mut().insert(
             http::header::CONTENT_TYPE,
