@@ -31,10 +31,11 @@ pub use job::{Job, JobId, JobStatus, NewJob};
 pub use policy::RetryPolicy;
 pub use queue::Queue;
 pub use store::{
-    JobsError, QueueStats, claim, complete, delete, due_queues, enqueue, fail, find, pause,
-    purge_finished, queue_stats, recent_failures, release, requeue, rescue_stale, resume, wake,
+    JobsError, QueueStats, claim, complete, delete, due_queues, enqueue, enqueue_many, fail, find,
+    pause, purge_finished, queue_stats, recent_failures, release, requeue, rescue_stale, resume,
+    wake,
 };
-pub use worker::{DrainReport, drain};
+pub use worker::{DEFAULT_BATCH, DrainReport, drain};
 
 /// The Redis channel a queue's worker component listens on for wake-ups.
 pub fn wake_channel(queue: Queue) -> String {

@@ -10,9 +10,6 @@ use village_platform::spin::Env;
 
 use crate::{Queue, drain, due_queues, handlers, purge_finished, rescue_stale, store};
 
-/// Jobs claimed per round trip: big enough to amortise the claim, small
-/// enough that a worker out of time hands back little.
-const BATCH: i64 = 50;
 /// Finished jobs are kept this long for ops to look at, then purged.
 const KEEP_SUCCEEDED_DAYS: i64 = 7;
 const KEEP_DEAD_DAYS: i64 = 30;
@@ -44,7 +41,14 @@ pub async fn run_worker(component: &str, queue: Queue) -> Result<(), String> {
     let registry = handlers::registry();
     let id = worker_id(component);
     let report = drain(
-        &env.sql, &env.cache, &env.clock, &registry, queue, &id, budget, BATCH,
+        &env.sql,
+        &env.cache,
+        &env.clock,
+        &registry,
+        queue,
+        &id,
+        budget,
+        crate::DEFAULT_BATCH,
     )
     .await
     .map_err(|e| format!("drain of {queue} failed: {e}"))?;

@@ -107,6 +107,73 @@ pub async fn enqueue(
     Ok(id)
 }
 
+/// Enqueues many jobs in one statement and one commit, then wakes each
+/// queue once: for producers that create work in bulk (feed ingestion,
+/// rollups). Jobs whose idempotency key is already held are skipped.
+/// Returns the ids of the jobs created (in no particular order).
+pub async fn enqueue_many(
+    sql: &impl Sql,
+    cache: &impl Cache,
+    now: DateTime<Utc>,
+    jobs: &[NewJob],
+) -> Result<Vec<JobId>, JobsError> {
+    if jobs
+        .iter()
+        .any(|j| j.handler.is_empty() || j.max_attempts < 1)
+    {
+        return Err(JobsError::Conflict(
+            "a job needs a handler and at least one attempt".into(),
+        ));
+    }
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<serde_json::Value> = jobs
+        .iter()
+        .map(|j| {
+            serde_json::json!({
+                "queue": j.queue.as_str(),
+                "handler": j.handler,
+                "payload": j.payload,
+                "metadata": j.traceparent.as_ref().map(|tp| serde_json::json!({ "traceparent": tp })).unwrap_or_else(|| serde_json::json!({})),
+                "priority": j.priority,
+                "run_at": j.run_at.unwrap_or(now),
+                "max_attempts": j.max_attempts,
+                "idempotency_key": j.idempotency_key,
+            })
+        })
+        .collect();
+    let inserted = sql
+        .query(
+            "INSERT INTO delayed_jobs (queue, handler, payload, metadata, priority, run_at, max_attempts, idempotency_key) \
+             SELECT queue, handler, payload, metadata, priority, run_at, max_attempts, idempotency_key \
+             FROM jsonb_to_recordset($1) AS x(queue text, handler text, payload jsonb, metadata jsonb, \
+                 priority integer, run_at timestamptz, max_attempts integer, idempotency_key text) \
+             ON CONFLICT (idempotency_key) \
+                 WHERE idempotency_key IS NOT NULL AND status IN ('pending', 'running', 'succeeded') \
+             DO NOTHING \
+             RETURNING id",
+            &[SqlValue::Json(serde_json::Value::Array(rows))],
+        )
+        .await?;
+    let ids = inserted
+        .iter()
+        .map(|r| r.get::<i64>("id"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut queues: Vec<Queue> = jobs.iter().map(|j| j.queue).collect();
+    queues.sort();
+    queues.dedup();
+    for q in queues {
+        if let Err(e) = wake(cache, q).await {
+            eprintln!(
+                "{{\"severity\":\"WARNING\",\"queue\":\"{q}\",\"message\":\"wake-up not published: {}\"}}",
+                e.to_string().replace('"', "'")
+            );
+        }
+    }
+    Ok(ids)
+}
+
 /// Publishes a wake-up for a queue's worker, and for the workers that also
 /// drain it (see [`Queue::drain_order`]).
 pub async fn wake(

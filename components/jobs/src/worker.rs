@@ -23,7 +23,13 @@ pub struct DrainReport {
     pub released: usize,
     /// Jobs this worker had lost (rescued elsewhere) by the time it finished.
     pub lost: usize,
+    /// How long each claim statement took (for the benchmark and diagnostics).
+    pub claim_latencies: Vec<Duration>,
 }
+
+/// Jobs claimed per round trip: big enough to amortise the claim, small
+/// enough that a worker out of time hands back little.
+pub const DEFAULT_BATCH: i64 = 50;
 
 /// Claims and runs due jobs of `queue` (and the queues it yields to, see
 /// [`Queue::drain_order`]) in batches, until none are due or `budget` is
@@ -43,7 +49,9 @@ pub async fn drain(
     let mut report = DrainReport::default();
     let mut stats: BTreeMap<String, HandlerStats> = BTreeMap::new();
     'batches: while started.elapsed() < budget {
+        let claim_started = Instant::now();
         let jobs = claim(sql, queue.drain_order(), worker, batch, clock.now()).await?;
+        report.claim_latencies.push(claim_started.elapsed());
         if jobs.is_empty() {
             break;
         }

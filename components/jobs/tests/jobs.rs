@@ -651,3 +651,80 @@ async fn a_worker_out_of_time_hands_back_what_it_did_not_start() {
         "released jobs lost no attempt"
     );
 }
+
+#[tokio::test]
+async fn enqueue_many_inserts_in_one_go_and_respects_idempotency_keys() {
+    let url = db().await;
+    let sql = sql(&url).await;
+    let redis = cache().await;
+    let held = enqueue(
+        &sql,
+        &redis,
+        t0(),
+        NewJob::new(Queue::Low, "w", serde_json::json!({})).idempotency_key("k-1"),
+    )
+    .await
+    .expect("enqueue");
+    let batch: Vec<NewJob> = (0..10)
+        .map(|i| {
+            let job = NewJob::new(Queue::Bulk, "w", serde_json::json!({ "i": i })).priority(i);
+            if i == 3 {
+                job.idempotency_key("k-1")
+            } else {
+                job
+            }
+        })
+        .collect();
+    let ids = village_jobs::enqueue_many(&sql, &redis, t0(), &batch)
+        .await
+        .expect("enqueue many");
+    assert_eq!(ids.len(), 9, "the job whose key is held was skipped");
+    assert!(!ids.contains(&held));
+    let rows = sql
+        .query(
+            "SELECT count(*) AS n FROM delayed_jobs WHERE queue = 'BULK' AND status = 'pending'",
+            &[],
+        )
+        .await
+        .expect("count");
+    assert_eq!(rows[0].get::<i64>("n").expect("n"), 9);
+    let handler = Recorder::new("w", |_| Ok(()));
+    let seen = handler.seen.clone();
+    let registry = Registry::new().with(handler);
+    drain(
+        &sql,
+        &redis,
+        &FixedClock(t0()),
+        &registry,
+        Queue::Bulk,
+        "w",
+        Duration::from_secs(5),
+        50,
+    )
+    .await
+    .expect("drain");
+    let payload_order: Vec<i64> = {
+        let mut v = Vec::new();
+        for id in seen.borrow().iter().filter(|id| ids.contains(id)) {
+            let row = sql
+                .query_opt(
+                    "SELECT payload FROM delayed_jobs WHERE id = $1",
+                    &[SqlValue::Int64(*id)],
+                )
+                .await
+                .expect("q")
+                .expect("row");
+            v.push(
+                row.get::<serde_json::Value>("payload").expect("p")["i"]
+                    .as_i64()
+                    .expect("i"),
+            );
+        }
+        v
+    };
+    assert_eq!(
+        payload_order,
+        vec![0, 1, 2, 4, 5, 6, 7, 8, 9],
+        "fields (priority) were stored per job"
+    );
+}

@@ -9,6 +9,9 @@ use crate::sql::{Row, Sql, SqlError, SqlValue};
 
 pub struct NativeSql {
     pub client: tokio_postgres::Client,
+    /// Prepared statements by text: one round trip per query afterwards, as
+    /// the runtime's Spin Postgres host does with its statement cache.
+    statements: std::sync::Mutex<std::collections::HashMap<String, tokio_postgres::Statement>>,
 }
 
 impl NativeSql {
@@ -22,7 +25,28 @@ impl NativeSql {
                 eprintln!("native sql connection ended: {e}");
             }
         });
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            statements: Default::default(),
+        })
+    }
+
+    async fn prepare(&self, statement: &str) -> Result<tokio_postgres::Statement, SqlError> {
+        let cached = self
+            .statements
+            .lock()
+            .map_err(|_| SqlError::Unavailable("statement cache poisoned".into()))?
+            .get(statement)
+            .cloned();
+        if let Some(s) = cached {
+            return Ok(s);
+        }
+        let prepared = self.client.prepare(statement).await.map_err(pg_error)?;
+        self.statements
+            .lock()
+            .map_err(|_| SqlError::Unavailable("statement cache poisoned".into()))?
+            .insert(statement.to_owned(), prepared.clone());
+        Ok(prepared)
     }
 }
 
@@ -93,9 +117,10 @@ impl Sql for NativeSql {
             .iter()
             .map(|b| b.as_ref() as &(dyn ToSql + Sync))
             .collect();
+        let prepared = self.prepare(statement).await?;
         let rows = self
             .client
-            .query(statement, &refs)
+            .query(&prepared, &refs)
             .await
             .map_err(pg_error)?;
         rows.iter()
@@ -115,8 +140,9 @@ impl Sql for NativeSql {
             .iter()
             .map(|b| b.as_ref() as &(dyn ToSql + Sync))
             .collect();
+        let prepared = self.prepare(statement).await?;
         self.client
-            .execute(statement, &refs)
+            .execute(&prepared, &refs)
             .await
             .map_err(pg_error)
     }

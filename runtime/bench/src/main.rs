@@ -1,4 +1,5 @@
 //! `village-bench runtime`: how close the runtime comes to a native server.
+//! (`village-bench jobs` is in `jobs.rs`.)
 //!
 //! In one run, on one machine, it drives (1) a trivial Spin component
 //! (`http-fixture`, path `/fixture/hello`) served by the runtime and (2) a
@@ -24,6 +25,8 @@ use bytes::Bytes;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::Parser;
+
+mod jobs;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -31,9 +34,15 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 
 #[derive(Parser)]
-#[command(
-    about = "Runtime throughput, latency, instantiation and memory, against a native ceiling"
-)]
+#[command(about = "Village Homepage benchmarks")]
+enum Bench {
+    /// Runtime throughput, latency, instantiation and memory, against a native ceiling.
+    Runtime(Args),
+    /// The job queue: enqueue and drain no-op jobs through Postgres.
+    Jobs(jobs::JobsArgs),
+}
+
+#[derive(clap::Args)]
 struct Args {
     /// Concurrent keep-alive connections.
     #[arg(long, default_value_t = 32)]
@@ -182,9 +191,14 @@ fn row(name: &str, r: &LoadResult) {
     );
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+fn main() -> anyhow::Result<()> {
+    match Bench::parse() {
+        Bench::Runtime(args) => tokio::runtime::Runtime::new()?.block_on(runtime(args)),
+        Bench::Jobs(args) => jobs::run(args),
+    }
+}
+
+async fn runtime(args: Args) -> anyhow::Result<()> {
     println!(
         "village-bench runtime: {} connections, {} s per server, {} cores",
         args.connections,
