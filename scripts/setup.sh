@@ -96,6 +96,6 @@ wasm_crates() {
 build_components() {
   local args=()
   for c in $(wasm_crates); do args+=(-p "$c"); done
-  log "building ${#args[@]} components for wasm32-wasip2 (release)"
+  log "building $(( ${#args[@]} / 2 )) components for wasm32-wasip2 (release)"
   cargo build --quiet --target wasm32-wasip2 --release "${args[@]}"
 }

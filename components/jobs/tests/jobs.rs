@@ -705,7 +705,13 @@ async fn enqueue_many_inserts_in_one_go_and_respects_idempotency_keys() {
     .expect("drain");
     let payload_order: Vec<i64> = {
         let mut v = Vec::new();
-        for id in seen.borrow().iter().filter(|id| ids.contains(id)) {
+        let ran: Vec<i64> = seen
+            .borrow()
+            .iter()
+            .copied()
+            .filter(|id| ids.contains(id))
+            .collect();
+        for id in &ran {
             let row = sql
                 .query_opt(
                     "SELECT payload FROM delayed_jobs WHERE id = $1",
