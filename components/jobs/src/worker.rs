@@ -89,13 +89,7 @@ pub async fn drain(
                         Some(_) => report.retried += 1,
                         None => report.lost += 1,
                     }
-                    log_failure(
-                        job.id,
-                        &job.handler,
-                        job.attempts,
-                        &text,
-                        retry_at.is_none(),
-                    );
+                    log_failure(job, &text, retry_at.is_none());
                 }
             }
         }
@@ -144,13 +138,24 @@ fn retry_time(
     }
 }
 
-fn log_failure(id: i64, handler: &str, attempt: i32, error: &str, dead: bool) {
+/// One JSON line per failed attempt, carrying the trace id of whatever
+/// enqueued the job (from its `traceparent` metadata) so the failure joins
+/// the originating request's trace.
+fn log_failure(job: &crate::Job, error: &str, dead: bool) {
+    let trace_id = job
+        .metadata
+        .get("traceparent")
+        .and_then(|v| v.as_str())
+        .and_then(|tp| tp.split('-').nth(1))
+        .map(str::to_owned);
     let line = serde_json::json!({
         "timestamp": chrono::Utc::now().to_rfc3339(),
         "severity": if dead { "ERROR" } else { "WARNING" },
-        "job_id": id,
-        "handler": handler,
-        "attempt": attempt,
+        "trace_id": trace_id,
+        "job_id": job.id,
+        "queue": job.queue.as_str(),
+        "handler": job.handler,
+        "attempt": job.attempts,
         "dead_lettered": dead,
         "message": error,
     });

@@ -2,7 +2,7 @@
 //! (`village-bench jobs` is in `jobs.rs`.)
 //!
 //! In one run, on one machine, it drives (1) a trivial Spin component
-//! (`http-fixture`, path `/fixture/hello`) served by the runtime and (2) a
+//! (`hello-fixture`, path `/hello`) served by the runtime and (2) a
 //! native hyper "hello" server — the ceiling — with the same concurrent
 //! keep-alive load, and prints requests/s and p50/p99 latency for both and
 //! their ratio. It also prints the median and p99 time to instantiate a
@@ -221,13 +221,13 @@ async fn runtime(args: Args) -> anyhow::Result<()> {
     drop(app);
 
     let mut options = village_runtime::Options::new(repo().join("runtime/fixtures/spin.toml"));
-    options.components = vec!["http-fixture".into()];
+    options.components = vec!["hello-fixture".into()];
     options.env_lookup = Arc::new(|_| None);
     let running = village_runtime::start(options, "127.0.0.1:0".parse()?).await?;
 
     let mut inst = Vec::with_capacity(args.instantiations);
     for _ in 0..args.instantiations {
-        inst.push(running.app.time_instantiation("http-fixture").await?);
+        inst.push(running.app.time_instantiation("hello-fixture").await?);
     }
     inst.sort();
     println!(
@@ -238,14 +238,8 @@ async fn runtime(args: Args) -> anyhow::Result<()> {
     );
 
     // Warm both servers, then measure each in turn.
-    load(running.addr, "/fixture/hello", 4, 1).await?;
-    let runtime = load(
-        running.addr,
-        "/fixture/hello",
-        args.connections,
-        args.seconds,
-    )
-    .await?;
+    load(running.addr, "/hello", 4, 1).await?;
+    let runtime = load(running.addr, "/hello", args.connections, args.seconds).await?;
     if args.skip_native {
         row("village runtime", &runtime);
         running.stop().await;
