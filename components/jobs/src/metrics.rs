@@ -99,21 +99,11 @@ pub async fn render(
     let mut failures = String::new();
     let mut seconds = String::new();
     for name in names {
-        let flat = cache
-            .execute(
-                "HGETALL",
-                &[format!("village:metrics:jobs:handler:{name}").into()],
-            )
-            .await?;
-        let mut fields = BTreeMap::new();
-        for pair in flat.chunks(2) {
-            if let [k, v] = pair
-                && let (Some(k), Some(v)) =
-                    (k.as_text(), v.as_text().and_then(|v| v.parse::<u64>().ok()))
-            {
-                fields.insert(k, v);
-            }
-        }
+        let fields = village_platform::cache::counters(
+            cache,
+            &format!("village:metrics:jobs:handler:{name}"),
+        )
+        .await?;
         let h = label(&name);
         let get = |k: &str| fields.get(k).copied().unwrap_or(0);
         runs.push_str(&format!(

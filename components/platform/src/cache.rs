@@ -73,3 +73,22 @@ pub trait Cache {
         }
     }
 }
+
+/// Reads a hash of integer counters (`HGETALL`), skipping fields that are
+/// not integers.
+pub async fn counters(
+    cache: &impl Cache,
+    key: &str,
+) -> Result<std::collections::BTreeMap<String, u64>, CacheError> {
+    let flat = cache.execute("HGETALL", &[key.into()]).await?;
+    let mut fields = std::collections::BTreeMap::new();
+    for pair in flat.chunks(2) {
+        if let [k, v] = pair
+            && let (Some(k), Some(v)) =
+                (k.as_text(), v.as_text().and_then(|v| v.parse::<u64>().ok()))
+        {
+            fields.insert(k, v);
+        }
+    }
+    Ok(fields)
+}

@@ -7,8 +7,6 @@
 //! Counters reset if Redis restarts, which Prometheus handles as a counter
 //! reset; nothing here is the only copy of anything.
 
-use std::collections::BTreeMap;
-
 use crate::cache::{Cache, CacheArg, CacheError};
 
 const COMPONENTS_KEY: &str = "village:metrics:components";
@@ -72,16 +70,7 @@ pub async fn render(cache: &impl Cache) -> Result<String, CacheError> {
     let mut counts = String::new();
     let mut histograms = String::new();
     for component in &components {
-        let flat = cache.execute("HGETALL", &[key(component).into()]).await?;
-        let mut fields = BTreeMap::new();
-        for pair in flat.chunks(2) {
-            if let [k, v] = pair
-                && let (Some(k), Some(v)) =
-                    (k.as_text(), v.as_text().and_then(|v| v.parse::<u64>().ok()))
-            {
-                fields.insert(k, v);
-            }
-        }
+        let fields = crate::cache::counters(cache, &key(component)).await?;
         let label = escape_label(component);
         let mut total = 0;
         for (k, v) in &fields {

@@ -80,6 +80,17 @@ fn boxed(v: &SqlValue) -> Box<dyn ToSql + Sync + Send> {
     }
 }
 
+fn boxed_all(params: &[SqlValue]) -> Vec<Box<dyn ToSql + Sync + Send>> {
+    params.iter().map(boxed).collect()
+}
+
+fn as_refs(owned: &[Box<dyn ToSql + Sync + Send>]) -> Vec<&(dyn ToSql + Sync)> {
+    owned
+        .iter()
+        .map(|b| b.as_ref() as &(dyn ToSql + Sync))
+        .collect()
+}
+
 fn value(row: &tokio_postgres::Row, i: usize) -> Result<SqlValue, SqlError> {
     let ty = row.columns()[i].type_().clone();
     let d = |e: tokio_postgres::Error| SqlError::Decode(e.to_string());
@@ -112,11 +123,8 @@ fn value(row: &tokio_postgres::Row, i: usize) -> Result<SqlValue, SqlError> {
 
 impl Sql for NativeSql {
     async fn query(&self, statement: &str, params: &[SqlValue]) -> Result<Vec<Row>, SqlError> {
-        let owned: Vec<Box<dyn ToSql + Sync + Send>> = params.iter().map(boxed).collect();
-        let refs: Vec<&(dyn ToSql + Sync)> = owned
-            .iter()
-            .map(|b| b.as_ref() as &(dyn ToSql + Sync))
-            .collect();
+        let owned = boxed_all(params);
+        let refs = as_refs(&owned);
         let prepared = self.prepare(statement).await?;
         let rows = self
             .client
@@ -135,11 +143,8 @@ impl Sql for NativeSql {
     }
 
     async fn execute(&self, statement: &str, params: &[SqlValue]) -> Result<u64, SqlError> {
-        let owned: Vec<Box<dyn ToSql + Sync + Send>> = params.iter().map(boxed).collect();
-        let refs: Vec<&(dyn ToSql + Sync)> = owned
-            .iter()
-            .map(|b| b.as_ref() as &(dyn ToSql + Sync))
-            .collect();
+        let owned = boxed_all(params);
+        let refs = as_refs(&owned);
         let prepared = self.prepare(statement).await?;
         self.client
             .execute(&prepared, &refs)

@@ -113,6 +113,38 @@ impl PgConnection {
     }
 }
 
+impl PgConnection {
+    /// Converts the guest's parameters and prepares the statement (cached
+    /// per pooled connection): what `query` and `execute` both start with.
+    async fn prepare(
+        &mut self,
+        statement: &str,
+        params: Vec<ParameterValue>,
+    ) -> Result<
+        (
+            &deadpool_postgres::Object,
+            tokio_postgres::Statement,
+            Vec<PgParam>,
+        ),
+        pg::Error,
+    > {
+        let params = params
+            .into_iter()
+            .map(PgParam::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.track_transaction(statement);
+        let client = self
+            .client
+            .as_ref()
+            .ok_or_else(|| pg::Error::ConnectionFailed("connection closed".into()))?;
+        let stmt = client
+            .prepare_cached(statement)
+            .await
+            .map_err(|e| query_error(&e))?;
+        Ok((client, stmt, params))
+    }
+}
+
 impl pg::Host for InstanceState {}
 
 impl pg::HostConnection for InstanceState {
@@ -141,23 +173,11 @@ impl pg::HostConnection for InstanceState {
         statement: String,
         params: Vec<ParameterValue>,
     ) -> wasmtime::Result<Result<RowSet, pg::Error>> {
-        let params = match params
-            .into_iter()
-            .map(PgParam::try_from)
-            .collect::<Result<Vec<_>, _>>()
-        {
-            Ok(p) => p,
-            Err(e) => return Ok(Err(e)),
-        };
-        let conn = self.table.get_mut(&conn)?;
-        conn.track_transaction(&statement);
-        let Some(client) = conn.client.as_ref() else {
-            return Ok(Err(pg::Error::ConnectionFailed("connection closed".into())));
-        };
-        let stmt = match client.prepare_cached(&statement).await {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(query_error(&e))),
-        };
+        let (client, stmt, params) =
+            match self.table.get_mut(&conn)?.prepare(&statement, params).await {
+                Ok(prepared) => prepared,
+                Err(e) => return Ok(Err(e)),
+            };
         let refs: Vec<&(dyn ToSql + Sync)> =
             params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
         let rows = match client.query(&stmt, &refs).await {
@@ -197,25 +217,13 @@ impl pg::HostConnection for InstanceState {
         statement: String,
         params: Vec<ParameterValue>,
     ) -> wasmtime::Result<Result<u64, pg::Error>> {
-        let params = match params
-            .into_iter()
-            .map(PgParam::try_from)
-            .collect::<Result<Vec<_>, _>>()
-        {
-            Ok(p) => p,
-            Err(e) => return Ok(Err(e)),
-        };
-        let conn = self.table.get_mut(&conn)?;
-        conn.track_transaction(&statement);
-        let Some(client) = conn.client.as_ref() else {
-            return Ok(Err(pg::Error::ConnectionFailed("connection closed".into())));
-        };
+        let (client, stmt, params) =
+            match self.table.get_mut(&conn)?.prepare(&statement, params).await {
+                Ok(prepared) => prepared,
+                Err(e) => return Ok(Err(e)),
+            };
         let refs: Vec<&(dyn ToSql + Sync)> =
             params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        let stmt = match client.prepare_cached(&statement).await {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(query_error(&e))),
-        };
         Ok(match client.execute(&stmt, &refs).await {
             Ok(n) => Ok(n),
             Err(e) => Err(query_error(&e)),
