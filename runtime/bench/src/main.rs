@@ -47,9 +47,13 @@ struct Args {
     /// Concurrent keep-alive connections.
     #[arg(long, default_value_t = 32)]
     connections: usize,
-    /// Seconds of load per server.
-    #[arg(long, default_value_t = 5)]
+    /// Seconds of load per server per round.
+    #[arg(long, default_value_t = 3)]
     seconds: u64,
+    /// Rounds, alternating runtime and native; medians are reported, because
+    /// a 2-core VM's throughput drifts between runs.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
     /// Instantiations to time.
     #[arg(long, default_value_t = 2000)]
     instantiations: usize,
@@ -237,17 +241,34 @@ async fn runtime(args: Args) -> anyhow::Result<()> {
         inst.len()
     );
 
-    // Warm both servers, then measure each in turn.
+    // Warm both servers, then alternate them so drift hits both alike.
+    let native_addr = native_hello().await?;
     load(running.addr, "/hello", 4, 1).await?;
-    let runtime = load(running.addr, "/hello", args.connections, args.seconds).await?;
-    if args.skip_native {
+    load(native_addr, "/", 4, 1).await?;
+    let mut runtime_rounds = Vec::new();
+    let mut native_rounds = Vec::new();
+    for _ in 0..args.rounds.max(1) {
+        runtime_rounds.push(load(running.addr, "/hello", args.connections, args.seconds).await?);
+        if !args.skip_native {
+            native_rounds.push(load(native_addr, "/", args.connections, args.seconds).await?);
+        }
+    }
+    let median = |rounds: &mut Vec<LoadResult>| -> LoadResult {
+        rounds.sort_by(|a, b| a.rps().total_cmp(&b.rps()));
+        rounds.remove(rounds.len() / 2)
+    };
+    let runtime = median(&mut runtime_rounds);
+    if native_rounds.is_empty() {
         row("village runtime", &runtime);
         running.stop().await;
         return Ok(());
     }
-    let native_addr = native_hello().await?;
-    load(native_addr, "/", 4, 1).await?;
-    let native = load(native_addr, "/", args.connections, args.seconds).await?;
+    let native = median(&mut native_rounds);
+    println!(
+        "median of {} alternating rounds of {} s:",
+        args.rounds.max(1),
+        args.seconds
+    );
     row("native hyper (ceiling)", &native);
     row("village runtime", &runtime);
     println!(
