@@ -185,3 +185,38 @@ async fn unsupported_methods_answer_405_problem_json() {
     assert_eq!(resp.headers()["allow"], "GET, PUT");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn deeply_nested_json_is_a_400_not_a_crash() {
+    // Components run on a 256 KiB stack; serde_json's recursion limit must
+    // stop hostile nesting long before it.
+    let app = spawn_app().await;
+    let hostile = format!("{}{}", "[".repeat(30_000), "]".repeat(30_000)); // under the 64 KiB limit
+    let (status, p) = problem(&app, hostile).await;
+    assert_eq!(status, 400);
+    assert_eq!(fields(&p), vec!["body"]);
+    let nested_settings = json!({
+        "schema_version": 1,
+        "layout": {"columns": 1, "widgets": [
+            {"id": "n", "type": "news", "column": 0, "position": 0, "size": "large",
+             "settings": serde_json::from_str::<Value>(&format!("{}1{}", "{\"a\":".repeat(100), "}".repeat(100))).expect("json")}
+        ]},
+        "settings": {"theme": "light", "units": "metric"}
+    });
+    assert_eq!(
+        app.put_json(
+            "/api/preferences",
+            nested_settings.to_string(),
+            Some(COOKIE)
+        )
+        .await
+        .status(),
+        200
+    );
+    assert_eq!(
+        app.get("/", Some(COOKIE)).await.status(),
+        200,
+        "the page renders stored nested settings"
+    );
+    app.stop().await;
+}

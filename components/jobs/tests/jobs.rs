@@ -734,3 +734,184 @@ async fn enqueue_many_inserts_in_one_go_and_respects_idempotency_keys() {
         "fields (priority) were stored per job"
     );
 }
+
+#[tokio::test]
+async fn retention_purges_old_finished_jobs_and_keeps_the_rest() {
+    let url = db().await;
+    let sql = sql(&url).await;
+    let redis = cache().await;
+    let registry = Registry::new()
+        .with(Recorder::new("ok", |_| Ok(())))
+        .with(Recorder::new("bad", |_| {
+            Err(JobError::Permanent("no".into()))
+        }));
+    let old = t0() - chrono::Duration::days(40);
+    for handler in ["ok", "bad"] {
+        enqueue(
+            &sql,
+            &redis,
+            old,
+            NewJob::new(Queue::Default, handler, serde_json::json!({})),
+        )
+        .await
+        .expect("e");
+    }
+    drain(
+        &sql,
+        &redis,
+        &FixedClock(old),
+        &registry,
+        Queue::Default,
+        "w",
+        Duration::from_secs(5),
+        10,
+    )
+    .await
+    .expect("drain");
+    let recent = t0() - chrono::Duration::days(10);
+    for handler in ["ok", "bad"] {
+        enqueue(
+            &sql,
+            &redis,
+            recent,
+            NewJob::new(Queue::Default, handler, serde_json::json!({})),
+        )
+        .await
+        .expect("e");
+    }
+    drain(
+        &sql,
+        &redis,
+        &FixedClock(recent),
+        &registry,
+        Queue::Default,
+        "w",
+        Duration::from_secs(5),
+        10,
+    )
+    .await
+    .expect("drain");
+    let waiting = enqueue(
+        &sql,
+        &redis,
+        old,
+        NewJob::new(Queue::Low, "ok", serde_json::json!({}))
+            .run_at(t0() + chrono::Duration::days(1)),
+    )
+    .await
+    .expect("e");
+    // Succeeded kept 7 days, dead 30: at t0 the 40-day-old pair goes, and the
+    // 10-day-old success, but not the 10-day-old dead job nor the pending one.
+    let purged = village_jobs::purge_finished(
+        &sql,
+        t0() - chrono::Duration::days(7),
+        t0() - chrono::Duration::days(30),
+        100,
+    )
+    .await
+    .expect("purge");
+    assert_eq!(purged, 3);
+    let left = sql
+        .query("SELECT id, status FROM delayed_jobs ORDER BY id", &[])
+        .await
+        .expect("left");
+    let left: Vec<(i64, String)> = left
+        .iter()
+        .map(|r| (r.get("id").expect("id"), r.get("status").expect("s")))
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left.contains(&(waiting, "pending".to_owned())));
+    assert!(left.iter().any(|(_, s)| s == "dead"));
+}
+
+#[tokio::test]
+async fn the_sweep_wakes_only_queues_with_due_unpaused_work() {
+    let url = db().await;
+    let sql = sql(&url).await;
+    let redis = cache().await;
+    enqueue(
+        &sql,
+        &redis,
+        t0(),
+        NewJob::new(Queue::High, "w", serde_json::json!({})),
+    )
+    .await
+    .expect("e");
+    enqueue(
+        &sql,
+        &redis,
+        t0(),
+        NewJob::new(Queue::Low, "w", serde_json::json!({}))
+            .run_at(t0() + chrono::Duration::hours(1)),
+    )
+    .await
+    .expect("e");
+    enqueue(
+        &sql,
+        &redis,
+        t0(),
+        NewJob::new(Queue::Bulk, "w", serde_json::json!({})),
+    )
+    .await
+    .expect("e");
+    pause(&sql, Queue::Bulk, "ops", "budget", t0())
+        .await
+        .expect("pause");
+    assert_eq!(
+        village_jobs::due_queues(&sql, t0()).await.expect("due"),
+        vec![Queue::High]
+    );
+    let mut later = village_jobs::due_queues(&sql, t0() + chrono::Duration::hours(2))
+        .await
+        .expect("due");
+    later.sort();
+    assert_eq!(later, vec![Queue::High, Queue::Low]);
+}
+
+#[tokio::test]
+async fn requeueing_a_dead_job_whose_key_was_reused_is_refused() {
+    let url = db().await;
+    let sql = sql(&url).await;
+    let redis = cache().await;
+    let registry = Registry::new().with(Recorder::new("bad", |_| {
+        Err(JobError::Permanent("no".into()))
+    }));
+    let key = "report:2026-11";
+    let dead = enqueue(
+        &sql,
+        &redis,
+        t0(),
+        NewJob::new(Queue::Default, "bad", serde_json::json!({})).idempotency_key(key),
+    )
+    .await
+    .expect("e");
+    drain(
+        &sql,
+        &redis,
+        &FixedClock(t0()),
+        &registry,
+        Queue::Default,
+        "w",
+        Duration::from_secs(5),
+        10,
+    )
+    .await
+    .expect("drain");
+    let fresh = enqueue(
+        &sql,
+        &redis,
+        t0(),
+        NewJob::new(Queue::Default, "bad", serde_json::json!({})).idempotency_key(key),
+    )
+    .await
+    .expect("a dead job frees its key");
+    assert_ne!(fresh, dead);
+    let err = village_jobs::requeue(&sql, dead, t0())
+        .await
+        .expect_err("conflict");
+    assert!(matches!(err, village_jobs::JobsError::Conflict(_)), "{err}");
+    assert!(matches!(
+        village_jobs::requeue(&sql, 999_999, t0()).await,
+        Err(village_jobs::JobsError::NotFound(999_999))
+    ));
+}
