@@ -38,6 +38,33 @@ fn t0() -> DateTime<Utc> {
         .expect("valid time")
 }
 
+/// Drains `queue` once as worker `w` at time `at` (10 s budget, batches of 10).
+async fn drain_at(
+    sql: &NativeSql,
+    redis: &NativeCache,
+    at: DateTime<Utc>,
+    registry: &Registry<'_>,
+    queue: Queue,
+) -> village_jobs::DrainReport {
+    drain(
+        sql,
+        redis,
+        &FixedClock(at),
+        registry,
+        queue,
+        "w",
+        Duration::from_secs(10),
+        10,
+    )
+    .await
+    .expect("drain")
+}
+
+/// Enqueues a job with an empty payload at `at`.
+async fn job(sql: &NativeSql, redis: &NativeCache, at: DateTime<Utc>, new: NewJob) -> i64 {
+    enqueue(sql, redis, at, new).await.expect("enqueue")
+}
+
 /// A handler that records which jobs it ran and answers with `outcome`.
 struct Recorder {
     name: &'static str,
@@ -169,14 +196,13 @@ async fn a_job_whose_worker_died_is_rescued_and_completed_once() {
     let sql = sql(&url).await;
     let redis = cache().await;
     let now = t0();
-    let id = enqueue(
+    let id = job(
         &sql,
         &redis,
         now,
         NewJob::new(Queue::Default, "work", serde_json::json!({})),
     )
-    .await
-    .expect("enqueue");
+    .await;
     // Worker A claims the job, then dies without finishing.
     let claimed = claim(&sql, &[Queue::Default], "worker-a", 10, now)
         .await
@@ -235,14 +261,13 @@ async fn failures_back_off_exponentially_with_jitter_then_dead_letter() {
     let sql = sql(&url).await;
     let redis = cache().await;
     let start = t0();
-    let id = enqueue(
+    let id = job(
         &sql,
         &redis,
         start,
         NewJob::new(Queue::Default, "flaky", serde_json::json!({"keep": "me"})).max_attempts(4),
     )
-    .await
-    .expect("enqueue");
+    .await;
     let mut handler = Recorder::new("flaky", |_| {
         Err(JobError::Retry("upstream said 503".into()))
     });
@@ -255,18 +280,7 @@ async fn failures_back_off_exponentially_with_jitter_then_dead_letter() {
     let registry = Registry::new().with(handler);
     let mut now = start;
     for (attempt, base) in [(1, 10.0), (2, 20.0), (3, 40.0)] {
-        let report = drain(
-            &sql,
-            &redis,
-            &FixedClock(now),
-            &registry,
-            Queue::Default,
-            "w",
-            Duration::from_secs(10),
-            10,
-        )
-        .await
-        .expect("drain");
+        let report = drain_at(&sql, &redis, now, &registry, Queue::Default).await;
         assert_eq!(report.retried, 1, "attempt {attempt}");
         let (status, attempts, run_at, _) = status_of(&sql, id).await;
         assert_eq!((status.as_str(), attempts), ("pending", attempt));
@@ -276,33 +290,18 @@ async fn failures_back_off_exponentially_with_jitter_then_dead_letter() {
             "attempt {attempt}: delay {delay}s, expected {base}s ± 20%"
         );
         // Not due yet: nothing to claim a moment before run_at.
-        let early = drain(
+        let early = drain_at(
             &sql,
             &redis,
-            &FixedClock(run_at - chrono::Duration::seconds(1)),
+            run_at - chrono::Duration::seconds(1),
             &registry,
             Queue::Default,
-            "w",
-            Duration::from_secs(10),
-            10,
         )
-        .await
-        .expect("drain");
+        .await;
         assert_eq!(early.claimed, 0);
         now = run_at;
     }
-    let last = drain(
-        &sql,
-        &redis,
-        &FixedClock(now),
-        &registry,
-        Queue::Default,
-        "w",
-        Duration::from_secs(10),
-        10,
-    )
-    .await
-    .expect("drain");
+    let last = drain_at(&sql, &redis, now, &registry, Queue::Default).await;
     assert_eq!(last.dead, 1);
     let (status, attempts, _, chain) = status_of(&sql, id).await;
     assert_eq!((status.as_str(), attempts), ("dead", 4));
@@ -338,32 +337,20 @@ async fn a_malformed_payload_is_dead_lettered_at_once_with_a_clear_error() {
     let url = db().await;
     let sql = sql(&url).await;
     let redis = cache().await;
-    let id = enqueue(
+    let id = job(
         &sql,
         &redis,
         t0(),
         NewJob::new(Queue::Default, "greet", serde_json::json!({"nom": 1})),
     )
-    .await
-    .expect("enqueue");
+    .await;
     let handler = Recorder::new("greet", |job| {
         serde_json::from_value::<Greeting>(job.payload.clone())
             .map(drop)
             .map_err(JobError::malformed)
     });
     let registry = Registry::new().with(handler);
-    let report = drain(
-        &sql,
-        &redis,
-        &FixedClock(t0()),
-        &registry,
-        Queue::Default,
-        "w",
-        Duration::from_secs(5),
-        10,
-    )
-    .await
-    .expect("drain");
+    let report = drain_at(&sql, &redis, t0(), &registry, Queue::Default).await;
     assert_eq!((report.dead, report.retried), (1, 0), "no retry loop");
     let (status, attempts, _, chain) = status_of(&sql, id).await;
     assert_eq!((status.as_str(), attempts), ("dead", 1));
@@ -379,27 +366,15 @@ async fn a_job_naming_an_unknown_handler_is_dead_lettered() {
     let url = db().await;
     let sql = sql(&url).await;
     let redis = cache().await;
-    let id = enqueue(
+    let id = job(
         &sql,
         &redis,
         t0(),
         NewJob::new(Queue::Low, "no.such.handler", serde_json::json!({})),
     )
-    .await
-    .expect("enqueue");
+    .await;
     let registry = Registry::new();
-    drain(
-        &sql,
-        &redis,
-        &FixedClock(t0()),
-        &registry,
-        Queue::Low,
-        "w",
-        Duration::from_secs(5),
-        10,
-    )
-    .await
-    .expect("drain");
+    drain_at(&sql, &redis, t0(), &registry, Queue::Low).await;
     let (status, _, _, chain) = status_of(&sql, id).await;
     assert_eq!(status, "dead");
     assert!(
@@ -415,32 +390,20 @@ async fn a_paused_queue_is_not_claimed_until_resumed() {
     let url = db().await;
     let sql = sql(&url).await;
     let redis = cache().await;
-    enqueue(
+    job(
         &sql,
         &redis,
         t0(),
         NewJob::new(Queue::Default, "work", serde_json::json!({})),
     )
-    .await
-    .expect("enqueue");
+    .await;
     assert!(
         pause(&sql, Queue::Default, "ops", "database failover", t0())
             .await
             .expect("pause")
     );
     let registry = Registry::new().with(Recorder::new("work", |_| Ok(())));
-    let paused = drain(
-        &sql,
-        &redis,
-        &FixedClock(t0()),
-        &registry,
-        Queue::Default,
-        "w",
-        Duration::from_secs(5),
-        10,
-    )
-    .await
-    .expect("drain");
+    let paused = drain_at(&sql, &redis, t0(), &registry, Queue::Default).await;
     assert_eq!(paused.claimed, 0);
     assert!(
         village_jobs::due_queues(&sql, t0())
@@ -450,18 +413,7 @@ async fn a_paused_queue_is_not_claimed_until_resumed() {
         "the sweep does not wake a paused queue"
     );
     assert!(resume(&sql, Queue::Default).await.expect("resume"));
-    let resumed = drain(
-        &sql,
-        &redis,
-        &FixedClock(t0()),
-        &registry,
-        Queue::Default,
-        "w",
-        Duration::from_secs(5),
-        10,
-    )
-    .await
-    .expect("drain");
+    let resumed = drain_at(&sql, &redis, t0(), &registry, Queue::Default).await;
     assert_eq!(resumed.succeeded, 1);
 }
 
@@ -474,38 +426,35 @@ async fn bulk_workers_take_high_and_default_work_first() {
     let mut bulk = Vec::new();
     for _ in 0..5 {
         bulk.push(
-            enqueue(
+            job(
                 &sql,
                 &redis,
                 now,
                 NewJob::new(Queue::Bulk, "w", serde_json::json!({})),
             )
-            .await
-            .expect("e"),
+            .await,
         );
     }
     let later = now + chrono::Duration::seconds(1);
     let mut high = Vec::new();
     for _ in 0..3 {
         high.push(
-            enqueue(
+            job(
                 &sql,
                 &redis,
                 later,
                 NewJob::new(Queue::High, "w", serde_json::json!({})),
             )
-            .await
-            .expect("e"),
+            .await,
         );
     }
-    let default = enqueue(
+    let default = job(
         &sql,
         &redis,
         later,
         NewJob::new(Queue::Default, "w", serde_json::json!({})),
     )
-    .await
-    .expect("e");
+    .await;
     let handler = Recorder::new("w", |_| Ok(()));
     let seen = handler.seen.clone();
     let registry = Registry::new().with(handler);
@@ -545,18 +494,7 @@ async fn enqueueing_twice_with_one_idempotency_key_makes_one_job() {
     assert_eq!(a, b);
     // Still one after it ran: a late double fire of the same slot is a no-op.
     let registry = Registry::new().with(Recorder::new("feeds.refresh", |_| Ok(())));
-    drain(
-        &sql,
-        &redis,
-        &FixedClock(t0()),
-        &registry,
-        Queue::Default,
-        "w",
-        Duration::from_secs(5),
-        10,
-    )
-    .await
-    .expect("drain");
+    drain_at(&sql, &redis, t0(), &registry, Queue::Default).await;
     let c = enqueue(&sql, &redis, t0(), job()).await.expect("third");
     assert_eq!(a, c);
     let rows = sql
@@ -578,14 +516,13 @@ async fn enqueue_publishes_a_wake_up_for_the_queue() {
         .await
         .expect("subscribe");
     let mut messages = pubsub.on_message();
-    enqueue(
+    job(
         &sql,
         &redis,
         t0(),
         NewJob::new(Queue::Low, "w", serde_json::json!({})),
     )
-    .await
-    .expect("enqueue");
+    .await;
     let msg = tokio::time::timeout(Duration::from_secs(5), messages.next())
         .await
         .expect("a wake-up within 5 s")
@@ -614,14 +551,13 @@ async fn a_worker_out_of_time_hands_back_what_it_did_not_start() {
     let sql = sql(&url).await;
     let redis = cache().await;
     for _ in 0..10 {
-        enqueue(
+        job(
             &sql,
             &redis,
             t0(),
             NewJob::new(Queue::Default, "slow", serde_json::json!({})),
         )
-        .await
-        .expect("e");
+        .await;
     }
     let registry = Registry::new().with(Slow(40));
     let report = drain(
@@ -657,14 +593,13 @@ async fn enqueue_many_inserts_in_one_go_and_respects_idempotency_keys() {
     let url = db().await;
     let sql = sql(&url).await;
     let redis = cache().await;
-    let held = enqueue(
+    let held = job(
         &sql,
         &redis,
         t0(),
         NewJob::new(Queue::Low, "w", serde_json::json!({})).idempotency_key("k-1"),
     )
-    .await
-    .expect("enqueue");
+    .await;
     let batch: Vec<NewJob> = (0..10)
         .map(|i| {
             let job = NewJob::new(Queue::Bulk, "w", serde_json::json!({ "i": i })).priority(i);
@@ -747,59 +682,34 @@ async fn retention_purges_old_finished_jobs_and_keeps_the_rest() {
         }));
     let old = t0() - chrono::Duration::days(40);
     for handler in ["ok", "bad"] {
-        enqueue(
+        job(
             &sql,
             &redis,
             old,
             NewJob::new(Queue::Default, handler, serde_json::json!({})),
         )
-        .await
-        .expect("e");
+        .await;
     }
-    drain(
-        &sql,
-        &redis,
-        &FixedClock(old),
-        &registry,
-        Queue::Default,
-        "w",
-        Duration::from_secs(5),
-        10,
-    )
-    .await
-    .expect("drain");
+    drain_at(&sql, &redis, old, &registry, Queue::Default).await;
     let recent = t0() - chrono::Duration::days(10);
     for handler in ["ok", "bad"] {
-        enqueue(
+        job(
             &sql,
             &redis,
             recent,
             NewJob::new(Queue::Default, handler, serde_json::json!({})),
         )
-        .await
-        .expect("e");
+        .await;
     }
-    drain(
-        &sql,
-        &redis,
-        &FixedClock(recent),
-        &registry,
-        Queue::Default,
-        "w",
-        Duration::from_secs(5),
-        10,
-    )
-    .await
-    .expect("drain");
-    let waiting = enqueue(
+    drain_at(&sql, &redis, recent, &registry, Queue::Default).await;
+    let waiting = job(
         &sql,
         &redis,
         old,
         NewJob::new(Queue::Low, "ok", serde_json::json!({}))
             .run_at(t0() + chrono::Duration::days(1)),
     )
-    .await
-    .expect("e");
+    .await;
     // Succeeded kept 7 days, dead 30: at t0 the 40-day-old pair goes, and the
     // 10-day-old success, but not the 10-day-old dead job nor the pending one.
     let purged = village_jobs::purge_finished(
@@ -829,31 +739,28 @@ async fn the_sweep_wakes_only_queues_with_due_unpaused_work() {
     let url = db().await;
     let sql = sql(&url).await;
     let redis = cache().await;
-    enqueue(
+    job(
         &sql,
         &redis,
         t0(),
         NewJob::new(Queue::High, "w", serde_json::json!({})),
     )
-    .await
-    .expect("e");
-    enqueue(
+    .await;
+    job(
         &sql,
         &redis,
         t0(),
         NewJob::new(Queue::Low, "w", serde_json::json!({}))
             .run_at(t0() + chrono::Duration::hours(1)),
     )
-    .await
-    .expect("e");
-    enqueue(
+    .await;
+    job(
         &sql,
         &redis,
         t0(),
         NewJob::new(Queue::Bulk, "w", serde_json::json!({})),
     )
-    .await
-    .expect("e");
+    .await;
     pause(&sql, Queue::Bulk, "ops", "budget", t0())
         .await
         .expect("pause");
@@ -877,26 +784,14 @@ async fn requeueing_a_dead_job_whose_key_was_reused_is_refused() {
         Err(JobError::Permanent("no".into()))
     }));
     let key = "report:2026-11";
-    let dead = enqueue(
+    let dead = job(
         &sql,
         &redis,
         t0(),
         NewJob::new(Queue::Default, "bad", serde_json::json!({})).idempotency_key(key),
     )
-    .await
-    .expect("e");
-    drain(
-        &sql,
-        &redis,
-        &FixedClock(t0()),
-        &registry,
-        Queue::Default,
-        "w",
-        Duration::from_secs(5),
-        10,
-    )
-    .await
-    .expect("drain");
+    .await;
+    drain_at(&sql, &redis, t0(), &registry, Queue::Default).await;
     let fresh = enqueue(
         &sql,
         &redis,

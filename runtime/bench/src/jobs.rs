@@ -106,6 +106,9 @@ async fn measure(total: usize, workers: usize, enqueue_batch: usize) -> anyhow::
             let cache = NativeCache::connect("redis://127.0.0.1:6379").await?;
             let registry = Registry::new().with(Count(seen));
             let mut claims = Vec::new();
+            // Stop after finding nothing twice in a row once producers are done:
+            // the second look catches a batch committed just as they finished.
+            let mut idle_after_done = false;
             loop {
                 let report = drain(
                     &sql,
@@ -119,27 +122,15 @@ async fn measure(total: usize, workers: usize, enqueue_batch: usize) -> anyhow::
                 )
                 .await?;
                 claims.extend(report.claim_latencies);
-                if report.claimed == 0 {
-                    if *producing.borrow() == 0 {
-                        // One more look: a producer may have just finished.
-                        let last = drain(
-                            &sql,
-                            &cache,
-                            &SystemClock,
-                            &registry,
-                            Queue::Default,
-                            &format!("bench-{w}"),
-                            Duration::from_secs(60),
-                            DEFAULT_BATCH,
-                        )
-                        .await?;
-                        claims.extend(last.claim_latencies);
-                        if last.claimed == 0 {
-                            break;
-                        }
-                    } else {
-                        tokio::time::sleep(Duration::from_millis(1)).await;
+                if report.claimed > 0 {
+                    idle_after_done = false;
+                } else if *producing.borrow() == 0 {
+                    if idle_after_done {
+                        break;
                     }
+                    idle_after_done = true;
+                } else {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
                 }
             }
             anyhow::Ok(claims)
