@@ -35,7 +35,18 @@ pub struct SpinHeaders<'a> {
     pub client: SocketAddr,
 }
 
+/// Replaces every `spin-*` request header with the runtime's own: a client
+/// must not be able to forge one the runtime does not set for this route
+/// (a `spin-path-match-*` for a parameter the route lacks, say).
 pub fn set_spin_headers(headers: &mut HeaderMap, h: &SpinHeaders<'_>) {
+    let forged: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("spin-"))
+        .cloned()
+        .collect();
+    for name in forged {
+        headers.remove(name);
+    }
     let mut set = |name: &str, value: &str| {
         if let (Ok(n), Ok(v)) = (
             HeaderName::from_bytes(name.as_bytes()),

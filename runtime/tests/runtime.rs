@@ -521,3 +521,35 @@ fn the_projects_own_manifest_loads() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../spin.toml");
     Manifest::load(&root).expect("spin.toml is a valid manifest");
 }
+
+#[tokio::test]
+async fn client_supplied_spin_headers_are_dropped() {
+    let app = start_fixture(&["http-fixture"], |_| {}).await;
+    let client = reqwest::Client::new();
+    let h: serde_json::Value = client
+        .get(format!("http://{}/fixture/headers", app.addr))
+        .header("spin-path-match-id", "forged")
+        .header("spin-full-url", "http://evil.example/")
+        .header("spin-client-addr", "10.0.0.1:1")
+        .send()
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        h.get("spin-path-match-id").is_none(),
+        "a forged parameter header reached the component: {h}"
+    );
+    assert_eq!(
+        h["spin-full-url"],
+        format!("http://{}/fixture/headers", app.addr)
+    );
+    assert!(
+        h["spin-client-addr"]
+            .as_str()
+            .expect("addr")
+            .starts_with("127.0.0.1:")
+    );
+    app.stop().await;
+}
