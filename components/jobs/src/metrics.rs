@@ -51,12 +51,6 @@ pub enum MetricsError {
     Cache(#[from] CacheError),
 }
 
-fn label(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 /// Prometheus text for the job system.
 pub async fn render(
     sql: &impl Sql,
@@ -104,7 +98,7 @@ pub async fn render(
             &format!("village:metrics:jobs:handler:{name}"),
         )
         .await?;
-        let h = label(&name);
+        let h = village_platform::metrics::escape_label(&name);
         let get = |k: &str| fields.get(k).copied().unwrap_or(0);
         runs.push_str(&format!(
             "village_job_runs_total{{handler=\"{h}\"}} {}\n",

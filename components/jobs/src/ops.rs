@@ -128,10 +128,8 @@ pub async fn handle(
                 store::pause(sql, q, &actor.label, &why, now).await?
             } else {
                 let resumed = store::resume(sql, q).await?;
-                if resumed && let Err(e) = store::wake(cache, q).await {
-                    eprintln!(
-                        "{{\"severity\":\"WARNING\",\"message\":\"wake-up after resume not sent: {e}\"}}"
-                    );
+                if resumed {
+                    store::wake_or_log(cache, q).await;
                 }
                 resumed
             };
@@ -161,11 +159,7 @@ pub async fn handle(
             let before = store::find(sql, id).await?.ok_or(AppError::NotFound)?;
             let (after, result) = if *action == "requeue" {
                 let job = store::requeue(sql, id, now).await.map_err(jobs_error)?;
-                if let Err(e) = store::wake(cache, job.queue).await {
-                    eprintln!(
-                        "{{\"severity\":\"WARNING\",\"message\":\"wake-up after requeue not sent: {e}\"}}"
-                    );
-                }
+                store::wake_or_log(cache, job.queue).await;
                 (
                     Some(json!({ "status": job.status.as_str(), "attempts": job.attempts })),
                     json!({ "job": job }),

@@ -21,10 +21,6 @@ fn variable(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn log(line: serde_json::Value) {
-    println!("{line}");
-}
-
 fn worker_id(component: &str) -> String {
     let mut bytes = [0u8; 6];
     let suffix = match getrandom::fill(&mut bytes) {
@@ -52,18 +48,20 @@ pub async fn run_worker(component: &str, queue: Queue) -> Result<(), String> {
     )
     .await
     .map_err(|e| format!("drain of {queue} failed: {e}"))?;
-    log(serde_json::json!({
-        "timestamp": env.clock.now().to_rfc3339(),
-        "severity": "INFO",
-        "worker": id,
-        "queue": queue.as_str(),
-        "claimed": report.claimed,
-        "succeeded": report.succeeded,
-        "retried": report.retried,
-        "dead": report.dead,
-        "released": report.released,
-        "lost": report.lost,
-    }));
+    village_platform::log::event(
+        "INFO",
+        "queue drained",
+        serde_json::json!({
+            "worker": id,
+            "queue": queue.as_str(),
+            "claimed": report.claimed,
+            "succeeded": report.succeeded,
+            "retried": report.retried,
+            "dead": report.dead,
+            "released": report.released,
+            "lost": report.lost,
+        }),
+    );
     Ok(())
 }
 
@@ -86,14 +84,16 @@ pub async fn sweep(scheduled: u64) -> Result<(), String> {
             Err(e) => return Err(format!("wake-up of {q} failed: {e}")),
         }
     }
-    log(serde_json::json!({
-        "timestamp": now.to_rfc3339(),
-        "severity": "INFO",
-        "job": "jobs.sweep",
-        "scheduled": scheduled,
-        "rescued": rescued.len(),
-        "woken": woken,
-    }));
+    village_platform::log::event(
+        "INFO",
+        "sweep done",
+        serde_json::json!({
+            "job": "jobs.sweep",
+            "scheduled": scheduled,
+            "rescued": rescued.len(),
+            "woken": woken,
+        }),
+    );
     Ok(())
 }
 
@@ -117,12 +117,14 @@ pub async fn purge(scheduled: u64) -> Result<(), String> {
             break;
         }
     }
-    log(serde_json::json!({
-        "timestamp": now.to_rfc3339(),
-        "severity": "INFO",
-        "job": "jobs.retention",
-        "scheduled": scheduled,
-        "purged": purged,
-    }));
+    village_platform::log::event(
+        "INFO",
+        "retention purge done",
+        serde_json::json!({
+            "job": "jobs.retention",
+            "scheduled": scheduled,
+            "purged": purged,
+        }),
+    );
     Ok(())
 }

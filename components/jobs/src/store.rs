@@ -36,6 +36,24 @@ fn jobs(rows: Vec<Row>) -> Result<Vec<Job>, SqlError> {
     rows.iter().map(Job::try_from).collect()
 }
 
+/// Refuses a job no worker could run.
+fn check(job: &NewJob) -> Result<(), JobsError> {
+    if job.handler.is_empty() || job.max_attempts < 1 {
+        return Err(JobsError::Conflict(
+            "a job needs a handler and at least one attempt".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The envelope stored beside the payload: the enqueuer's trace context.
+fn metadata(job: &NewJob) -> serde_json::Value {
+    match &job.traceparent {
+        Some(tp) => serde_json::json!({ "traceparent": tp }),
+        None => serde_json::json!({}),
+    }
+}
+
 /// Enqueues a job and wakes its queue's worker. With an idempotency key
 /// already held by a pending, running or succeeded job, returns that job's
 /// id and enqueues nothing.
@@ -45,15 +63,7 @@ pub async fn enqueue(
     now: DateTime<Utc>,
     job: NewJob,
 ) -> Result<JobId, JobsError> {
-    if job.handler.is_empty() || job.max_attempts < 1 {
-        return Err(JobsError::Conflict(
-            "a job needs a handler and at least one attempt".into(),
-        ));
-    }
-    let metadata = match &job.traceparent {
-        Some(tp) => serde_json::json!({ "traceparent": tp }),
-        None => serde_json::json!({}),
-    };
+    check(&job)?;
     let key = job
         .idempotency_key
         .clone()
@@ -71,7 +81,7 @@ pub async fn enqueue(
                 text(job.queue.as_str()),
                 text(&job.handler),
                 SqlValue::Json(job.payload.clone()),
-                SqlValue::Json(metadata),
+                SqlValue::Json(metadata(&job)),
                 SqlValue::Int32(job.priority),
                 SqlValue::Timestamp(job.run_at.unwrap_or(now)),
                 SqlValue::Int32(job.max_attempts),
@@ -95,15 +105,7 @@ pub async fn enqueue(
             })?
             .get("id")?,
     };
-    // After the insert committed. A lost wake-up only delays the job until
-    // the minute sweep, so a Redis failure is logged, not raised.
-    if let Err(e) = wake(cache, job.queue).await {
-        eprintln!(
-            "{{\"severity\":\"WARNING\",\"queue\":\"{}\",\"job_id\":{id},\"message\":\"wake-up not published: {}\"}}",
-            job.queue,
-            e.to_string().replace('"', "'")
-        );
-    }
+    wake_or_log(cache, job.queue).await;
     Ok(id)
 }
 
@@ -117,14 +119,7 @@ pub async fn enqueue_many(
     now: DateTime<Utc>,
     jobs: &[NewJob],
 ) -> Result<Vec<JobId>, JobsError> {
-    if jobs
-        .iter()
-        .any(|j| j.handler.is_empty() || j.max_attempts < 1)
-    {
-        return Err(JobsError::Conflict(
-            "a job needs a handler and at least one attempt".into(),
-        ));
-    }
+    jobs.iter().try_for_each(check)?;
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
@@ -135,7 +130,7 @@ pub async fn enqueue_many(
                 "queue": j.queue.as_str(),
                 "handler": j.handler,
                 "payload": j.payload,
-                "metadata": j.traceparent.as_ref().map(|tp| serde_json::json!({ "traceparent": tp })).unwrap_or_else(|| serde_json::json!({})),
+                "metadata": metadata(j),
                 "priority": j.priority,
                 "run_at": j.run_at.unwrap_or(now),
                 "max_attempts": j.max_attempts,
@@ -164,14 +159,22 @@ pub async fn enqueue_many(
     queues.sort();
     queues.dedup();
     for q in queues {
-        if let Err(e) = wake(cache, q).await {
-            eprintln!(
-                "{{\"severity\":\"WARNING\",\"queue\":\"{q}\",\"message\":\"wake-up not published: {}\"}}",
-                e.to_string().replace('"', "'")
-            );
-        }
+        wake_or_log(cache, q).await;
     }
     Ok(ids)
+}
+
+/// Wakes a queue's workers after a change committed. A lost wake-up only
+/// delays work until the minute sweep, so a Redis failure is logged, not
+/// raised: callers' writes have already succeeded.
+pub async fn wake_or_log(cache: &impl Cache, queue: Queue) {
+    if let Err(e) = wake(cache, queue).await {
+        village_platform::log::event(
+            "WARNING",
+            &format!("wake-up not published: {e}"),
+            serde_json::json!({ "queue": queue.as_str() }),
+        );
+    }
 }
 
 /// Publishes a wake-up for a queue's worker, and for the workers that also

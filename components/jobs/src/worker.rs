@@ -98,9 +98,10 @@ pub async fn drain(
     if !stats.is_empty()
         && let Err(e) = record(cache, &stats).await
     {
-        eprintln!(
-            "{{\"severity\":\"WARNING\",\"message\":\"job metrics not recorded: {}\"}}",
-            e.to_string().replace('"', "'")
+        village_platform::log::event(
+            "WARNING",
+            &format!("job metrics not recorded: {e}"),
+            serde_json::json!({}),
         );
     }
     Ok(report)
@@ -148,16 +149,16 @@ fn log_failure(job: &crate::Job, error: &str, dead: bool) {
         .and_then(|v| v.as_str())
         .and_then(|tp| tp.split('-').nth(1))
         .map(str::to_owned);
-    let line = serde_json::json!({
-        "timestamp": chrono::Utc::now().to_rfc3339(),
-        "severity": if dead { "ERROR" } else { "WARNING" },
-        "trace_id": trace_id,
-        "job_id": job.id,
-        "queue": job.queue.as_str(),
-        "handler": job.handler,
-        "attempt": job.attempts,
-        "dead_lettered": dead,
-        "message": error,
-    });
-    println!("{line}");
+    village_platform::log::event(
+        if dead { "ERROR" } else { "WARNING" },
+        error,
+        serde_json::json!({
+            "trace_id": trace_id,
+            "job_id": job.id,
+            "queue": job.queue.as_str(),
+            "handler": job.handler,
+            "attempt": job.attempts,
+            "dead_lettered": dead,
+        }),
+    );
 }

@@ -53,9 +53,53 @@ impl<'a> RequestLog<'a> {
     }
 }
 
+/// Writes one structured log line for something that is not a request: a
+/// dependency that failed, a job that ran. `fields` (an object) is merged
+/// into `{timestamp, severity, message}`; the line is always valid JSON,
+/// whatever the message contains. Warnings and errors go to stderr.
+pub fn event(severity: &'static str, message: &str, fields: serde_json::Value) {
+    let line = event_line(severity, message, fields);
+    if severity == "INFO" {
+        println!("{line}");
+    } else {
+        eprintln!("{line}");
+    }
+}
+
+fn event_line(severity: &'static str, message: &str, fields: serde_json::Value) -> String {
+    let mut obj = serde_json::Map::new();
+    obj.insert(
+        "timestamp".into(),
+        chrono::Utc::now()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            .into(),
+    );
+    obj.insert("severity".into(), severity.into());
+    if let serde_json::Value::Object(extra) = fields {
+        obj.extend(extra);
+    }
+    obj.insert("message".into(), message.into());
+    serde_json::Value::Object(obj).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_line_stays_valid_json_whatever_the_message_holds() {
+        let line = event_line(
+            "WARNING",
+            "redis said \"no\" \\ and\nmore",
+            serde_json::json!({ "queue": "BULK", "job_id": 7 }),
+        );
+        let v: serde_json::Value = serde_json::from_str(&line).expect("valid json");
+        assert_eq!(v["message"], "redis said \"no\" \\ and\nmore");
+        assert_eq!(v["queue"], "BULK");
+        assert_eq!(v["job_id"], 7);
+        assert_eq!(v["severity"], "WARNING");
+        assert!(v["timestamp"].is_string());
+    }
 
     #[test]
     fn a_log_line_is_json_with_the_required_fields_and_no_cookie() {

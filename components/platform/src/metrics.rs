@@ -129,7 +129,8 @@ fn line(out: &mut String, text: String) {
     out.push('\n');
 }
 
-fn escape_label(s: &str) -> String {
+/// Escapes a Prometheus label value.
+pub fn escape_label(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")

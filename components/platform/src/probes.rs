@@ -28,16 +28,18 @@ pub fn liveness() -> Response {
 pub async fn readiness(sql: &impl Sql, cache: &impl Cache) -> Response {
     let mut failing = Vec::new();
     if let Err(e) = sql.query("SELECT 1 AS ok", &[]).await {
-        eprintln!(
-            "{{\"severity\":\"WARNING\",\"endpoint\":\"readyz\",\"message\":\"postgres not ready: {}\"}}",
-            e.to_string().replace('"', "'")
+        crate::log::event(
+            "WARNING",
+            &format!("postgres not ready: {e}"),
+            serde_json::json!({ "endpoint": "readyz" }),
         );
         failing.push("postgres");
     }
     if let Err(e) = cache.ping().await {
-        eprintln!(
-            "{{\"severity\":\"WARNING\",\"endpoint\":\"readyz\",\"message\":\"redis not ready: {}\"}}",
-            e.to_string().replace('"', "'")
+        crate::log::event(
+            "WARNING",
+            &format!("redis not ready: {e}"),
+            serde_json::json!({ "endpoint": "readyz" }),
         );
         failing.push("redis");
     }

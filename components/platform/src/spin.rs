@@ -289,8 +289,10 @@ where
         )
         .await
     {
-        eprintln!(
-            "{{\"severity\":\"WARNING\",\"endpoint\":\"{component}\",\"message\":\"metrics not recorded: {e}\"}}"
+        crate::log::event(
+            "WARNING",
+            &format!("metrics not recorded: {e}"),
+            serde_json::json!({ "endpoint": component }),
         );
     }
     response
