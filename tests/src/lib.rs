@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 
 use village_runtime::{Options, Running};
 
+/// The access-token signing key every test app runs with.
+pub const TEST_SIGNING_KEY: &str = "test-signing-key-0123456789abcdef-0123456789";
+
 pub struct TestApp {
     pub addr: SocketAddr,
     /// The test's own database.
@@ -33,6 +36,9 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Options)) -> TestApp {
     let mut options = Options::new(repo_root().join("spin.toml"));
     options.env_lookup = std::sync::Arc::new(|_| None);
     options.variables.insert("db_name".into(), db_name);
+    options
+        .variables
+        .insert("session_signing_key".into(), TEST_SIGNING_KEY.into());
     if let Ok(pw) = std::env::var("VILLAGE_PG_PASSWORD") {
         options.variables.insert("db_password".into(), pw);
     }
@@ -89,6 +95,47 @@ impl TestApp {
             .expect("connect to the test database");
         tokio::spawn(conn);
         client.query_one(sql, &[]).await.expect("query").get(0)
+    }
+
+    /// A signed-in account holding `roles`, set up directly in the database
+    /// (a user, its roles, a live session) with an access token signed by the
+    /// app's key: for tests of what admins may do. The sign-in flow itself
+    /// is tested end to end in `tests/identity.rs`.
+    pub async fn signed_in_as(&self, roles: &[&str]) -> (uuid::Uuid, String) {
+        let (client, conn) = tokio_postgres::connect(&self.db_url, tokio_postgres::NoTls)
+            .await
+            .expect("connect to the test database");
+        tokio::spawn(conn);
+        let user: uuid::Uuid = client
+            .query_one(
+                "INSERT INTO users (is_anonymous, display_name) VALUES (false, 'Test admin') RETURNING id",
+                &[],
+            )
+            .await
+            .expect("user")
+            .get(0);
+        for role in roles {
+            client
+                .execute(
+                    "INSERT INTO user_roles (user_id, role, reason) VALUES ($1, $2, 'test setup')",
+                    &[&user, role],
+                )
+                .await
+                .expect("role");
+        }
+        let session: uuid::Uuid = client
+            .query_one(
+                "INSERT INTO sessions (user_id, expires_at) VALUES ($1, now() + interval '1 day') RETURNING id",
+                &[&user],
+            )
+            .await
+            .expect("session")
+            .get(0);
+        let key = village_platform::session::SigningKey::try_from(TEST_SIGNING_KEY).expect("key");
+        let token =
+            village_platform::session::issue_access(&key, user, session, None, chrono::Utc::now())
+                .expect("token");
+        (user, format!("vu_access={token}"))
     }
 
     pub async fn stop(self) {

@@ -5,12 +5,10 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use village_e2e::{TestApp, spawn_app, spawn_app_with};
+use village_e2e::{TestApp, spawn_app};
 use village_jobs::{NewJob, Queue, enqueue};
 use village_platform::native::{NativeCache, NativeSql};
 use village_platform::sql::{Sql, SqlValue};
-
-const TOKEN: &str = "test-admin-token-0123456789";
 
 async fn ports(app: &TestApp) -> (NativeSql, NativeCache) {
     (
@@ -49,11 +47,11 @@ async fn admin(
     method: reqwest::Method,
     path: &str,
     body: Option<Value>,
-    token: Option<&str>,
+    cookie: Option<&str>,
 ) -> (u16, Value) {
     let mut req = app.client.request(method, app.url(path));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
     }
     if let Some(b) = body {
         req = req.json(&b);
@@ -63,8 +61,9 @@ async fn admin(
     (code, resp.json().await.unwrap_or(Value::Null))
 }
 
-fn with_token(o: &mut village_runtime::Options) {
-    o.variables.insert("admin_api_token".into(), TOKEN.into());
+/// An `ops` user's cookie: `manage_system` is what the queue API needs.
+async fn ops(app: &TestApp) -> String {
+    app.signed_in_as(&["ops"]).await.1
 }
 
 #[tokio::test]
@@ -113,63 +112,67 @@ async fn a_job_for_an_unknown_handler_is_dead_lettered_by_the_worker() {
 }
 
 #[tokio::test]
-async fn the_admin_api_is_closed_without_a_configured_token() {
+async fn the_queue_api_needs_a_signed_in_user_with_manage_system() {
     let app = spawn_app().await;
-    let (code, body) = admin(
-        &app,
-        reqwest::Method::GET,
-        "/admin/api/queues",
-        None,
-        Some("anything"),
-    )
-    .await;
-    assert_eq!(code, 403);
-    assert_eq!(body["status"], 403);
-    app.stop().await;
-}
-
-#[tokio::test]
-async fn the_admin_api_refuses_a_missing_or_wrong_token() {
-    let app = spawn_app_with(with_token).await;
     assert_eq!(
         admin(&app, reqwest::Method::GET, "/admin/api/queues", None, None)
             .await
             .0,
         401
     );
-    assert_eq!(
-        admin(
-            &app,
-            reqwest::Method::GET,
-            "/admin/api/queues",
-            None,
-            Some("wrong")
-        )
-        .await
-        .0,
-        401
-    );
+    let (_, read_only) = app.signed_in_as(&["read_only"]).await;
+    let (code, body) = admin(
+        &app,
+        reqwest::Method::POST,
+        "/admin/api/queues/DEFAULT/pause",
+        Some(json!({"reason": "trying my luck"})),
+        Some(&read_only),
+    )
+    .await;
+    assert_eq!(code, 403);
+    assert_eq!(body["status"], 403);
     let (sql, _) = ports(&app).await;
-    let n: i64 = sql
-        .query("SELECT count(*) AS n FROM audit_log", &[])
+    let denials: i64 = sql
+        .query(
+            "SELECT count(*) AS n FROM audit_log WHERE action = 'permission.denied'",
+            &[],
+        )
         .await
         .expect("q")[0]
         .get("n")
         .expect("n");
-    assert_eq!(n, 0, "refused calls change nothing");
+    assert_eq!(denials, 2, "both refusals are audited");
+    let paused: i64 = sql
+        .query("SELECT count(*) AS n FROM job_queue_controls", &[])
+        .await
+        .expect("q")[0]
+        .get("n")
+        .expect("n");
+    assert_eq!(paused, 0, "refused calls change nothing");
+    let (code, _) = admin(
+        &app,
+        reqwest::Method::GET,
+        "/admin/api/queues",
+        None,
+        Some(&ops(&app).await),
+    )
+    .await;
+    assert_eq!(code, 200);
     app.stop().await;
 }
 
 #[tokio::test]
 async fn ops_pause_a_queue_and_resume_it_with_an_audited_reason() {
-    let app = spawn_app_with(with_token).await;
+    let app = spawn_app().await;
+    let (ops_user, token) = app.signed_in_as(&["ops"]).await;
+    let label = format!("user:{ops_user}");
     let (sql, cache) = ports(&app).await;
     let (code, body) = admin(
         &app,
         reqwest::Method::POST,
         "/admin/api/queues/DEFAULT/pause",
         Some(json!({})),
-        Some(TOKEN),
+        Some(&token),
     )
     .await;
     assert_eq!(code, 400);
@@ -180,7 +183,7 @@ async fn ops_pause_a_queue_and_resume_it_with_an_audited_reason() {
         reqwest::Method::POST,
         "/admin/api/queues/DEFAULT/pause",
         Some(json!({"reason": "database failover drill"})),
-        Some(TOKEN),
+        Some(&token),
     )
     .await;
     assert_eq!(code, 200);
@@ -204,7 +207,7 @@ async fn ops_pause_a_queue_and_resume_it_with_an_audited_reason() {
         reqwest::Method::GET,
         "/admin/api/queues",
         None,
-        Some(TOKEN),
+        Some(&token),
     )
     .await;
     let default = listing["queues"]
@@ -222,7 +225,7 @@ async fn ops_pause_a_queue_and_resume_it_with_an_audited_reason() {
         reqwest::Method::POST,
         "/admin/api/queues/DEFAULT/resume",
         Some(json!({"reason": "drill over"})),
-        Some(TOKEN),
+        Some(&token),
     )
     .await;
     assert_eq!(code, 200);
@@ -254,14 +257,10 @@ async fn ops_pause_a_queue_and_resume_it_with_an_audited_reason() {
         vec![
             (
                 "queue.pause".into(),
-                "ops-token".into(),
+                label.clone(),
                 "database failover drill".into()
             ),
-            (
-                "queue.resume".into(),
-                "ops-token".into(),
-                "drill over".into()
-            ),
+            ("queue.resume".into(), label.clone(), "drill over".into()),
         ]
     );
     app.stop().await;
@@ -269,7 +268,8 @@ async fn ops_pause_a_queue_and_resume_it_with_an_audited_reason() {
 
 #[tokio::test]
 async fn ops_see_failures_and_requeue_or_delete_jobs() {
-    let app = spawn_app_with(with_token).await;
+    let app = spawn_app().await;
+    let token = ops(&app).await;
     let (sql, cache) = ports(&app).await;
     let dead = enqueue(
         &sql,
@@ -285,7 +285,7 @@ async fn ops_see_failures_and_requeue_or_delete_jobs() {
         reqwest::Method::GET,
         "/admin/api/queues/failures?queue=DEFAULT",
         None,
-        Some(TOKEN),
+        Some(&token),
     )
     .await;
     assert_eq!(code, 200);
@@ -310,7 +310,7 @@ async fn ops_see_failures_and_requeue_or_delete_jobs() {
         reqwest::Method::POST,
         &format!("/admin/api/queues/jobs/{dead}/requeue"),
         Some(json!({"reason": "handler deployed"})),
-        Some(TOKEN),
+        Some(&token),
     )
     .await;
     assert_eq!(code, 200);
@@ -330,7 +330,7 @@ async fn ops_see_failures_and_requeue_or_delete_jobs() {
         reqwest::Method::POST,
         &format!("/admin/api/queues/jobs/{later}/delete"),
         Some(json!({"reason": "scheduled by mistake"})),
-        Some(TOKEN),
+        Some(&token),
     )
     .await;
     assert_eq!(code, 200);
@@ -349,7 +349,7 @@ async fn ops_see_failures_and_requeue_or_delete_jobs() {
         reqwest::Method::POST,
         &format!("/admin/api/queues/jobs/{later}/requeue"),
         Some(json!({"reason": "again"})),
-        Some(TOKEN),
+        Some(&token),
     )
     .await;
     assert_eq!(code, 404);

@@ -6,7 +6,7 @@ use askama::Template;
 use village_platform::sql::Sql;
 use village_platform::web::{self, Response};
 use village_platform::{AppError, RequestContext};
-use village_preferences::{Preferences, Theme, WidgetKind};
+use village_preferences::{Owner, Preferences, Theme, WidgetKind};
 
 struct WidgetView {
     id: String,
@@ -18,9 +18,20 @@ struct WidgetView {
 
 #[derive(Template)]
 #[template(path = "homepage.html")]
-struct HomepageTemplate {
+struct HomepageTemplate<'a> {
     theme: &'static str,
     columns: Vec<Vec<WidgetView>>,
+    viewer: &'a Viewer,
+}
+
+/// Who is looking, for the header: sign-in links, or the signed-in state and
+/// the impersonation banner.
+#[derive(Debug, Clone, Default)]
+pub struct Viewer {
+    pub signed_in: bool,
+    pub impersonating: bool,
+    /// `(id, display name)` of each configured sign-in provider.
+    pub providers: Vec<(&'static str, &'static str)>,
 }
 
 /// What a widget says until its feature (a later issue) gives it content.
@@ -37,7 +48,7 @@ fn empty_text(kind: WidgetKind) -> &'static str {
 }
 
 /// Renders the homepage for a set of preferences.
-pub fn render(prefs: &Preferences) -> Result<String, AppError> {
+pub fn render(prefs: &Preferences, viewer: &Viewer) -> Result<String, AppError> {
     let columns = prefs
         .layout
         .columns()
@@ -59,9 +70,13 @@ pub fn render(prefs: &Preferences) -> Result<String, AppError> {
         Theme::Light => "light",
         Theme::Dark => "dark",
     };
-    HomepageTemplate { theme, columns }
-        .render()
-        .map_err(|e| AppError::Internal(format!("failed to render the homepage: {e}")))
+    HomepageTemplate {
+        theme,
+        columns,
+        viewer,
+    }
+    .render()
+    .map_err(|e| AppError::Internal(format!("failed to render the homepage: {e}")))
 }
 
 /// `GET /`: the visitor's saved layout, or the default one. Reads only:
@@ -70,20 +85,27 @@ pub async fn page(
     method: &http::Method,
     sql: &impl Sql,
     ctx: &RequestContext,
+    providers: Vec<(&'static str, &'static str)>,
 ) -> Result<Response, AppError> {
     if method != http::Method::GET && method != http::Method::HEAD {
         return Err(AppError::MethodNotAllowed {
             allowed: "GET, HEAD",
         });
     }
-    let prefs = if ctx.anon_id_is_new {
+    let owner = Owner::of(ctx);
+    let prefs = if ctx.anon_id_is_new && owner == Owner::Anonymous(ctx.anon_id) {
         Preferences::default()
     } else {
-        village_preferences::load(sql, ctx.anon_id)
+        village_preferences::load(sql, owner)
             .await?
             .unwrap_or_default()
     };
-    let mut r = web::html(http::StatusCode::OK, render(&prefs)?);
+    let viewer = Viewer {
+        signed_in: ctx.principal.is_some(),
+        impersonating: ctx.principal.as_ref().is_some_and(|p| p.is_impersonating()),
+        providers,
+    };
+    let mut r = web::html(http::StatusCode::OK, render(&prefs, &viewer)?);
     // Personal content: never cached by shared caches.
     r.headers_mut().insert(
         http::header::CACHE_CONTROL,
@@ -98,7 +120,7 @@ mod tests {
 
     #[test]
     fn renders_the_header_and_one_section_per_widget() {
-        let html = render(&Preferences::default()).expect("renders");
+        let html = render(&Preferences::default(), &Viewer::default()).expect("renders");
         assert!(html.contains("<h1"), "{html}");
         assert!(html.contains("Village Homepage"));
         for id in ["news", "weather", "stocks", "good-sites", "marketplace"] {
@@ -119,7 +141,7 @@ mod tests {
             w.column = 0;
             w.position = 10 - i as u16;
         }
-        let html = render(&prefs).expect("renders");
+        let html = render(&prefs, &Viewer::default()).expect("renders");
         let at = |id: &str| html.find(&format!("id=\"widget-{id}\"")).expect("present");
         assert!(
             at("marketplace") < at("news"),

@@ -88,6 +88,7 @@ pub async fn handle(
     let audit =
         |action: &str, target_type: &str, target_id: String, reason: String, before, after| {
             AuditEntry {
+                actor_user_id: actor.user_id,
                 actor_label: actor.label.clone(),
                 action: action.to_owned(),
                 target_type: Some(target_type.to_owned()),
@@ -95,6 +96,8 @@ pub async fn handle(
                 reason: Some(reason),
                 before,
                 after,
+                ip: ctx.client_ip.clone(),
+                user_agent: ctx.user_agent.clone(),
                 trace_id: Some(ctx.trace_id.clone()),
                 ..Default::default()
             }

@@ -45,8 +45,12 @@ pub struct RequestContext {
     pub anon_id: AnonId,
     /// True when the id was minted for this request: the response must set it.
     pub anon_id_is_new: bool,
-    /// The signed-in user (identity issue); `None` while anonymous.
-    pub user_id: Option<Uuid>,
+    /// The signed-in caller, set by `spin::serve` once the access token and
+    /// its session check out; `None` while anonymous.
+    pub principal: Option<crate::session::Principal>,
+    /// The client address Spin reports (`spin-client-addr`), without port.
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
     /// W3C trace context: continued from `traceparent`, or new.
     pub trace_id: String,
     pub span_id: String,
@@ -67,11 +71,33 @@ impl RequestContext {
         RequestContext {
             anon_id: existing.unwrap_or_else(AnonId::generate),
             anon_id_is_new: existing.is_none(),
-            user_id: None,
+            principal: None,
+            client_ip: headers
+                .get("spin-client-addr")
+                .and_then(|v| v.to_str().ok())
+                .map(client_ip),
+            user_agent: headers
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.chars().take(512).collect()),
             trace_id,
             span_id: span[..16].to_owned(),
             endpoint: endpoint.to_owned(),
         }
+    }
+}
+
+/// The IP of a `host:port` / `[v6]:port` socket address.
+fn client_ip(addr: &str) -> String {
+    addr.parse::<std::net::SocketAddr>()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|_| addr.to_owned())
+}
+
+impl RequestContext {
+    /// The signed-in user the request acts as, if any.
+    pub fn user_id(&self) -> Option<Uuid> {
+        self.principal.as_ref().map(|p| p.user_id)
     }
 }
 

@@ -38,6 +38,8 @@ pub enum AppError {
     NotFound,
     #[error("conflict: {0}")]
     Conflict(String),
+    #[error("too many requests")]
+    TooManyRequests { retry_after_secs: u64 },
     #[error("method not allowed")]
     MethodNotAllowed { allowed: &'static str },
     #[error("{dependency} unavailable: {detail}")]
@@ -84,6 +86,7 @@ impl AppError {
             AppError::NotFound => S::NOT_FOUND,
             AppError::Conflict(_) => S::CONFLICT,
             AppError::MethodNotAllowed { .. } => S::METHOD_NOT_ALLOWED,
+            AppError::TooManyRequests { .. } => S::TOO_MANY_REQUESTS,
             AppError::Unavailable { .. } => S::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => S::INTERNAL_SERVER_ERROR,
         }
@@ -107,6 +110,7 @@ impl AppError {
             AppError::MethodNotAllowed { .. } => {
                 ("Method not allowed", "/problems/method-not-allowed")
             }
+            AppError::TooManyRequests { .. } => ("Too many requests", "/problems/rate-limited"),
             AppError::Unavailable { .. } => ("Temporarily unavailable", "/problems/unavailable"),
             AppError::Internal(_) => ("Something went wrong on our side", "/problems/internal"),
         }
@@ -119,6 +123,9 @@ impl AppError {
                 Some(format!("The body may be at most {limit} bytes."))
             }
             AppError::MethodNotAllowed { allowed } => Some(format!("Allowed: {allowed}.")),
+            AppError::TooManyRequests { retry_after_secs } => Some(format!(
+                "Slow down: try again in {retry_after_secs} seconds."
+            )),
             AppError::Forbidden(why) | AppError::Conflict(why) => Some(why.clone()),
             AppError::Unavailable { dependency, .. } => Some(format!(
                 "A service we depend on ({dependency}) is unavailable; try again shortly."
@@ -183,6 +190,12 @@ impl AppError {
                 r.headers_mut().insert(
                     http::header::WWW_AUTHENTICATE,
                     http::HeaderValue::from_static("Bearer"),
+                );
+            }
+            AppError::TooManyRequests { retry_after_secs } => {
+                r.headers_mut().insert(
+                    http::header::RETRY_AFTER,
+                    http::HeaderValue::from(*retry_after_secs),
                 );
             }
             _ => {}

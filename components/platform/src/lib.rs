@@ -6,7 +6,7 @@
 //! the Spin one components use (feature `spin`: Spin Postgres 4, Spin Redis)
 //! and a native one tests use against the same real servers (feature
 //! `native`: tokio-postgres, redis). Around them: the request context
-//! (anonymous id, trace ids), one error-to-HTTP mapping, one JSON log line
+//! (anonymous id, signed-in principal, trace ids), one error-to-HTTP mapping, one JSON log line
 //! per request, and request metrics kept in Redis.
 
 pub mod admin;
@@ -21,6 +21,7 @@ pub mod http_client;
 pub mod log;
 pub mod metrics;
 pub mod probes;
+pub mod session;
 pub mod sql;
 pub mod web;
 

@@ -36,7 +36,7 @@ impl<'a> RequestLog<'a> {
             severity,
             trace_id: &ctx.trace_id,
             span_id: &ctx.span_id,
-            user_id: ctx.user_id.map(|u| u.to_string()),
+            user_id: ctx.user_id().map(|u| u.to_string()),
             anon_id: ctx.anon_id.to_string(),
             endpoint: &ctx.endpoint,
             method,

@@ -202,6 +202,9 @@ pub struct Env {
     pub clock: SystemClock,
     /// `Secure` on cookies; off only for plain-http local development.
     pub cookie_secure: bool,
+    /// The key access tokens are signed with (`session_signing_key`); `None`
+    /// in a component that does not declare it: everyone is anonymous there.
+    pub signing_key: Option<crate::session::SigningKey>,
 }
 
 impl Env {
@@ -216,6 +219,9 @@ impl Env {
             cache: SpinCache::new(get("redis_url")?),
             clock: SystemClock,
             cookie_secure: get("cookie_secure").map(|v| v != "false").unwrap_or(true),
+            signing_key: variables::get("session_signing_key")
+                .ok()
+                .and_then(|k| crate::session::SigningKey::try_from(k.as_str()).ok()),
         })
     }
 }
@@ -244,11 +250,19 @@ where
     F: AsyncFnOnce(Request, &Env, &RequestContext) -> Result<Response, AppError>,
 {
     let started = Instant::now();
-    let ctx = RequestContext::from_headers(req.headers(), component);
+    let mut ctx = RequestContext::from_headers(req.headers(), component);
     let method = req.method().to_string();
     let env = Env::from_variables();
+    let mut clear_access_cookie = false;
     let result = match &env {
-        Ok(env) => handler(req, env, &ctx).await,
+        Ok(env) => match authenticate(&req, env, surface, &mut ctx).await {
+            Ok(Gate::Continue { clear_cookie }) => {
+                clear_access_cookie = clear_cookie;
+                handler(req, env, &ctx).await
+            }
+            Ok(Gate::Answer(r)) => Ok(r),
+            Err(e) => Err(e),
+        },
         Err(e) => Err(AppError::Internal(e.to_string())),
     };
     let mut error_text = None;
@@ -268,6 +282,16 @@ where
     if ctx.anon_id_is_new && surface != Surface::Plain {
         let secure = env.as_ref().map(|e| e.cookie_secure).unwrap_or(true);
         if let Ok(v) = http::HeaderValue::from_str(&web::anon_cookie(ctx.anon_id, secure)) {
+            response.headers_mut().append(http::header::SET_COOKIE, v);
+        }
+    }
+    if clear_access_cookie {
+        let secure = env.as_ref().map(|e| e.cookie_secure).unwrap_or(true);
+        if let Ok(v) = http::HeaderValue::from_str(&web::expired_cookie(
+            crate::session::ACCESS_COOKIE,
+            "/",
+            secure,
+        )) {
             response.headers_mut().append(http::header::SET_COOKIE, v);
         }
     }
@@ -296,6 +320,89 @@ where
         );
     }
     response
+}
+
+/// What the session check decided before the handler runs.
+enum Gate {
+    /// Run the handler (with `ctx.principal` set when signed in).
+    Continue { clear_cookie: bool },
+    /// Answer without running the handler.
+    Answer(Response),
+}
+
+/// Checks the access cookie. Signed in: `ctx.principal` is set. Expired: a
+/// browser navigating to a page is sent through `/auth/refresh` and back; an
+/// API caller gets 401 and refreshes itself. Forged, tampered or revoked:
+/// audited; 401 for the API, anonymous (cookie cleared) for pages.
+async fn authenticate(
+    req: &Request,
+    env: &Env,
+    surface: Surface,
+    ctx: &mut RequestContext,
+) -> Result<Gate, AppError> {
+    use crate::clock::Clock;
+    use crate::session::{ACCESS_COOKIE, Authentication};
+    let (Some(key), true) = (&env.signing_key, surface != Surface::Plain) else {
+        return Ok(Gate::Continue {
+            clear_cookie: false,
+        });
+    };
+    let token = web::cookie_value(req.headers(), ACCESS_COOKIE);
+    let outcome =
+        crate::session::authenticate(&env.sql, key, token.as_deref(), env.clock.now()).await?;
+    let path = req.uri().path();
+    let reason = match outcome {
+        Authentication::Anonymous => {
+            return Ok(Gate::Continue {
+                clear_cookie: false,
+            });
+        }
+        Authentication::SignedIn(p) => {
+            ctx.principal = Some(p);
+            return Ok(Gate::Continue {
+                clear_cookie: false,
+            });
+        }
+        Authentication::Expired => {
+            // The auth routes themselves (refresh, logout) expect expired
+            // tokens: there it is simply not signed in.
+            if path.starts_with("/auth/") {
+                return Ok(Gate::Continue {
+                    clear_cookie: false,
+                });
+            }
+            let navigating =
+                req.method() == http::Method::GET || req.method() == http::Method::HEAD;
+            if surface == Surface::Page && navigating {
+                let here = req.uri().path_and_query().map_or(path, |p| p.as_str());
+                let target = format!(
+                    "/auth/refresh?{}",
+                    url::form_urlencoded::Serializer::new(String::new())
+                        .append_pair("return_to", here)
+                        .finish()
+                );
+                return Ok(Gate::Answer(web::see_other(&target)));
+            }
+            "expired".to_owned()
+        }
+        Authentication::Rejected(why) => why,
+    };
+    let entry = crate::audit::AuditEntry {
+        actor_label: "anonymous".into(),
+        action: "auth.token_rejected".into(),
+        target_type: Some("route".into()),
+        target_id: Some(format!("{} {path}", req.method())),
+        reason: Some(reason),
+        ip: ctx.client_ip.clone(),
+        user_agent: ctx.user_agent.clone(),
+        trace_id: Some(ctx.trace_id.clone()),
+        ..Default::default()
+    };
+    crate::audit::record(&env.sql, &entry).await?;
+    match surface {
+        Surface::Api => Err(AppError::Unauthorized),
+        _ => Ok(Gate::Continue { clear_cookie: true }),
+    }
 }
 
 /// Outbound HTTP through `wasi:http`; the host enforces the allow-list.

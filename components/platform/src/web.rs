@@ -73,6 +73,53 @@ pub fn anon_cookie(id: AnonId, secure: bool) -> String {
         .to_string()
 }
 
+/// An HttpOnly cookie. `same_site_none` is for the one cookie that must come
+/// back on a provider's cross-site form post (Apple's sign-in callback); it
+/// needs `Secure`, so it falls back to `Lax` on plain-http development.
+pub fn cookie(
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age_secs: i64,
+    secure: bool,
+    same_site_none: bool,
+) -> String {
+    let same_site = if same_site_none && secure {
+        SameSite::None
+    } else {
+        SameSite::Lax
+    };
+    Cookie::build((name.to_owned(), value.to_owned()))
+        .path(path.to_owned())
+        .http_only(true)
+        .secure(secure)
+        .same_site(same_site)
+        .max_age(cookie::time::Duration::seconds(max_age_secs))
+        .build()
+        .to_string()
+}
+
+/// A `Set-Cookie` value that deletes the cookie.
+pub fn expired_cookie(name: &str, path: &str, secure: bool) -> String {
+    cookie(name, "", path, 0, secure, false)
+}
+
+/// `303 See Other` to a location the caller built from trusted parts only
+/// (a constant, a provider endpoint from configuration, a path checked by
+/// `safe_return_to`): never to a URL taken from the request as is.
+pub fn see_other(location: &str) -> Response {
+    let mut r = http::Response::new(Vec::new());
+    *r.status_mut() = http::StatusCode::SEE_OTHER;
+    if let Ok(v) = http::HeaderValue::from_str(location) {
+        r.headers_mut().insert(http::header::LOCATION, v);
+    }
+    r.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    r
+}
+
 /// Escapes text for HTML element content and attribute values.
 pub fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

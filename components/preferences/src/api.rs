@@ -4,7 +4,7 @@ use village_platform::sql::Sql;
 use village_platform::web::{self, Response};
 use village_platform::{AppError, RequestContext};
 
-use crate::{Preferences, load, parse, save};
+use crate::{Owner, Preferences, load, parse, save};
 
 pub async fn handle(
     method: &http::Method,
@@ -14,10 +14,11 @@ pub async fn handle(
 ) -> Result<Response, AppError> {
     match *method {
         http::Method::GET => {
-            let prefs = if ctx.anon_id_is_new {
+            let owner = Owner::of(ctx);
+            let prefs = if ctx.anon_id_is_new && owner == Owner::Anonymous(ctx.anon_id) {
                 Preferences::default()
             } else {
-                load(sql, ctx.anon_id).await?.unwrap_or_default()
+                load(sql, owner).await?.unwrap_or_default()
             };
             Ok(no_store(web::json(http::StatusCode::OK, &prefs)))
         }
@@ -25,7 +26,7 @@ pub async fn handle(
             // Validation happens entirely before the write: a bad document
             // stores nothing.
             let prefs = parse(body)?;
-            save(sql, ctx.anon_id, &prefs).await?;
+            save(sql, Owner::of(ctx), &prefs).await?;
             Ok(no_store(web::json(http::StatusCode::OK, &prefs)))
         }
         _ => Err(AppError::MethodNotAllowed {

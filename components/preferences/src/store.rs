@@ -1,20 +1,46 @@
 //! Loading and saving a visitor's preferences.
 
-use village_platform::AnonId;
+use uuid::Uuid;
 use village_platform::sql::{Sql, SqlError, SqlValue};
+use village_platform::{AnonId, RequestContext};
 
 use crate::model::Preferences;
 
-/// The visitor's saved preferences, if they ever saved any.
-pub async fn load(sql: &impl Sql, anon: AnonId) -> Result<Option<Preferences>, SqlError> {
-    let row = sql
-        .query_opt(
-            "SELECT p.schema_version, p.layout, p.settings \
-             FROM user_preferences p JOIN users u ON u.id = p.user_id \
-             WHERE u.anon_id = $1",
-            &[SqlValue::Uuid(anon.as_uuid())],
-        )
-        .await?;
+/// Whose preferences: a signed-in account's, or an anonymous visitor's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    Anonymous(AnonId),
+    User(Uuid),
+}
+
+impl Owner {
+    /// The signed-in user the request acts as, else the anonymous visitor.
+    pub fn of(ctx: &RequestContext) -> Owner {
+        ctx.user_id()
+            .map_or(Owner::Anonymous(ctx.anon_id), Owner::User)
+    }
+}
+
+/// The owner's saved preferences, if they ever saved any.
+pub async fn load(sql: &impl Sql, owner: Owner) -> Result<Option<Preferences>, SqlError> {
+    let row = match owner {
+        Owner::Anonymous(anon) => {
+            sql.query_opt(
+                "SELECT p.schema_version, p.layout, p.settings \
+                 FROM user_preferences p JOIN users u ON u.id = p.user_id \
+                 WHERE u.anon_id = $1",
+                &[SqlValue::Uuid(anon.as_uuid())],
+            )
+            .await?
+        }
+        Owner::User(id) => {
+            sql.query_opt(
+                "SELECT schema_version, layout, settings FROM user_preferences WHERE user_id = $1",
+                &[SqlValue::Uuid(id)],
+            )
+            .await?
+        }
+    };
     let Some(row) = row else { return Ok(None) };
     let doc = serde_json::json!({
         "schema_version": row.get::<i32>("schema_version")?,
@@ -28,15 +54,16 @@ pub async fn load(sql: &impl Sql, anon: AnonId) -> Result<Option<Preferences>, S
         .map_err(|e| SqlError::Decode(format!("stored preferences do not parse: {e}")))
 }
 
-/// Saves preferences, creating the anonymous `users` row on this first
-/// write. One statement, so the user and the preferences appear together.
-pub async fn save(sql: &impl Sql, anon: AnonId, prefs: &Preferences) -> Result<(), SqlError> {
+/// Saves preferences; for an anonymous visitor this first write creates
+/// their `users` row, in the same statement as the preferences.
+pub async fn save(sql: &impl Sql, owner: Owner, prefs: &Preferences) -> Result<(), SqlError> {
     let layout =
         serde_json::to_value(&prefs.layout).map_err(|e| SqlError::Decode(e.to_string()))?;
     let settings =
         serde_json::to_value(&prefs.settings).map_err(|e| SqlError::Decode(e.to_string()))?;
-    sql.execute(
-        "WITH u AS ( \
+    let (statement, who) = match owner {
+        Owner::Anonymous(anon) => (
+            "WITH u AS ( \
              INSERT INTO users (is_anonymous, anon_id) VALUES (true, $1) \
              ON CONFLICT (anon_id) DO UPDATE SET last_seen_at = now() \
              RETURNING id) \
@@ -44,8 +71,20 @@ pub async fn save(sql: &impl Sql, anon: AnonId, prefs: &Preferences) -> Result<(
          SELECT id, $2, $3, $4, now() FROM u \
          ON CONFLICT (user_id) DO UPDATE SET schema_version = EXCLUDED.schema_version, \
              layout = EXCLUDED.layout, settings = EXCLUDED.settings, updated_at = now()",
+            anon.as_uuid(),
+        ),
+        Owner::User(id) => (
+            "INSERT INTO user_preferences (user_id, schema_version, layout, settings, updated_at) \
+             VALUES ($1, $2, $3, $4, now()) \
+             ON CONFLICT (user_id) DO UPDATE SET schema_version = EXCLUDED.schema_version, \
+             layout = EXCLUDED.layout, settings = EXCLUDED.settings, updated_at = now()",
+            id,
+        ),
+    };
+    sql.execute(
+        statement,
         &[
-            SqlValue::Uuid(anon.as_uuid()),
+            SqlValue::Uuid(who),
             SqlValue::Int32(prefs.schema_version),
             SqlValue::Json(layout),
             SqlValue::Json(settings),

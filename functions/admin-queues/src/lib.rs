@@ -1,11 +1,13 @@
 //! `admin-queues` — `/admin/api/queues/...`: the ops view and controls of
-//! the job queues, behind the admin token until roles exist.
+//! the job queues, for callers with `manage_system`.
 
 // The SDK's export macro generates the component ABI glue, which is `unsafe`.
 #![allow(unsafe_code)]
 
 use spin_sdk::http_component;
+use village_accounts::authz::authorize;
 use village_jobs::ops::{OpsRequest, handle as ops};
+use village_platform::admin::Actor;
 use village_platform::clock::Clock;
 use village_platform::spin::{Surface, serve};
 use village_platform::web::{Request, Response};
@@ -13,8 +15,11 @@ use village_platform::web::{Request, Response};
 #[http_component]
 async fn handle(req: Request) -> Response {
     serve("admin-queues", Surface::Api, req, async |req, env, ctx| {
-        let token = spin_sdk::variables::get("admin_api_token").unwrap_or_default();
-        let actor = village_platform::admin::require_token(req.headers(), &token)?;
+        let admin = authorize(&env.sql, ctx, req.method().as_str(), req.uri().path()).await?;
+        let actor = Actor {
+            user_id: Some(admin.user_id),
+            label: admin.label(),
+        };
         let path = req
             .headers()
             .get("spin-path-info")

@@ -7,10 +7,24 @@ use spin_sdk::http_component;
 use village_platform::spin::{Surface, serve};
 use village_platform::web::{Request, Response};
 
+/// Sign-in providers with a client id configured: only those get a link.
+fn providers() -> Vec<(&'static str, &'static str)> {
+    [
+        ("google", "Google"),
+        ("facebook", "Facebook"),
+        ("apple", "Apple"),
+    ]
+    .into_iter()
+    .filter(|(id, _)| {
+        spin_sdk::variables::get(&format!("{id}_client_id")).is_ok_and(|v| !v.is_empty())
+    })
+    .collect()
+}
+
 #[http_component]
 async fn handle(req: Request) -> Response {
     serve("homepage", Surface::Page, req, async |req, env, ctx| {
-        village_homepage::page(req.method(), &env.sql, ctx).await
+        village_homepage::page(req.method(), &env.sql, ctx, providers()).await
     })
     .await
 }
