@@ -10,6 +10,8 @@ use village_runtime::{Options, Running};
 /// The access-token signing key every test app runs with.
 pub const TEST_SIGNING_KEY: &str = "test-signing-key-0123456789abcdef-0123456789";
 
+pub mod oidc;
+
 pub struct TestApp {
     pub addr: SocketAddr,
     /// The test's own database.

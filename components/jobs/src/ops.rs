@@ -99,7 +99,6 @@ pub async fn handle(
                 ip: ctx.client_ip.clone(),
                 user_agent: ctx.user_agent.clone(),
                 trace_id: Some(ctx.trace_id.clone()),
-                ..Default::default()
             }
         };
     match segments.as_slice() {

@@ -3,7 +3,7 @@
 use village_platform::AnonId;
 use village_platform::native::NativeSql;
 use village_platform::sql::{Sql, SqlValue};
-use village_preferences::{Preferences, Theme, load, save};
+use village_preferences::{Owner, Preferences, Theme, load, save};
 
 async fn sql() -> NativeSql {
     let url = village_migrate::testing::fresh_database()
@@ -23,7 +23,12 @@ async fn users(sql: &NativeSql) -> i64 {
 #[tokio::test]
 async fn a_visitor_who_never_saved_has_no_preferences_and_no_row() {
     let sql = sql().await;
-    assert_eq!(load(&sql, AnonId::generate()).await.expect("load"), None);
+    assert_eq!(
+        load(&sql, Owner::Anonymous(AnonId::generate()))
+            .await
+            .expect("load"),
+        None
+    );
     assert_eq!(users(&sql).await, 0);
 }
 
@@ -32,7 +37,9 @@ async fn the_first_save_creates_the_anonymous_user_and_later_saves_update() {
     let sql = sql().await;
     let anon = AnonId::generate();
     let mut prefs = Preferences::default();
-    save(&sql, anon, &prefs).await.expect("first save");
+    save(&sql, Owner::Anonymous(anon), &prefs)
+        .await
+        .expect("first save");
     assert_eq!(users(&sql).await, 1);
     let row = sql
         .query_opt(
@@ -46,7 +53,12 @@ async fn the_first_save_creates_the_anonymous_user_and_later_saves_update() {
 
     prefs.settings.theme = Theme::Dark;
     prefs.layout.widgets.truncate(2);
-    save(&sql, anon, &prefs).await.expect("second save");
+    save(&sql, Owner::Anonymous(anon), &prefs)
+        .await
+        .expect("second save");
     assert_eq!(users(&sql).await, 1, "no second user row");
-    assert_eq!(load(&sql, anon).await.expect("load"), Some(prefs));
+    assert_eq!(
+        load(&sql, Owner::Anonymous(anon)).await.expect("load"),
+        Some(prefs)
+    );
 }
