@@ -314,13 +314,11 @@ async fn tampered_tokens_and_reused_refresh_tokens_are_refused() {
     let mut forged = jar.clone();
     let token = forged.0["vu_access"].clone();
     let mut parts: Vec<&str> = token.split('.').collect();
-    let other = village_e2e::TEST_SIGNING_KEY.replace('0', "1");
     let payload_swap = format!("{}x", parts[2]);
     parts[2] = &payload_swap;
     forged.0.insert("vu_access".into(), parts.join("."));
     let r = app.get("/api/preferences", Some(&forged.header())).await;
     assert_eq!(r.status(), 401);
-    let _ = other;
     assert_eq!(audit_reasons(&app, "auth.token_rejected").await.len(), 1);
 
     // Refresh rotates; presenting the spent token again revokes the family.

@@ -227,6 +227,27 @@ pub fn require_reason(reason: Option<&str>, errors: &mut Vec<FieldError>) -> Str
     r.to_owned()
 }
 
+/// Validates a role change: a known role and a reason, every error at once.
+fn role_change(role: Option<&str>, reason: Option<&str>) -> Result<(Role, String), AppError> {
+    let mut errors = Vec::new();
+    let role = match role.map(str::parse::<Role>) {
+        Some(Ok(r)) => Some(r),
+        Some(Err(e)) => {
+            errors.push(FieldError::new("role", e));
+            None
+        }
+        None => {
+            errors.push(FieldError::new("role", "a role is required"));
+            None
+        }
+    };
+    let reason = require_reason(reason, &mut errors);
+    match role {
+        Some(role) if errors.is_empty() => Ok((role, reason)),
+        _ => Err(AppError::Validation(errors)),
+    }
+}
+
 async fn ensure_account(sql: &impl Sql, id: Uuid) -> Result<(), AppError> {
     let exists = sql
         .query_opt(
@@ -263,22 +284,7 @@ pub async fn assign_role(
     target: Uuid,
     body: &RoleBody,
 ) -> Result<Vec<Role>, AppError> {
-    let mut errors = Vec::new();
-    let role = match body.role.as_deref().map(str::parse::<Role>) {
-        Some(Ok(r)) => Some(r),
-        Some(Err(e)) => {
-            errors.push(FieldError::new("role", e));
-            None
-        }
-        None => {
-            errors.push(FieldError::new("role", "a role is required"));
-            None
-        }
-    };
-    let reason = require_reason(body.reason.as_deref(), &mut errors);
-    let Some(role) = role.filter(|_| errors.is_empty()) else {
-        return Err(AppError::Validation(errors));
-    };
+    let (role, reason) = role_change(body.role.as_deref(), body.reason.as_deref())?;
     authz::refuse_while_impersonating(sql, ctx, "changing roles").await?;
     ensure_account(sql, target).await?;
     let before = roles_of(sql, target).await?;
@@ -312,18 +318,7 @@ pub async fn remove_role(
     role: &str,
     body: &ReasonBody,
 ) -> Result<Vec<Role>, AppError> {
-    let mut errors = Vec::new();
-    let role = match role.parse::<Role>() {
-        Ok(r) => Some(r),
-        Err(e) => {
-            errors.push(FieldError::new("role", e));
-            None
-        }
-    };
-    let reason = require_reason(body.reason.as_deref(), &mut errors);
-    let Some(role) = role.filter(|_| errors.is_empty()) else {
-        return Err(AppError::Validation(errors));
-    };
+    let (role, reason) = role_change(Some(role), body.reason.as_deref())?;
     authz::refuse_while_impersonating(sql, ctx, "changing roles").await?;
     ensure_account(sql, target).await?;
     let before = roles_of(sql, target).await?;

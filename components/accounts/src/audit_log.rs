@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
+use village_platform::audit::AuditEntry;
 use village_platform::sql::{Sql, SqlError, SqlValue};
 use village_platform::{AppError, FieldError};
 
@@ -76,16 +77,8 @@ impl AuditQuery {
 pub struct AuditRow {
     pub id: i64,
     pub occurred_at: DateTime<Utc>,
-    pub actor_user_id: Option<Uuid>,
-    pub actor_label: String,
-    pub action: String,
-    pub target_type: Option<String>,
-    pub target_id: Option<String>,
-    pub reason: Option<String>,
-    pub before: Option<serde_json::Value>,
-    pub after: Option<serde_json::Value>,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
+    #[serde(flatten)]
+    pub entry: AuditEntry,
 }
 
 #[derive(Debug, Serialize)]
@@ -100,7 +93,7 @@ pub async fn read(sql: &impl Sql, q: &AuditQuery) -> Result<AuditPage, AppError>
     let rows = sql
         .query(
             "SELECT id, occurred_at, actor_user_id, actor_label, action, target_type, target_id, \
-                    reason, before, after, ip, user_agent \
+                    reason, before, after, ip, user_agent, trace_id \
              FROM audit_log \
              WHERE ($1::text IS NULL OR action = $1) \
                AND ($2::uuid IS NULL OR actor_user_id = $2) \
@@ -128,16 +121,19 @@ pub async fn read(sql: &impl Sql, q: &AuditQuery) -> Result<AuditPage, AppError>
             Ok(AuditRow {
                 id: r.get("id")?,
                 occurred_at: r.get("occurred_at")?,
-                actor_user_id: r.get("actor_user_id")?,
-                actor_label: r.get("actor_label")?,
-                action: r.get("action")?,
-                target_type: r.get("target_type")?,
-                target_id: r.get("target_id")?,
-                reason: r.get("reason")?,
-                before: r.get("before")?,
-                after: r.get("after")?,
-                ip: r.get("ip")?,
-                user_agent: r.get("user_agent")?,
+                entry: AuditEntry {
+                    actor_user_id: r.get("actor_user_id")?,
+                    actor_label: r.get("actor_label")?,
+                    action: r.get("action")?,
+                    target_type: r.get("target_type")?,
+                    target_id: r.get("target_id")?,
+                    reason: r.get("reason")?,
+                    before: r.get("before")?,
+                    after: r.get("after")?,
+                    ip: r.get("ip")?,
+                    user_agent: r.get("user_agent")?,
+                    trace_id: r.get("trace_id")?,
+                },
             })
         })
         .collect::<Result<Vec<_>, SqlError>>()?;

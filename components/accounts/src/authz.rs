@@ -41,17 +41,9 @@ impl Admin {
     }
 }
 
-/// An audit entry for `ctx`'s request, with its IP, user agent and trace.
+/// An audit entry for `ctx`'s request (see `AuditEntry::for_request`).
 pub fn entry(ctx: &RequestContext, actor: Option<Uuid>, action: &str) -> AuditEntry {
-    AuditEntry {
-        actor_user_id: actor,
-        actor_label: actor.map_or_else(|| "anonymous".to_owned(), |u| format!("user:{u}")),
-        action: action.to_owned(),
-        ip: ctx.client_ip.clone(),
-        user_agent: ctx.user_agent.clone(),
-        trace_id: Some(ctx.trace_id.clone()),
-        ..AuditEntry::default()
-    }
+    AuditEntry::for_request(ctx, actor, action)
 }
 
 /// Allows `method path` when the route's permission (from

@@ -88,17 +88,13 @@ pub async fn handle(
     let audit =
         |action: &str, target_type: &str, target_id: String, reason: String, before, after| {
             AuditEntry {
-                actor_user_id: actor.user_id,
                 actor_label: actor.label.clone(),
-                action: action.to_owned(),
                 target_type: Some(target_type.to_owned()),
                 target_id: Some(target_id),
                 reason: Some(reason),
                 before,
                 after,
-                ip: ctx.client_ip.clone(),
-                user_agent: ctx.user_agent.clone(),
-                trace_id: Some(ctx.trace_id.clone()),
+                ..AuditEntry::for_request(ctx, actor.user_id, action)
             }
         };
     match segments.as_slice() {

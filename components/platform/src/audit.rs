@@ -3,7 +3,7 @@
 
 use crate::sql::{Sql, SqlError, SqlValue};
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct AuditEntry {
     pub actor_user_id: Option<uuid::Uuid>,
     /// Who, in words that stay meaningful after a user is deleted.
@@ -18,6 +18,26 @@ pub struct AuditEntry {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub trace_id: Option<String>,
+}
+
+impl AuditEntry {
+    /// An entry for the request behind `ctx`: its IP, user agent and trace,
+    /// and `actor` (labelled `user:<id>`, or `anonymous`).
+    pub fn for_request(
+        ctx: &crate::RequestContext,
+        actor: Option<uuid::Uuid>,
+        action: &str,
+    ) -> Self {
+        AuditEntry {
+            actor_user_id: actor,
+            actor_label: actor.map_or_else(|| "anonymous".to_owned(), |u| format!("user:{u}")),
+            action: action.to_owned(),
+            ip: ctx.client_ip.clone(),
+            user_agent: ctx.user_agent.clone(),
+            trace_id: Some(ctx.trace_id.clone()),
+            ..AuditEntry::default()
+        }
+    }
 }
 
 fn opt_text(v: &Option<String>) -> SqlValue {

@@ -387,17 +387,10 @@ async fn authenticate(
         }
         Authentication::Rejected(why) => why,
     };
-    let entry = crate::audit::AuditEntry {
-        actor_label: "anonymous".into(),
-        action: "auth.token_rejected".into(),
-        target_type: Some("route".into()),
-        target_id: Some(format!("{} {path}", req.method())),
-        reason: Some(reason),
-        ip: ctx.client_ip.clone(),
-        user_agent: ctx.user_agent.clone(),
-        trace_id: Some(ctx.trace_id.clone()),
-        ..Default::default()
-    };
+    let mut entry = crate::audit::AuditEntry::for_request(ctx, None, "auth.token_rejected");
+    entry.target_type = Some("route".into());
+    entry.target_id = Some(format!("{} {path}", req.method()));
+    entry.reason = Some(reason);
     crate::audit::record(&env.sql, &entry).await?;
     match surface {
         Surface::Api => Err(AppError::Unauthorized),
