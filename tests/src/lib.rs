@@ -2,7 +2,7 @@
 //! `spin.toml` in the runtime, in-process, on an ephemeral loopback port,
 //! against a fresh migrated database, and returns a typed client.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use village_runtime::{Options, Running};
@@ -17,7 +17,24 @@ pub struct TestApp {
     /// The test's own database.
     pub db_url: String,
     pub client: reqwest::Client,
+    /// The loopback address `client` connects from: one of its own per app,
+    /// so per-IP counters in the shared Redis never leak between tests or
+    /// between runs.
+    pub client_ip: IpAddr,
     running: Running,
+}
+
+/// A random source address in 127.0.0.0/8 (every one of them is local on
+/// Linux), away from 127.0.0.1 which people use by hand.
+fn random_loopback() -> IpAddr {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    IpAddr::V4(std::net::Ipv4Addr::new(
+        127,
+        rng.gen_range(1..=254),
+        rng.gen_range(0..=255),
+        rng.gen_range(1..=254),
+    ))
 }
 
 pub fn repo_root() -> PathBuf {
@@ -48,11 +65,16 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Options)) -> TestApp {
     let running = village_runtime::start(options, "127.0.0.1:0".parse().expect("address"))
         .await
         .expect("the application starts (were the components built? run scripts/test)");
+    let client_ip = random_loopback();
     TestApp {
         addr: running.addr,
         db_url,
+        client_ip,
         client: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .local_address(client_ip)
+            // Browsers always send one; audit rows record it.
+            .user_agent("village-e2e")
             .build()
             .expect("client"),
         running,

@@ -1,7 +1,3 @@
-//! NOTE: ignored until responses can carry several `Set-Cookie` headers
-//! (spin-sdk 5.2's `Response` keeps one value per header name; the fix is to
-//! write responses through `ResponseOutparam` in `village_platform::spin`).
-//!
 //! Identity end to end: sign-in with each provider against a local OIDC
 //! provider that signs real tokens, the attacks the flow must refuse (each
 //! leaving its audit row), sessions and refresh-token reuse, the consented
@@ -9,9 +5,11 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{Duration, Utc};
 use serde_json::{Value, json};
 use village_e2e::oidc::{APPLE_KEY_ID, APPLE_TEAM, CLIENT_SECRET, Misbehaviour, Provider};
 use village_e2e::{TestApp, spawn_app_with};
+use village_platform::session::{SigningKey, issue_access, verify_access};
 
 /// The site's public origin as the provider sees it; the test, playing the
 /// browser, resolves it to the app's real address.
@@ -174,7 +172,6 @@ async fn audit_reasons(app: &TestApp, action: &str) -> Vec<String> {
 }
 
 #[tokio::test]
-#[ignore = "blocked: spin-sdk 5.2 keeps one value per response header name, so the several Set-Cookie headers of a sign-in are lost; see the identity issue note"]
 async fn each_provider_signs_a_visitor_in_and_out() {
     let provider = Provider::start().await;
     let app = app_with(&provider).await;
@@ -214,7 +211,6 @@ async fn each_provider_signs_a_visitor_in_and_out() {
 }
 
 #[tokio::test]
-#[ignore = "blocked: spin-sdk 5.2 keeps one value per response header name, so the several Set-Cookie headers of a sign-in are lost; see the identity issue note"]
 async fn forged_replayed_and_mismatched_sign_ins_are_refused_and_audited() {
     let provider = Provider::start().await;
     let app = app_with(&provider).await;
@@ -303,7 +299,6 @@ async fn forged_replayed_and_mismatched_sign_ins_are_refused_and_audited() {
 }
 
 #[tokio::test]
-#[ignore = "blocked: spin-sdk 5.2 keeps one value per response header name, so the several Set-Cookie headers of a sign-in are lost; see the identity issue note"]
 async fn tampered_tokens_and_reused_refresh_tokens_are_refused() {
     let provider = Provider::start().await;
     let app = app_with(&provider).await;
@@ -320,6 +315,45 @@ async fn tampered_tokens_and_reused_refresh_tokens_are_refused() {
     let r = app.get("/api/preferences", Some(&forged.header())).await;
     assert_eq!(r.status(), 401);
     assert_eq!(audit_reasons(&app, "auth.token_rejected").await.len(), 1);
+
+    // An expired access token: a page visit goes through /auth/refresh and
+    // back with a fresh token; an API call gets 401 and an audit row.
+    let key = SigningKey::try_from(village_e2e::TEST_SIGNING_KEY).expect("key");
+    let claims = verify_access(&key, &jar.0["vu_access"], Utc::now()).expect("valid");
+    let mut stale = jar.clone();
+    stale.0.insert(
+        "vu_access".into(),
+        issue_access(
+            &key,
+            claims.sub,
+            claims.sid,
+            None,
+            Utc::now() - Duration::hours(1),
+        )
+        .expect("sign"),
+    );
+    let r = app.get("/api/preferences", Some(&stale.header())).await;
+    assert_eq!(r.status(), 401);
+    let reasons = audit_reasons(&app, "auth.token_rejected").await;
+    assert!(
+        reasons.len() == 2 && reasons[0].contains("InvalidSignature") && reasons[1] == "expired",
+        "{reasons:?}"
+    );
+    let page = app.get("/?tab=news", Some(&stale.header())).await;
+    assert_eq!(page.status(), 303);
+    assert_eq!(location(&page), "/auth/refresh?return_to=%2F%3Ftab%3Dnews");
+    let refreshed = app
+        .client
+        .get(app.url(&location(&page)))
+        .header("cookie", stale.header())
+        .send()
+        .await
+        .expect("refresh");
+    assert_eq!(refreshed.status(), 303);
+    assert_eq!(location(&refreshed), "/?tab=news");
+    stale.take(&refreshed);
+    assert_eq!(session(&app, &stale).await["signed_in"], true);
+    jar = stale;
 
     // Refresh rotates; presenting the spent token again revokes the family.
     let spent = jar.clone();
@@ -351,26 +385,19 @@ async fn tampered_tokens_and_reused_refresh_tokens_are_refused() {
 }
 
 #[tokio::test]
-#[ignore = "blocked: spin-sdk 5.2 keeps one value per response header name, so the several Set-Cookie headers of a sign-in are lost; see the identity issue note"]
 async fn anonymous_layout_merges_into_the_account_only_with_consent() {
     let provider = Provider::start().await;
     let app = app_with(&provider).await;
     let mut jar = Jar::default();
     let layout = json!({"schema_version": 1, "layout": {"columns": 1, "widgets": [
-        {"id": "w1", "type": "weather", "column": 0, "position": 0, "size": "small"}]}, "settings": {}});
-    let put = app
-        .put_json("/api/preferences", layout.to_string(), None)
-        .await;
-    assert_eq!(put.status(), 200, "{:?}", put.text().await);
-    // (the PUT minted the anonymous cookie)
+        {"id": "w1", "type": "weather", "column": 0, "position": 0, "size": "small"}]},
+        "settings": {"theme": "system", "units": "metric"}});
+    // The first PUT mints the visitor's anonymous cookie and saves under it.
     let put = app
         .put_json("/api/preferences", layout.to_string(), None)
         .await;
     jar.take(&put);
-    let put = app
-        .put_json("/api/preferences", layout.to_string(), Some(&jar.header()))
-        .await;
-    assert_eq!(put.status(), 200);
+    assert_eq!(put.status(), 200, "{:?}", put.text().await);
 
     let done = sign_in(&app, "google", &mut jar).await;
     assert_eq!(location(&done), "/auth/merge");
@@ -420,8 +447,68 @@ async fn anonymous_layout_merges_into_the_account_only_with_consent() {
     assert_eq!(
         app.count("SELECT count(*) FROM users WHERE is_anonymous")
             .await,
+        0,
+        "the merged anonymous visitor is gone"
+    );
+
+    // A second visitor declines: the account starts clean, and the anonymous
+    // data stays where it was, left to expire.
+    provider.set_person("second-person", "two@example.test", "Two");
+    let mut other = Jar::default();
+    let put = app
+        .put_json("/api/preferences", layout.to_string(), None)
+        .await;
+    other.take(&put);
+    assert_eq!(put.status(), 200);
+    let done = sign_in(&app, "google", &mut other).await;
+    assert_eq!(location(&done), "/auth/merge");
+    let html = app
+        .client
+        .get(app.url("/auth/merge"))
+        .header("cookie", other.header())
+        .send()
+        .await
+        .expect("merge page")
+        .text()
+        .await
+        .expect("html");
+    let offer = {
+        let marker = "name=\"offer\" value=\"";
+        let start = html.find(marker).expect("offer") + marker.len();
+        html[start..start + 36].to_owned()
+    };
+    let decline = app
+        .client
+        .post(app.url("/auth/merge"))
+        .header("cookie", other.header())
+        .form(&[("offer", offer.as_str()), ("decision", "decline")])
+        .send()
+        .await
+        .expect("decline");
+    assert_eq!(decline.status(), 303);
+    other.take(&decline);
+    let prefs: Value = app
+        .get("/api/preferences", Some(&other.header()))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        prefs["layout"]["widgets"]
+            .as_array()
+            .is_none_or(|w| w.iter().all(|w| w["id"] != "w1")),
+        "a declined merge leaves the account clean: {prefs}"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM account_merge_audit WHERE decision = 'declined'")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM users u JOIN user_preferences p ON p.user_id = u.id WHERE u.is_anonymous")
+            .await,
         1,
-        "only the first PUT's visitor remains anonymous; the merged one is gone"
+        "the declined visitor's anonymous layout is left to expire"
     );
     app.stop().await;
 }
@@ -454,7 +541,6 @@ async fn call(
 }
 
 #[tokio::test]
-#[ignore = "blocked: spin-sdk 5.2 keeps one value per response header name, so the several Set-Cookie headers of a sign-in are lost; see the identity issue note"]
 async fn bootstrap_roles_and_impersonation_are_guarded_and_audited() {
     let provider = Provider::start().await;
     let app = app_with(&provider).await;

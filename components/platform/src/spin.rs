@@ -5,6 +5,7 @@
 use std::cell::OnceCell;
 use std::time::Instant;
 
+use spin_sdk::http::{Fields, OutgoingResponse, ResponseOutparam};
 use spin_sdk::pg4::{self, DbValue, ParameterValue};
 use spin_sdk::{redis, variables};
 use uuid::Uuid;
@@ -239,14 +240,19 @@ pub enum Surface {
 }
 
 /// Runs a handler with context, maps its error once, sets the anonymous
-/// cookie, writes the request's log line and records its metrics.
+/// cookie, writes the request's log line, records its metrics and writes the
+/// answer to `out`.
+///
+/// The answer goes out through `wasi:http` fields built from the full header
+/// list: the SDK's own `Response` conversion keeps one value per name, which
+/// would drop all but one `Set-Cookie` (sign-in sets several).
 pub async fn serve<F>(
     component: &'static str,
     surface: Surface,
     req: Request,
+    out: ResponseOutparam,
     handler: F,
-) -> Response
-where
+) where
     F: AsyncFnOnce(Request, &Env, &RequestContext) -> Result<Response, AppError>,
 {
     let started = Instant::now();
@@ -319,7 +325,43 @@ where
             serde_json::json!({ "endpoint": component }),
         );
     }
-    response
+    respond(out, response).await;
+}
+
+/// Writes `response` to the host, every header value kept (repeated names
+/// such as `Set-Cookie` included).
+async fn respond(out: ResponseOutparam, response: Response) {
+    let (parts, body) = response.into_parts();
+    let headers: Vec<(String, Vec<u8>)> = parts
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+        .collect();
+    let fields = match Fields::from_list(&headers) {
+        Ok(f) => f,
+        Err(e) => {
+            // Header values come from `http::HeaderValue`, already validated;
+            // a refusal here is a host quirk worth a log line and a bare 500.
+            crate::log::event(
+                "ERROR",
+                &format!("response headers refused: {e:?}"),
+                serde_json::json!({}),
+            );
+            let bare = OutgoingResponse::new(Fields::new());
+            let _ = bare.set_status_code(500);
+            let _ = out.set_with_body(bare, Vec::new()).await;
+            return;
+        }
+    };
+    let outgoing = OutgoingResponse::new(fields);
+    let _ = outgoing.set_status_code(parts.status.as_u16());
+    if let Err(e) = out.set_with_body(outgoing, body).await {
+        crate::log::event(
+            "WARNING",
+            &format!("response body not written: {e:?}"),
+            serde_json::json!({}),
+        );
+    }
 }
 
 /// What the session check decided before the handler runs.

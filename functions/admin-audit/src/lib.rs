@@ -4,19 +4,26 @@
 // The SDK's export macro generates the component ABI glue, which is `unsafe`.
 #![allow(unsafe_code)]
 
+use spin_sdk::http::ResponseOutparam;
 use spin_sdk::http_component;
 use village_accounts::audit_log::{AuditQuery, read};
 use village_accounts::authz::authorize;
 use village_platform::spin::{Surface, serve};
-use village_platform::web::{self, Request, Response};
+use village_platform::web::{self, Request};
 
 #[http_component]
-async fn handle(req: Request) -> Response {
-    serve("admin-audit", Surface::Api, req, async |req, env, ctx| {
-        authorize(&env.sql, ctx, req.method().as_str(), req.uri().path()).await?;
-        let query = AuditQuery::parse(req.uri().query().unwrap_or_default())?;
-        let page = read(&env.sql, &query).await?;
-        Ok(web::json(http::StatusCode::OK, &page))
-    })
+async fn handle(req: Request, out: ResponseOutparam) {
+    serve(
+        "admin-audit",
+        Surface::Api,
+        req,
+        out,
+        async |req, env, ctx| {
+            authorize(&env.sql, ctx, req.method().as_str(), req.uri().path()).await?;
+            let query = AuditQuery::parse(req.uri().query().unwrap_or_default())?;
+            let page = read(&env.sql, &query).await?;
+            Ok(web::json(http::StatusCode::OK, &page))
+        },
+    )
     .await
 }

@@ -4,34 +4,41 @@
 // The SDK's export macro generates the component ABI glue, which is `unsafe`.
 #![allow(unsafe_code)]
 
+use spin_sdk::http::ResponseOutparam;
 use spin_sdk::http_component;
 use village_accounts::authz::authorize;
 use village_jobs::ops::{OpsRequest, handle as ops};
 use village_platform::admin::Actor;
 use village_platform::clock::Clock;
 use village_platform::spin::{Surface, serve};
-use village_platform::web::{Request, Response};
+use village_platform::web::Request;
 
 #[http_component]
-async fn handle(req: Request) -> Response {
-    serve("admin-queues", Surface::Api, req, async |req, env, ctx| {
-        let admin = authorize(&env.sql, ctx, req.method().as_str(), req.uri().path()).await?;
-        let actor = Actor {
-            user_id: Some(admin.user_id),
-            label: admin.label(),
-        };
-        let path = req
-            .headers()
-            .get("spin-path-info")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        let request = OpsRequest {
-            method: req.method(),
-            path,
-            query: req.uri().query().unwrap_or_default(),
-            body: req.body(),
-        };
-        ops(request, &env.sql, &env.cache, env.clock.now(), &actor, ctx).await
-    })
+async fn handle(req: Request, out: ResponseOutparam) {
+    serve(
+        "admin-queues",
+        Surface::Api,
+        req,
+        out,
+        async |req, env, ctx| {
+            let admin = authorize(&env.sql, ctx, req.method().as_str(), req.uri().path()).await?;
+            let actor = Actor {
+                user_id: Some(admin.user_id),
+                label: admin.label(),
+            };
+            let path = req
+                .headers()
+                .get("spin-path-info")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            let request = OpsRequest {
+                method: req.method(),
+                path,
+                query: req.uri().query().unwrap_or_default(),
+                body: req.body(),
+            };
+            ops(request, &env.sql, &env.cache, env.clock.now(), &actor, ctx).await
+        },
+    )
     .await
 }

@@ -5,30 +5,37 @@
 // The SDK's export macro generates the component ABI glue, which is `unsafe`.
 #![allow(unsafe_code)]
 
+use spin_sdk::http::ResponseOutparam;
 use spin_sdk::http_component;
 use village_accounts::admin_routes::{AdminRequest, handle as admin};
 use village_platform::clock::Clock;
 use village_platform::spin::{Surface, serve};
-use village_platform::web::{Request, Response};
+use village_platform::web::Request;
 
 #[http_component]
-async fn handle(req: Request) -> Response {
-    serve("admin-users", Surface::Api, req, async |req, env, ctx| {
-        let request = AdminRequest {
-            method: req.method(),
-            path: req.uri().path(),
-            query: req.uri().query().unwrap_or_default(),
-            body: req.body(),
-        };
-        admin(
-            request,
-            &env.sql,
-            env.signing_key.as_ref(),
-            env.cookie_secure,
-            ctx,
-            env.clock.now(),
-        )
-        .await
-    })
+async fn handle(req: Request, out: ResponseOutparam) {
+    serve(
+        "admin-users",
+        Surface::Api,
+        req,
+        out,
+        async |req, env, ctx| {
+            let request = AdminRequest {
+                method: req.method(),
+                path: req.uri().path(),
+                query: req.uri().query().unwrap_or_default(),
+                body: req.body(),
+            };
+            admin(
+                request,
+                &env.sql,
+                env.signing_key.as_ref(),
+                env.cookie_secure,
+                ctx,
+                env.clock.now(),
+            )
+            .await
+        },
+    )
     .await
 }

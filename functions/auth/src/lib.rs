@@ -5,13 +5,14 @@
 // The SDK's export macro generates the component ABI glue, which is `unsafe`.
 #![allow(unsafe_code)]
 
+use spin_sdk::http::ResponseOutparam;
 use spin_sdk::http_component;
 use spin_sdk::variables;
 use village_accounts::auth_routes::{AuthRequest, AuthSettings, handle as auth};
 use village_accounts::oidc::{AppleKey, Provider, ProviderConfig, ProviderOrigins};
 use village_platform::clock::Clock;
 use village_platform::spin::{Env, SpinHttp, Surface, serve};
-use village_platform::web::{Request, Response};
+use village_platform::web::Request;
 
 fn var(name: &str) -> String {
     variables::get(name).unwrap_or_default()
@@ -61,8 +62,8 @@ fn settings(env: &Env) -> AuthSettings {
 }
 
 #[http_component]
-async fn handle(req: Request) -> Response {
-    serve("auth", Surface::Page, req, async |req, env, ctx| {
+async fn handle(req: Request, out: ResponseOutparam) {
+    serve("auth", Surface::Page, req, out, async |req, env, ctx| {
         let path = req
             .headers()
             .get("spin-path-info")

@@ -4,18 +4,20 @@
 // The SDK's export macro generates the component ABI glue, which is `unsafe`.
 #![allow(unsafe_code)]
 
+use spin_sdk::http::ResponseOutparam;
 use spin_sdk::http_component;
 use village_accounts::{bootstrap, pages};
 use village_platform::AppError;
 use village_platform::spin::{Surface, serve};
-use village_platform::web::{self, Request, Response};
+use village_platform::web::{self, Request};
 
 #[http_component]
-async fn handle(req: Request) -> Response {
+async fn handle(req: Request, out: ResponseOutparam) {
     serve(
         "bootstrap",
         Surface::Page,
         req,
+        out,
         async |req, env, ctx| match *req.method() {
             http::Method::GET => {
                 if !bootstrap::is_open(&env.sql).await? {

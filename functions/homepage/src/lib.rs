@@ -3,9 +3,10 @@
 // The SDK's export macro generates the component ABI glue, which is `unsafe`.
 #![allow(unsafe_code)]
 
+use spin_sdk::http::ResponseOutparam;
 use spin_sdk::http_component;
 use village_platform::spin::{Surface, serve};
-use village_platform::web::{Request, Response};
+use village_platform::web::Request;
 
 /// Sign-in providers with a client id configured: only those get a link.
 fn providers() -> Vec<(&'static str, &'static str)> {
@@ -22,9 +23,15 @@ fn providers() -> Vec<(&'static str, &'static str)> {
 }
 
 #[http_component]
-async fn handle(req: Request) -> Response {
-    serve("homepage", Surface::Page, req, async |req, env, ctx| {
-        village_homepage::page(req.method(), &env.sql, ctx, providers()).await
-    })
+async fn handle(req: Request, out: ResponseOutparam) {
+    serve(
+        "homepage",
+        Surface::Page,
+        req,
+        out,
+        async |req, env, ctx| {
+            village_homepage::page(req.method(), &env.sql, ctx, providers()).await
+        },
+    )
     .await
 }

@@ -5,35 +5,42 @@
 // The SDK's export macro generates the component ABI glue, which is `unsafe`.
 #![allow(unsafe_code)]
 
+use spin_sdk::http::ResponseOutparam;
 use spin_sdk::http_component;
 use village_platform::AppError;
 use village_platform::clock::Clock;
 use village_platform::spin::{Surface, serve};
-use village_platform::web::{Request, Response};
+use village_platform::web::Request;
 
 #[http_component]
-async fn handle(req: Request) -> Response {
-    serve("metrics", Surface::Plain, req, async |_req, env, _ctx| {
-        let mut text = village_platform::metrics::render(&env.cache)
-            .await
-            .map_err(|e| AppError::Unavailable {
-                dependency: "redis",
-                detail: e.to_string(),
-            })?;
-        // Job metrics need Postgres too; without it the HTTP metrics still go out.
-        match village_jobs::metrics::render(&env.sql, &env.cache, env.clock.now()).await {
-            Ok(jobs) => text.push_str(&jobs),
-            Err(e) => text.push_str(&format!(
-                "# job metrics unavailable: {}\n",
-                e.to_string().replace('\n', " ")
-            )),
-        }
-        let mut r = village_platform::web::text(http::StatusCode::OK, &text);
-        r.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-        );
-        Ok(r)
-    })
+async fn handle(req: Request, out: ResponseOutparam) {
+    serve(
+        "metrics",
+        Surface::Plain,
+        req,
+        out,
+        async |_req, env, _ctx| {
+            let mut text = village_platform::metrics::render(&env.cache)
+                .await
+                .map_err(|e| AppError::Unavailable {
+                    dependency: "redis",
+                    detail: e.to_string(),
+                })?;
+            // Job metrics need Postgres too; without it the HTTP metrics still go out.
+            match village_jobs::metrics::render(&env.sql, &env.cache, env.clock.now()).await {
+                Ok(jobs) => text.push_str(&jobs),
+                Err(e) => text.push_str(&format!(
+                    "# job metrics unavailable: {}\n",
+                    e.to_string().replace('\n', " ")
+                )),
+            }
+            let mut r = village_platform::web::text(http::StatusCode::OK, &text);
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            Ok(r)
+        },
+    )
     .await
 }

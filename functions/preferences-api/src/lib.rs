@@ -4,16 +4,18 @@
 // The SDK's export macro generates the component ABI glue, which is `unsafe`.
 #![allow(unsafe_code)]
 
+use spin_sdk::http::ResponseOutparam;
 use spin_sdk::http_component;
 use village_platform::spin::{Surface, serve};
-use village_platform::web::{Request, Response};
+use village_platform::web::Request;
 
 #[http_component]
-async fn handle(req: Request) -> Response {
+async fn handle(req: Request, out: ResponseOutparam) {
     serve(
         "preferences-api",
         Surface::Api,
         req,
+        out,
         async |req, env, ctx| {
             village_preferences::api::handle(req.method(), req.body(), &env.sql, ctx).await
         },

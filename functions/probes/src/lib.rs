@@ -4,17 +4,24 @@
 // The SDK's export macro generates the component ABI glue, which is `unsafe`.
 #![allow(unsafe_code)]
 
+use spin_sdk::http::ResponseOutparam;
 use spin_sdk::http_component;
 use village_platform::spin::{Surface, serve};
-use village_platform::web::{Request, Response};
+use village_platform::web::Request;
 
 #[http_component]
-async fn handle(req: Request) -> Response {
-    serve("probes", Surface::Plain, req, async |req, env, _ctx| {
-        Ok(match req.uri().path() {
-            "/readyz" => village_platform::probes::readiness(&env.sql, &env.cache).await,
-            _ => village_platform::probes::liveness(),
-        })
-    })
+async fn handle(req: Request, out: ResponseOutparam) {
+    serve(
+        "probes",
+        Surface::Plain,
+        req,
+        out,
+        async |req, env, _ctx| {
+            Ok(match req.uri().path() {
+                "/readyz" => village_platform::probes::readiness(&env.sql, &env.cache).await,
+                _ => village_platform::probes::liveness(),
+            })
+        },
+    )
     .await
 }

@@ -3,16 +3,18 @@
 // The SDK's export macro generates the component ABI glue, which is `unsafe`.
 #![allow(unsafe_code)]
 
+use spin_sdk::http::ResponseOutparam;
 use spin_sdk::http_component;
 use village_platform::spin::{Surface, serve};
-use village_platform::web::{Request, Response};
+use village_platform::web::Request;
 
 #[http_component]
-async fn handle(req: Request) -> Response {
+async fn handle(req: Request, out: ResponseOutparam) {
     serve(
         "static-assets",
         Surface::Plain,
         req,
+        out,
         async |req, _env, _ctx| {
             let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
             village_platform::assets::respond(
