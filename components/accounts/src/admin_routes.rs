@@ -7,9 +7,10 @@ use village_platform::sql::Sql;
 use village_platform::web::{self, Response};
 use village_platform::{AppError, RequestContext};
 
-use crate::admin_users::{self, ReasonBody, RoleBody, parse_body, parse_limit};
+use crate::admin_users::{self, ReasonBody, RoleBody, parse_limit};
 use crate::authz::authorize;
 use crate::impersonation::{self, StartBody};
+use village_platform::admin::parse_body;
 
 pub struct AdminRequest<'a> {
     pub method: &'a http::Method,

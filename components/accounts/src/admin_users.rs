@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+use village_platform::admin::require_reason;
 use village_platform::audit::{self, AuditEntry};
 use village_platform::sql::{Sql, SqlValue};
 use village_platform::{AppError, FieldError, RequestContext};
@@ -16,7 +17,6 @@ use crate::sessions;
 const MAX_LIMIT: i64 = 100;
 const DEFAULT_LIMIT: i64 = 25;
 /// Reasons are for humans reading the audit log; keep them readable.
-const MAX_REASON: usize = 500;
 
 #[derive(Debug, Serialize)]
 pub struct UserSummary {
@@ -202,31 +202,6 @@ pub struct RoleBody {
     pub reason: Option<String>,
 }
 
-/// Parses a JSON body, naming what is wrong with it.
-pub fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, AppError> {
-    let body = if body.is_empty() {
-        b"{}".as_slice()
-    } else {
-        body
-    };
-    serde_json::from_slice(body)
-        .map_err(|e| AppError::Validation(vec![FieldError::new("body", e.to_string())]))
-}
-
-/// The reason, trimmed; a field error when missing, blank or too long.
-pub fn require_reason(reason: Option<&str>, errors: &mut Vec<FieldError>) -> String {
-    let r = reason.map(str::trim).unwrap_or_default();
-    if r.is_empty() {
-        errors.push(FieldError::new("reason", "a reason is required"));
-    } else if r.chars().count() > MAX_REASON {
-        errors.push(FieldError::new(
-            "reason",
-            format!("at most {MAX_REASON} characters"),
-        ));
-    }
-    r.to_owned()
-}
-
 /// Validates a role change: a known role and a reason, every error at once.
 fn role_change(role: Option<&str>, reason: Option<&str>) -> Result<(Role, String), AppError> {
     let mut errors = Vec::new();
@@ -390,19 +365,5 @@ mod tests {
             Some((t, id))
         );
         assert_eq!(parse_cursor("nope"), None);
-    }
-
-    #[test]
-    fn a_reason_is_required_and_bounded() {
-        let mut errors = Vec::new();
-        require_reason(Some("   "), &mut errors);
-        require_reason(Some(&"x".repeat(501)), &mut errors);
-        assert_eq!(errors.len(), 2);
-        let mut ok = Vec::new();
-        assert_eq!(
-            require_reason(Some(" moving teams "), &mut ok),
-            "moving teams"
-        );
-        assert!(ok.is_empty());
     }
 }

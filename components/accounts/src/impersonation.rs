@@ -12,8 +12,8 @@ use village_platform::session::{self, SigningKey};
 use village_platform::sql::{Sql, SqlValue};
 use village_platform::{AppError, FieldError, RequestContext};
 
-use crate::admin_users::require_reason;
 use crate::authz::{self, Admin, roles_of};
+use village_platform::admin::require_reason;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

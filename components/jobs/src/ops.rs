@@ -14,7 +14,7 @@
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
-use village_platform::admin::Actor;
+use village_platform::admin::{Actor, parse_body, require_reason};
 use village_platform::audit::{self, AuditEntry};
 use village_platform::cache::Cache;
 use village_platform::sql::Sql;
@@ -24,8 +24,6 @@ use village_platform::{AppError, FieldError, RequestContext};
 use crate::store::{self, JobsError};
 use crate::{JobId, Queue};
 
-const MAX_REASON: usize = 500;
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ReasonBody {
@@ -33,18 +31,13 @@ struct ReasonBody {
 }
 
 fn reason(body: &[u8]) -> Result<String, AppError> {
-    let parsed: ReasonBody = serde_json::from_slice(body).map_err(|e| {
-        AppError::Validation(vec![FieldError::new(
-            "body",
-            format!("malformed JSON: {e}"),
-        )])
-    })?;
-    match parsed.reason.map(|r| r.trim().to_owned()) {
-        Some(r) if !r.is_empty() && r.chars().count() <= MAX_REASON => Ok(r),
-        _ => Err(AppError::Validation(vec![FieldError::new(
-            "reason",
-            format!("required: why you are doing this, 1–{MAX_REASON} characters"),
-        )])),
+    let parsed: ReasonBody = parse_body(body)?;
+    let mut errors = Vec::new();
+    let reason = require_reason(parsed.reason.as_deref(), &mut errors);
+    if errors.is_empty() {
+        Ok(reason)
+    } else {
+        Err(AppError::Validation(errors))
     }
 }
 
