@@ -26,9 +26,10 @@ async fn a_first_visit_gets_a_secure_httponly_lax_cookie_for_30_days() {
     assert!(html.contains("Village Homepage"));
     assert_eq!(
         html.matches("<section class=\"widget").count(),
-        5,
-        "the default layout's widgets"
+        4,
+        "the default layout's widgets, less stocks (its flag starts off)"
     );
+    assert!(!html.contains("id=\"widget-stocks\""));
     app.stop().await;
 }
 
@@ -73,7 +74,7 @@ async fn the_homepage_shows_the_saved_layout() {
     let body = r#"{"schema_version":1,"settings":{"theme":"dark","units":"metric"},
         "layout":{"columns":2,"widgets":[
           {"id":"quick","type":"quick_links","column":0,"position":0,"size":"small"},
-          {"id":"feed","type":"social","column":1,"position":0,"size":"large"}]}}"#;
+          {"id":"feed","type":"good_sites","column":1,"position":0,"size":"large"}]}}"#;
     assert_eq!(
         app.put_json("/api/preferences", body, Some(cookie))
             .await

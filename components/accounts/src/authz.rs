@@ -73,6 +73,7 @@ pub async fn authorize(
         user_id,
         session_id,
         impersonator,
+        ..
     }) = ctx.principal.clone()
     else {
         return deny(

@@ -1,20 +1,16 @@
 //! `/bootstrap`: the first signed-in user to ask becomes the first
 //! `super_admin` — once. After that the route answers 403 for ever (the
 //! `bootstrap_grant` table holds at most one row, even if that admin's role
-//! is later removed). Attempts are rate limited per IP, failing closed when
-//! Redis is down, and every grant and refusal is audited.
+//! is later removed). Attempts are rate limited per IP before this runs
+//! (the `bootstrap` rule of `village_ratelimit`, failing closed when Redis is
+//! down), and every grant and refusal is audited.
 
 use uuid::Uuid;
 use village_platform::audit;
-use village_platform::cache::{Cache, CacheArg, CacheValue};
 use village_platform::sql::{Sql, SqlValue};
 use village_platform::{AppError, RequestContext};
 
 use crate::authz;
-
-/// Attempts allowed per IP per window.
-pub const ATTEMPTS_PER_WINDOW: i64 = 5;
-pub const WINDOW_SECS: i64 = 600;
 
 /// Whether a bootstrap may still happen.
 pub async fn is_open(sql: &impl Sql) -> Result<bool, AppError> {
@@ -31,48 +27,9 @@ pub async fn is_open(sql: &impl Sql) -> Result<bool, AppError> {
     })
 }
 
-/// A fixed window per IP in Redis (INCR + EXPIRE). Closed when Redis cannot
-/// count: `/bootstrap` grants the highest power there is.
-async fn within_limit(cache: &impl Cache, ip: &str) -> Result<(), AppError> {
-    let key = format!("village:bootstrap:attempts:{ip}");
-    let reply = cache
-        .execute(
-            "EVAL",
-            &[
-                CacheArg::from(
-                    "local n = redis.call('INCR', KEYS[1]) \
-                     if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end \
-                     return n",
-                ),
-                CacheArg::Int(1),
-                CacheArg::from(key),
-                CacheArg::Int(WINDOW_SECS),
-            ],
-        )
-        .await
-        .map_err(|e| AppError::Unavailable {
-            dependency: "redis",
-            detail: format!("bootstrap attempts cannot be counted: {e}"),
-        })?;
-    match reply.first() {
-        Some(CacheValue::Int(n)) if *n <= ATTEMPTS_PER_WINDOW => Ok(()),
-        Some(CacheValue::Int(_)) => Err(AppError::TooManyRequests {
-            retry_after_secs: WINDOW_SECS as u64,
-        }),
-        other => Err(AppError::Internal(format!(
-            "unexpected reply counting bootstrap attempts: {other:?}"
-        ))),
-    }
-}
-
 /// Grants `super_admin` to the signed-in caller if nobody ever was granted
 /// it. One statement: two simultaneous callers cannot both win.
-pub async fn grant(
-    sql: &impl Sql,
-    cache: &impl Cache,
-    ctx: &RequestContext,
-) -> Result<Uuid, AppError> {
-    within_limit(cache, ctx.client_ip.as_deref().unwrap_or("unknown")).await?;
+pub async fn grant(sql: &impl Sql, ctx: &RequestContext) -> Result<Uuid, AppError> {
     let principal = ctx.principal.clone().ok_or(AppError::Unauthorized)?;
     if principal.impersonator.is_some() {
         authz::refuse_while_impersonating(sql, ctx, "bootstrap").await?;

@@ -19,6 +19,7 @@ pub mod audit_log;
 pub mod auth_routes;
 pub mod authz;
 pub mod bootstrap;
+pub mod consent;
 pub mod impersonation;
 pub mod login;
 pub mod merge;

@@ -3,6 +3,9 @@
 //! default), so nothing a visitor stored can inject markup.
 
 use askama::Template;
+use chrono::{DateTime, Utc};
+use village_flags::Visitor;
+use village_platform::cache::Cache;
 use village_platform::sql::Sql;
 use village_platform::web::{self, Response};
 use village_platform::{AppError, RequestContext};
@@ -47,14 +50,34 @@ fn empty_text(kind: WidgetKind) -> &'static str {
     }
 }
 
-/// Renders the homepage for a set of preferences.
-pub fn render(prefs: &Preferences, viewer: &Viewer) -> Result<String, AppError> {
+/// The feature flag that shows each widget (all created by migration V9):
+/// a widget whose flag is off for the visitor is not rendered.
+pub fn widget_flag(kind: WidgetKind) -> &'static str {
+    match kind {
+        WidgetKind::News => "news_widget",
+        WidgetKind::Weather => "weather_widget",
+        WidgetKind::Stocks => "stocks_widget",
+        WidgetKind::Social => "social_integration",
+        WidgetKind::Marketplace => "marketplace_widget",
+        WidgetKind::GoodSites => "good_sites_widget",
+        WidgetKind::QuickLinks => "quick_links_widget",
+    }
+}
+
+/// Renders the homepage for a set of preferences, with the widgets
+/// `visible` allows.
+pub fn render(
+    prefs: &Preferences,
+    viewer: &Viewer,
+    visible: impl Fn(WidgetKind) -> bool,
+) -> Result<String, AppError> {
     let columns = prefs
         .layout
         .columns()
         .into_iter()
         .map(|col| {
             col.into_iter()
+                .filter(|w| visible(w.kind))
                 .map(|w| WidgetView {
                     id: w.id.clone(),
                     kind: w.kind.as_str(),
@@ -79,13 +102,16 @@ pub fn render(prefs: &Preferences, viewer: &Viewer) -> Result<String, AppError> 
     .map_err(|e| AppError::Internal(format!("failed to render the homepage: {e}")))
 }
 
-/// `GET /`: the visitor's saved layout, or the default one. Reads only:
-/// a page view never creates a user row.
+/// `GET /`: the visitor's saved layout, or the default one, without the
+/// widgets whose flag is off for them. Reads only: a page view never
+/// creates a user row.
 pub async fn page(
     method: &http::Method,
     sql: &impl Sql,
+    cache: &impl Cache,
     ctx: &RequestContext,
     providers: Vec<(&'static str, &'static str)>,
+    now: DateTime<Utc>,
 ) -> Result<Response, AppError> {
     if method != http::Method::GET && method != http::Method::HEAD {
         return Err(AppError::MethodNotAllowed {
@@ -105,7 +131,9 @@ pub async fn page(
         impersonating: ctx.principal.as_ref().is_some_and(|p| p.is_impersonating()),
         providers,
     };
-    let mut r = web::html(http::StatusCode::OK, render(&prefs, &viewer)?);
+    let flags = village_flags::flags_for(sql, cache, &Visitor::of(ctx), now).await;
+    let html = render(&prefs, &viewer, |kind| flags.is_on(widget_flag(kind)))?;
+    let mut r = web::html(http::StatusCode::OK, html);
     // Personal content: never cached by shared caches.
     r.headers_mut().insert(
         http::header::CACHE_CONTROL,
@@ -120,7 +148,7 @@ mod tests {
 
     #[test]
     fn renders_the_header_and_one_section_per_widget() {
-        let html = render(&Preferences::default(), &Viewer::default()).expect("renders");
+        let html = render(&Preferences::default(), &Viewer::default(), |_| true).expect("renders");
         assert!(html.contains("<h1"), "{html}");
         assert!(html.contains("Village Homepage"));
         for id in ["news", "weather", "stocks", "good-sites", "marketplace"] {
@@ -134,6 +162,16 @@ mod tests {
     }
 
     #[test]
+    fn widgets_whose_flag_is_off_are_not_rendered() {
+        let html = render(&Preferences::default(), &Viewer::default(), |k| {
+            widget_flag(k) != "stocks_widget"
+        })
+        .expect("renders");
+        assert!(!html.contains("id=\"widget-stocks\""), "{html}");
+        assert!(html.contains("id=\"widget-news\""));
+    }
+
+    #[test]
     fn widgets_render_in_column_then_position_order() {
         let mut prefs = Preferences::default();
         prefs.layout.columns = 1;
@@ -141,7 +179,7 @@ mod tests {
             w.column = 0;
             w.position = 10 - i as u16;
         }
-        let html = render(&prefs, &Viewer::default()).expect("renders");
+        let html = render(&prefs, &Viewer::default(), |_| true).expect("renders");
         let at = |id: &str| html.find(&format!("id=\"widget-{id}\"")).expect("present");
         assert!(
             at("marketplace") < at("news"),

@@ -10,7 +10,8 @@ use village_platform::sql::{Sql, SqlError};
 
 use crate::queue_stats;
 
-const HANDLERS_KEY: &str = "village:metrics:jobs:handlers";
+/// The set of handlers with metrics (under the cache namespace).
+const HANDLERS_KEY: &str = "metrics:jobs:handlers";
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct HandlerStats {
@@ -19,20 +20,31 @@ pub struct HandlerStats {
     pub micros: u64,
 }
 
-const RECORD_SCRIPT: &str = "for i = 1, #ARGV, 4 do \
+/// KEYS[1]: the handler set; ARGV[1]: the per-handler key prefix; then
+/// (name, runs, failures, micros) per handler.
+const RECORD_SCRIPT: &str = "for i = 2, #ARGV, 4 do \
        redis.call('SADD', KEYS[1], ARGV[i]) \
-       local k = 'village:metrics:jobs:handler:' .. ARGV[i] \
+       local k = ARGV[1] .. ARGV[i] \
        redis.call('HINCRBY', k, 'runs', ARGV[i + 1]) \
        redis.call('HINCRBY', k, 'failures', ARGV[i + 2]) \
        redis.call('HINCRBY', k, 'micros', ARGV[i + 3]) \
      end \
      return 1";
 
+fn handler_key(cache: &impl Cache, name: &str) -> String {
+    cache.key(&format!("metrics:jobs:handler:{name}"))
+}
+
 pub async fn record(
     cache: &impl Cache,
     stats: &BTreeMap<String, HandlerStats>,
 ) -> Result<(), CacheError> {
-    let mut args: Vec<CacheArg> = vec![RECORD_SCRIPT.into(), CacheArg::Int(1), HANDLERS_KEY.into()];
+    let mut args: Vec<CacheArg> = vec![
+        RECORD_SCRIPT.into(),
+        CacheArg::Int(1),
+        cache.key(HANDLERS_KEY).into(),
+        handler_key(cache, "").into(),
+    ];
     for (name, s) in stats {
         args.push(name.clone().into());
         for n in [s.runs, s.failures, s.micros] {
@@ -83,7 +95,7 @@ pub async fn render(
         ));
     }
     let mut names: Vec<String> = cache
-        .execute("SMEMBERS", &[HANDLERS_KEY.into()])
+        .execute("SMEMBERS", &[cache.key(HANDLERS_KEY).into()])
         .await?
         .iter()
         .filter_map(|v| v.as_text())
@@ -93,11 +105,7 @@ pub async fn render(
     let mut failures = String::new();
     let mut seconds = String::new();
     for name in names {
-        let fields = village_platform::cache::counters(
-            cache,
-            &format!("village:metrics:jobs:handler:{name}"),
-        )
-        .await?;
+        let fields = village_platform::cache::counters(cache, &handler_key(cache, &name)).await?;
         let h = village_platform::metrics::escape_label(&name);
         let get = |k: &str| fields.get(k).copied().unwrap_or(0);
         runs.push_str(&format!(

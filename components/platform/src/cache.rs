@@ -1,5 +1,11 @@
 //! The cache port: Redis as counters, short-lived values and wake-ups.
 //! Nothing stored through it may be the only copy of anything.
+//!
+//! Keys are namespaced by the Postgres database the deployment uses
+//! ([`namespace_of`]): what Redis holds (cached flag definitions, rate-limit
+//! counters, metrics) belongs to that database, so two deployments — or two
+//! test apps — sharing one Redis never read each other's keys. Build every
+//! key with [`Cache::key`].
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -56,6 +62,14 @@ impl From<i64> for CacheArg {
 
 #[allow(async_fn_in_trait)] // used through generics, never as `dyn`
 pub trait Cache {
+    /// This deployment's key prefix (see the module docs).
+    fn namespace(&self) -> &str;
+
+    /// `<namespace>:<rest>`: every key this application stores.
+    fn key(&self, rest: &str) -> String {
+        format!("{}:{rest}", self.namespace())
+    }
+
     /// Runs one command; array replies come back flattened, as Spin does.
     async fn execute(
         &self,
@@ -91,4 +105,37 @@ pub async fn counters(
         }
     }
     Ok(fields)
+}
+
+/// The key namespace for a deployment using the database at `database_url`:
+/// the database's name (`village` in production), or `village` when the URL
+/// names none.
+pub fn namespace_of(database_url: &str) -> String {
+    url::Url::parse(database_url)
+        .ok()
+        .and_then(|u| {
+            u.path_segments()
+                .and_then(|mut s| s.next_back().map(str::to_owned))
+        })
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "village".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_namespace_is_the_database_name() {
+        assert_eq!(
+            namespace_of("postgres://postgres:pw@127.0.0.1:5432/village"),
+            "village"
+        );
+        assert_eq!(
+            namespace_of("postgres://u@db:5432/village_test_42?sslmode=disable"),
+            "village_test_42"
+        );
+        assert_eq!(namespace_of("postgres://u@db:5432"), "village");
+        assert_eq!(namespace_of("not a url"), "village");
+    }
 }

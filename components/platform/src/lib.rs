@@ -17,6 +17,7 @@ pub mod cache;
 pub mod clock;
 pub mod context;
 pub mod error;
+pub mod guard;
 pub mod http_client;
 pub mod log;
 pub mod metrics;

@@ -9,7 +9,8 @@
 
 use crate::cache::{Cache, CacheArg, CacheError};
 
-const COMPONENTS_KEY: &str = "village:metrics:components";
+/// The set of components with metrics (under the cache namespace).
+const COMPONENTS_KEY: &str = "metrics:components";
 /// Latency bucket upper bounds, in seconds.
 pub const BUCKETS: [f64; 11] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -21,8 +22,8 @@ const RECORD_SCRIPT: &str = "redis.call('SADD', KEYS[2], ARGV[4]) \
      redis.call('HINCRBY', KEYS[1], 'sum_us', ARGV[3]) \
      return 1";
 
-fn key(component: &str) -> String {
-    format!("village:metrics:http:{component}")
+fn key(cache: &impl Cache, component: &str) -> String {
+    cache.key(&format!("metrics:http:{component}"))
 }
 
 /// Index of the first bucket the latency fits in; `BUCKETS.len()` is +Inf.
@@ -46,8 +47,8 @@ pub async fn record(
             &[
                 RECORD_SCRIPT.into(),
                 CacheArg::Int(2),
-                key(component).into(),
-                COMPONENTS_KEY.into(),
+                key(cache, component).into(),
+                cache.key(COMPONENTS_KEY).into(),
                 status.to_string().into(),
                 bucket.to_string().into(),
                 CacheArg::Int(i64::try_from(micros).unwrap_or(i64::MAX)),
@@ -61,7 +62,7 @@ pub async fn record(
 /// Renders every component's counters as Prometheus text.
 pub async fn render(cache: &impl Cache) -> Result<String, CacheError> {
     let mut components: Vec<String> = cache
-        .execute("SMEMBERS", &[COMPONENTS_KEY.into()])
+        .execute("SMEMBERS", &[cache.key(COMPONENTS_KEY).into()])
         .await?
         .iter()
         .filter_map(|v| v.as_text())
@@ -70,7 +71,7 @@ pub async fn render(cache: &impl Cache) -> Result<String, CacheError> {
     let mut counts = String::new();
     let mut histograms = String::new();
     for component in &components {
-        let fields = crate::cache::counters(cache, &key(component)).await?;
+        let fields = crate::cache::counters(cache, &key(cache, component)).await?;
         let label = escape_label(component);
         let mut total = 0;
         for (k, v) in &fields {

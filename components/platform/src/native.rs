@@ -64,9 +64,30 @@ fn pg_error(e: tokio_postgres::Error) -> SqlError {
     }
 }
 
+/// SQL NULL for a parameter of any type, as Spin's `DbNull` is: an
+/// `Option<String>` would be refused for a `uuid` or `integer` parameter.
+#[derive(Debug)]
+struct AnyNull;
+
+impl ToSql for AnyNull {
+    fn to_sql(
+        &self,
+        _: &Type,
+        _: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(tokio_postgres::types::IsNull::Yes)
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
 fn boxed(v: &SqlValue) -> Box<dyn ToSql + Sync + Send> {
     match v {
-        SqlValue::Null => Box::new(Option::<String>::None),
+        SqlValue::Null => Box::new(AnyNull),
         SqlValue::Bool(b) => Box::new(*b),
         SqlValue::Int32(i) => Box::new(*i),
         SqlValue::Int64(i) => Box::new(*i),
@@ -155,17 +176,27 @@ impl Sql for NativeSql {
 
 pub struct NativeCache {
     pub conn: redis::aio::MultiplexedConnection,
+    namespace: String,
 }
 
 impl NativeCache {
+    /// Connects with the production namespace (`village`).
     pub async fn connect(url: &str) -> Result<Self, CacheError> {
+        Self::connect_namespaced(url, "village").await
+    }
+
+    /// Connects with keys under `namespace` (see `cache::namespace_of`).
+    pub async fn connect_namespaced(url: &str, namespace: &str) -> Result<Self, CacheError> {
         let client =
             redis::Client::open(url).map_err(|e| CacheError::Unavailable(e.to_string()))?;
         let conn = client
             .get_multiplexed_async_connection()
             .await
             .map_err(|e| CacheError::Unavailable(e.to_string()))?;
-        Ok(Self { conn })
+        Ok(Self {
+            conn,
+            namespace: namespace.to_owned(),
+        })
     }
 }
 
@@ -187,6 +218,10 @@ fn flatten(v: redis::Value, out: &mut Vec<CacheValue>) {
 }
 
 impl Cache for NativeCache {
+    fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
     async fn execute(
         &self,
         command: &str,
@@ -200,10 +235,13 @@ impl Cache for NativeCache {
             };
         }
         let mut conn = self.conn.clone();
-        let v: redis::Value = cmd
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| CacheError::Command(e.to_string()))?;
+        let v: redis::Value = cmd.query_async(&mut conn).await.map_err(|e| {
+            if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
+                CacheError::Unavailable(e.to_string())
+            } else {
+                CacheError::Command(e.to_string())
+            }
+        })?;
         let mut out = Vec::new();
         flatten(v, &mut out);
         Ok(out)
@@ -257,5 +295,56 @@ impl crate::http_client::HttpClient for NativeHttp {
             .map_err(|e| HttpError::Failed(e.to_string()))?;
         out.body(bytes.to_vec())
             .map_err(|e| HttpError::Failed(e.to_string()))
+    }
+}
+
+/// A private `redis-server` on a free loopback port, for tests that need a
+/// real Redis outage: connect, then [`PrivateRedis::stop`] it. Stopped on
+/// drop too.
+pub struct PrivateRedis {
+    child: Option<std::process::Child>,
+    pub url: String,
+}
+
+impl PrivateRedis {
+    pub async fn start() -> Result<Self, CacheError> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| CacheError::Unavailable(e.to_string()))?
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| CacheError::Unavailable(format!("redis-server: {e}")))?;
+        let url = format!("redis://127.0.0.1:{port}");
+        let redis = PrivateRedis {
+            child: Some(child),
+            url,
+        };
+        for _ in 0..100 {
+            if let Ok(c) = NativeCache::connect(&redis.url).await
+                && c.ping().await.is_ok()
+            {
+                return Ok(redis);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Err(CacheError::Unavailable("redis-server did not start".into()))
+    }
+
+    /// Kills the server: every connection to it fails from now on.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

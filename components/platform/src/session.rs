@@ -142,6 +142,11 @@ pub struct Principal {
     pub session_id: Uuid,
     /// The admin really behind the request while impersonating.
     pub impersonator: Option<Uuid>,
+    /// The acting user's stable feature-flag cohort key: the first anonymous
+    /// id they had (`users.cohort_key`), so flags do not flip on sign-in.
+    pub cohort_key: Uuid,
+    /// Whether the acting user agreed to analytics.
+    pub analytics_consent: bool,
 }
 
 impl Principal {
@@ -178,11 +183,15 @@ pub async fn authenticate(
         Err(e) => return Ok(Authentication::Rejected(e.to_string())),
     };
     // The session must be live, and the token must say what the session
-    // says: who it belongs to and whom it is impersonating.
+    // says: who it belongs to and whom it is impersonating. The same query
+    // reads what every request wants to know of the acting user.
     let row = sql
         .query_opt(
-            "SELECT user_id, impersonating_user_id FROM sessions \
-             WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2",
+            "SELECT s.user_id, s.impersonating_user_id, \
+                    coalesce(u.cohort_key, u.anon_id, u.id) AS cohort_key, \
+                    u.analytics_consent_at IS NOT NULL AS analytics_consent \
+             FROM sessions s JOIN users u ON u.id = coalesce(s.impersonating_user_id, s.user_id) \
+             WHERE s.id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2",
             &[SqlValue::Uuid(claims.sid), SqlValue::Timestamp(now)],
         )
         .await?;
@@ -204,6 +213,8 @@ pub async fn authenticate(
         user_id: claims.sub,
         session_id: claims.sid,
         impersonator: claims.imp,
+        cohort_key: row.get("cohort_key")?,
+        analytics_consent: row.get("analytics_consent")?,
     }))
 }
 

@@ -14,6 +14,7 @@ use crate::cache::{Cache, CacheArg, CacheError, CacheValue};
 use crate::clock::SystemClock;
 use crate::context::RequestContext;
 use crate::error::AppError;
+use crate::guard::Verdict;
 use crate::log::RequestLog;
 use crate::sql::{Row, Sql, SqlError, SqlValue};
 use crate::web::{self, Request, Response};
@@ -147,19 +148,25 @@ impl Sql for SpinSql {
 /// Redis, connected on first use.
 pub struct SpinCache {
     address: String,
+    namespace: String,
     conn: OnceCell<redis::Connection>,
 }
 
 impl SpinCache {
-    pub fn new(address: impl Into<String>) -> Self {
+    pub fn new(address: impl Into<String>, namespace: impl Into<String>) -> Self {
         Self {
             address: address.into(),
+            namespace: namespace.into(),
             conn: OnceCell::new(),
         }
     }
 }
 
 impl Cache for SpinCache {
+    fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
     async fn execute(
         &self,
         command: &str,
@@ -215,9 +222,10 @@ impl Env {
         let get = |name: &str| {
             variables::get(name).map_err(|e| AppError::Internal(format!("variable `{name}`: {e}")))
         };
+        let database_url = get("database_url")?;
         Ok(Env {
-            sql: SpinSql::new(get("database_url")?),
-            cache: SpinCache::new(get("redis_url")?),
+            cache: SpinCache::new(get("redis_url")?, crate::cache::namespace_of(&database_url)),
+            sql: SpinSql::new(database_url),
             clock: SystemClock,
             cookie_secure: get("cookie_secure").map(|v| v != "false").unwrap_or(true),
             signing_key: variables::get("session_signing_key")
@@ -255,16 +263,47 @@ pub async fn serve<F>(
 ) where
     F: AsyncFnOnce(Request, &Env, &RequestContext) -> Result<Response, AppError>,
 {
+    serve_guarded(
+        component,
+        surface,
+        req,
+        out,
+        async |_, _, _| Verdict::pass(),
+        handler,
+    )
+    .await
+}
+
+/// [`serve`], with `guard` run after authentication and before the
+/// handler: its headers go on the answer (refused or not) and its refusal,
+/// if any, is the answer. Functions pass `village_ratelimit::gate` here.
+pub async fn serve_guarded<G, F>(
+    component: &'static str,
+    surface: Surface,
+    req: Request,
+    out: ResponseOutparam,
+    guard: G,
+    handler: F,
+) where
+    G: AsyncFnOnce(&Request, &Env, &RequestContext) -> Verdict,
+    F: AsyncFnOnce(Request, &Env, &RequestContext) -> Result<Response, AppError>,
+{
     let started = Instant::now();
     let mut ctx = RequestContext::from_headers(req.headers(), component);
     let method = req.method().to_string();
     let env = Env::from_variables();
     let mut clear_access_cookie = false;
+    let mut guard_headers = Vec::new();
     let result = match &env {
         Ok(env) => match authenticate(&req, env, surface, &mut ctx).await {
             Ok(Gate::Continue { clear_cookie }) => {
                 clear_access_cookie = clear_cookie;
-                handler(req, env, &ctx).await
+                let verdict = guard(&req, env, &ctx).await;
+                guard_headers = verdict.headers;
+                match verdict.refusal {
+                    Some(refused) => Err(refused),
+                    None => handler(req, env, &ctx).await,
+                }
             }
             Ok(Gate::Answer(r)) => Ok(r),
             Err(e) => Err(e),
@@ -285,6 +324,9 @@ pub async fn serve<F>(
             }
         }
     };
+    for (name, value) in guard_headers {
+        response.headers_mut().append(name, value);
+    }
     if ctx.anon_id_is_new && surface != Surface::Plain {
         let secure = env.as_ref().map(|e| e.cookie_secure).unwrap_or(true);
         if let Ok(v) = http::HeaderValue::from_str(&web::anon_cookie(ctx.anon_id, secure)) {

@@ -10,16 +10,17 @@ use village_accounts::authz::authorize;
 use village_jobs::ops::{OpsRequest, handle as ops};
 use village_platform::admin::Actor;
 use village_platform::clock::Clock;
-use village_platform::spin::{Surface, serve};
+use village_platform::spin::{Surface, serve_guarded};
 use village_platform::web::Request;
 
 #[http_component]
 async fn handle(req: Request, out: ResponseOutparam) {
-    serve(
+    serve_guarded(
         "admin-queues",
         Surface::Api,
         req,
         out,
+        village_ratelimit::spin::gate,
         async |req, env, ctx| {
             let admin = authorize(&env.sql, ctx, req.method().as_str(), req.uri().path()).await?;
             let actor = Actor {

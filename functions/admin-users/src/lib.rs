@@ -9,16 +9,17 @@ use spin_sdk::http::ResponseOutparam;
 use spin_sdk::http_component;
 use village_accounts::admin_routes::{AdminRequest, handle as admin};
 use village_platform::clock::Clock;
-use village_platform::spin::{Surface, serve};
+use village_platform::spin::{Surface, serve_guarded};
 use village_platform::web::Request;
 
 #[http_component]
 async fn handle(req: Request, out: ResponseOutparam) {
-    serve(
+    serve_guarded(
         "admin-users",
         Surface::Api,
         req,
         out,
+        village_ratelimit::spin::gate,
         async |req, env, ctx| {
             let request = AdminRequest {
                 method: req.method(),

@@ -11,7 +11,7 @@ use spin_sdk::variables;
 use village_accounts::auth_routes::{AuthRequest, AuthSettings, handle as auth};
 use village_accounts::oidc::{AppleKey, Provider, ProviderConfig, ProviderOrigins};
 use village_platform::clock::Clock;
-use village_platform::spin::{Env, SpinHttp, Surface, serve};
+use village_platform::spin::{Env, SpinHttp, Surface, serve_guarded};
 use village_platform::web::Request;
 
 fn var(name: &str) -> String {
@@ -63,29 +63,36 @@ fn settings(env: &Env) -> AuthSettings {
 
 #[http_component]
 async fn handle(req: Request, out: ResponseOutparam) {
-    serve("auth", Surface::Page, req, out, async |req, env, ctx| {
-        let path = req
-            .headers()
-            .get("spin-path-info")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let request = AuthRequest {
-            method: req.method(),
-            path: &path,
-            query: req.uri().query().unwrap_or_default(),
-            headers: req.headers(),
-            body: req.body(),
-        };
-        auth(
-            request,
-            &settings(env),
-            &env.sql,
-            &SpinHttp,
-            ctx,
-            env.clock.now(),
-        )
-        .await
-    })
+    serve_guarded(
+        "auth",
+        Surface::Page,
+        req,
+        out,
+        village_ratelimit::spin::gate,
+        async |req, env, ctx| {
+            let path = req
+                .headers()
+                .get("spin-path-info")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let request = AuthRequest {
+                method: req.method(),
+                path: &path,
+                query: req.uri().query().unwrap_or_default(),
+                headers: req.headers(),
+                body: req.body(),
+            };
+            auth(
+                request,
+                &settings(env),
+                &env.sql,
+                &SpinHttp,
+                ctx,
+                env.clock.now(),
+            )
+            .await
+        },
+    )
     .await
 }

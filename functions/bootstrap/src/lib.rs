@@ -8,16 +8,17 @@ use spin_sdk::http::ResponseOutparam;
 use spin_sdk::http_component;
 use village_accounts::{bootstrap, pages};
 use village_platform::AppError;
-use village_platform::spin::{Surface, serve};
+use village_platform::spin::{Surface, serve_guarded};
 use village_platform::web::{self, Request};
 
 #[http_component]
 async fn handle(req: Request, out: ResponseOutparam) {
-    serve(
+    serve_guarded(
         "bootstrap",
         Surface::Page,
         req,
         out,
+        village_ratelimit::spin::gate,
         async |req, env, ctx| match *req.method() {
             http::Method::GET => {
                 if !bootstrap::is_open(&env.sql).await? {
@@ -38,7 +39,7 @@ async fn handle(req: Request, out: ResponseOutparam) {
                 Ok(web::html(http::StatusCode::OK, html))
             }
             http::Method::POST => {
-                bootstrap::grant(&env.sql, &env.cache, ctx).await?;
+                bootstrap::grant(&env.sql, ctx).await?;
                 let html = pages::message(
                     "You are the administrator",
                     "You now hold the super_admin role. Grant roles to others from the admin API.",

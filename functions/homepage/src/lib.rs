@@ -5,7 +5,8 @@
 
 use spin_sdk::http::ResponseOutparam;
 use spin_sdk::http_component;
-use village_platform::spin::{Surface, serve};
+use village_platform::clock::Clock;
+use village_platform::spin::{Surface, serve_guarded};
 use village_platform::web::Request;
 
 /// Sign-in providers with a client id configured: only those get a link.
@@ -24,13 +25,22 @@ fn providers() -> Vec<(&'static str, &'static str)> {
 
 #[http_component]
 async fn handle(req: Request, out: ResponseOutparam) {
-    serve(
+    serve_guarded(
         "homepage",
         Surface::Page,
         req,
         out,
+        village_ratelimit::spin::gate,
         async |req, env, ctx| {
-            village_homepage::page(req.method(), &env.sql, ctx, providers()).await
+            village_homepage::page(
+                req.method(),
+                &env.sql,
+                &env.cache,
+                ctx,
+                providers(),
+                env.clock.now(),
+            )
+            .await
         },
     )
     .await

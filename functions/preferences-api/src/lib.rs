@@ -6,16 +6,17 @@
 
 use spin_sdk::http::ResponseOutparam;
 use spin_sdk::http_component;
-use village_platform::spin::{Surface, serve};
+use village_platform::spin::{Surface, serve_guarded};
 use village_platform::web::Request;
 
 #[http_component]
 async fn handle(req: Request, out: ResponseOutparam) {
-    serve(
+    serve_guarded(
         "preferences-api",
         Surface::Api,
         req,
         out,
+        village_ratelimit::spin::gate,
         async |req, env, ctx| {
             village_preferences::api::handle(req.method(), req.body(), &env.sql, ctx).await
         },

@@ -1,0 +1,35 @@
+//! `admin-rate-limits` — `/admin/api/rate-limits/...`: the rules, active
+//! bans and recent violations; set a rule, lift a ban. For callers with
+//! `manage_system`; every change audited with its reason.
+
+// The SDK's export macro generates the component ABI glue, which is `unsafe`.
+#![allow(unsafe_code)]
+
+use spin_sdk::http::ResponseOutparam;
+use spin_sdk::http_component;
+use village_accounts::authz::authorize;
+use village_platform::spin::{Surface, serve_guarded};
+use village_platform::web::Request;
+use village_ratelimit::admin::{RateLimitsRequest, handle as rate_limits};
+
+#[http_component]
+async fn handle(req: Request, out: ResponseOutparam) {
+    serve_guarded(
+        "admin-rate-limits",
+        Surface::Api,
+        req,
+        out,
+        village_ratelimit::spin::gate,
+        async |req, env, ctx| {
+            let admin = authorize(&env.sql, ctx, req.method().as_str(), req.uri().path()).await?;
+            let request = RateLimitsRequest {
+                method: req.method(),
+                path: req.uri().path(),
+                query: req.uri().query().unwrap_or_default(),
+                body: req.body(),
+            };
+            rate_limits(request, &env.sql, &env.cache, ctx, Some(admin.user_id)).await
+        },
+    )
+    .await
+}

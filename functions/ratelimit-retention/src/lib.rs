@@ -1,0 +1,37 @@
+//! `ratelimit-retention` — cron component. Daily: purges rate-limit
+//! violations and ended bans after 90 days (see
+//! `village_ratelimit::retention`).
+
+// wit-bindgen's export macro generates the component ABI glue, which is `unsafe`.
+#![allow(unsafe_code)]
+
+use village_platform::clock::Clock;
+use village_platform::spin::Env;
+
+wit_bindgen::generate!({
+    path: "../../wit",
+    world: "fermyon:spin-cron/spin-cron@2.0.0",
+});
+
+struct Component;
+
+async fn purge(scheduled: u64) -> Result<(), String> {
+    let env = Env::from_variables().map_err(|e| e.to_string())?;
+    let purged = village_ratelimit::retention::purge(&env.sql, env.clock.now())
+        .await
+        .map_err(|e| format!("rate-limit retention failed: {e}"))?;
+    village_platform::log::event(
+        "INFO",
+        "rate-limit retention done",
+        serde_json::json!({ "job": "ratelimit.retention", "scheduled": scheduled, "purged": purged }),
+    );
+    Ok(())
+}
+
+impl Guest for Component {
+    fn handle_cron_event(metadata: Metadata) -> Result<(), Error> {
+        spin_sdk::http::run(purge(metadata.timestamp)).map_err(Error::Other)
+    }
+}
+
+export!(Component);
