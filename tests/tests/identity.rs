@@ -701,3 +701,92 @@ async fn bootstrap_roles_and_impersonation_are_guarded_and_audited() {
     assert_eq!(page["entries"][0]["reason"], "joins the support rota");
     app.stop().await;
 }
+
+/// The visitor's answers for the `probe_*` flags.
+async fn probes(app: &TestApp, jar: &Jar) -> BTreeMap<String, bool> {
+    let flags: Value = app
+        .get("/api/flags", Some(&jar.header()))
+        .await
+        .json()
+        .await
+        .expect("json");
+    flags["flags"]
+        .as_object()
+        .expect("flags")
+        .iter()
+        .filter(|(k, _)| k.starts_with("probe_"))
+        .map(|(k, v)| (k.clone(), v.as_bool().expect("bool")))
+        .collect()
+}
+
+#[tokio::test]
+async fn feature_flag_cohorts_survive_sign_in_and_the_merge() {
+    let provider = Provider::start().await;
+    let app = app_with(&provider).await;
+    let (_, ops) = app.signed_in_as(&["ops"]).await;
+    // Twenty half-rolled-out flags: a visitor keeps the same 20 answers only
+    // if their cohort key does not change (by chance: 1 in a million).
+    for i in 0..20 {
+        let (code, body, _) = call(
+            &app,
+            reqwest::Method::POST,
+            "/admin/api/flags",
+            &ops,
+            json!({"key": format!("probe_{i:02}"), "enabled": true, "rollout_percent": 50,
+                   "reason": "cohort probe"}),
+        )
+        .await;
+        assert_eq!(code, 201, "{body}");
+    }
+    let mut jar = Jar::default();
+    let layout = json!({"schema_version": 1, "layout": {"columns": 1, "widgets": [
+        {"id": "w1", "type": "news", "column": 0, "position": 0, "size": "small"}]},
+        "settings": {"theme": "system", "units": "metric"}});
+    let put = app
+        .put_json("/api/preferences", layout.to_string(), None)
+        .await;
+    jar.take(&put);
+    let anonymous = probes(&app, &jar).await;
+    assert_eq!(anonymous.len(), 20);
+    assert!(
+        anonymous.values().any(|on| *on) && anonymous.values().any(|on| !*on),
+        "half-rolled-out flags split a visitor's answers: {anonymous:?}"
+    );
+
+    let done = sign_in(&app, "google", &mut jar).await;
+    assert_eq!(location(&done), "/auth/merge");
+    assert_eq!(probes(&app, &jar).await, anonymous, "unchanged by sign-in");
+
+    let html = app
+        .client
+        .get(app.url("/auth/merge"))
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .expect("merge page")
+        .text()
+        .await
+        .expect("html");
+    let marker = "name=\"offer\" value=\"";
+    let start = html.find(marker).expect("offer") + marker.len();
+    let accept = app
+        .client
+        .post(app.url("/auth/merge"))
+        .header("cookie", jar.header())
+        .form(&[("offer", &html[start..start + 36]), ("decision", "accept")])
+        .send()
+        .await
+        .expect("accept");
+    let old_anon = jar.0["vu_anon_id"].clone();
+    jar.take(&accept);
+    assert_ne!(
+        jar.0["vu_anon_id"], old_anon,
+        "the anonymous id was rotated"
+    );
+    assert_eq!(
+        probes(&app, &jar).await,
+        anonymous,
+        "unchanged by the merge and the new anonymous id"
+    );
+    app.stop().await;
+}

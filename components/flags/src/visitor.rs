@@ -8,8 +8,9 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 use village_platform::RequestContext;
 use village_platform::cache::Cache;
-use village_platform::sql::{Sql, SqlValue};
+use village_platform::sql::Sql;
 
+use crate::evaluation_log;
 use crate::model::{Evaluation, Reason, evaluate};
 use crate::store::{self, Source};
 
@@ -75,7 +76,7 @@ impl FlagSet {
 }
 
 /// Evaluates every flag for `visitor` in one call (one cache read, one log
-/// write): what a page asks for.
+/// append): what a page asks for.
 pub async fn flags_for(
     sql: &impl Sql,
     cache: &impl Cache,
@@ -91,7 +92,7 @@ pub async fn flags_for(
             .collect(),
     };
     if defs.source != Source::Unavailable {
-        record(sql, visitor, now, &set.flags).await;
+        evaluation_log::record(cache, visitor, now, &set.flags).await;
     }
     set
 }
@@ -111,8 +112,8 @@ pub async fn is_enabled(
         (_, Some(f)) => evaluate(f, visitor.cohort, visitor.user_id),
     };
     if defs.source != Source::Unavailable {
-        record(
-            sql,
+        evaluation_log::record(
+            cache,
             visitor,
             now,
             &BTreeMap::from([(key.to_owned(), evaluation)]),
@@ -120,48 +121,6 @@ pub async fn is_enabled(
         .await;
     }
     evaluation.on
-}
-
-/// Logs evaluations in one statement. The log is analytics, not a
-/// dependency: a failure is a warning, never a failed request.
-async fn record(
-    sql: &impl Sql,
-    visitor: &Visitor,
-    now: DateTime<Utc>,
-    evaluations: &BTreeMap<String, Evaluation>,
-) {
-    if evaluations.is_empty() {
-        return;
-    }
-    let rows: Vec<serde_json::Value> = evaluations
-        .iter()
-        .map(|(k, e)| serde_json::json!({ "k": k, "on": e.on, "r": e.reason.as_str() }))
-        .collect();
-    let user = match (visitor.analytics_consent, visitor.user_id) {
-        (true, Some(u)) => SqlValue::Uuid(u),
-        _ => SqlValue::Null,
-    };
-    let result = sql
-        .execute(
-            "INSERT INTO feature_flag_evaluations \
-                 (flag_key, evaluated_at, session_hash, user_id, result, reason) \
-             SELECT e->>'k', $1, $2, $3, (e->>'on')::boolean, e->>'r' \
-             FROM jsonb_array_elements($4::jsonb) e",
-            &[
-                SqlValue::Timestamp(now),
-                SqlValue::Text(visitor.session_hash.clone()),
-                user,
-                SqlValue::Json(serde_json::Value::Array(rows)),
-            ],
-        )
-        .await;
-    if let Err(e) = result {
-        village_platform::log::event(
-            "WARNING",
-            "flag evaluations not logged",
-            serde_json::json!({ "error": e.to_string() }),
-        );
-    }
 }
 
 #[cfg(test)]

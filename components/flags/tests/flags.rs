@@ -6,7 +6,7 @@ use chrono::{Duration, Utc};
 use uuid::Uuid;
 use village_flags::admin::{FlagsRequest, handle};
 use village_flags::store::{self, Source};
-use village_flags::{Visitor, flags_for, is_enabled, retention};
+use village_flags::{Visitor, evaluation_log, flags_for, is_enabled, retention};
 use village_platform::RequestContext;
 use village_platform::cache::{Cache, namespace_of};
 use village_platform::native::{NativeCache, NativeSql, PrivateRedis};
@@ -199,23 +199,33 @@ async fn allow_list_and_kill_switch_take_precedence_through_the_store() {
     );
 }
 
+async fn consenting_user(sql: &NativeSql) -> Uuid {
+    sql.query(
+        "INSERT INTO users (is_anonymous, analytics_consent_at) VALUES (false, now()) RETURNING id",
+        &[],
+    )
+    .await
+    .expect("user")[0]
+        .get("id")
+        .expect("id")
+}
+
 #[tokio::test]
-async fn evaluations_name_the_user_only_with_consent_and_are_purged_on_withdrawal() {
+async fn evaluations_are_buffered_then_written_naming_the_user_only_with_consent() {
     let w = world().await;
-    let user = Uuid::new_v4();
+    let user = consenting_user(&w.sql).await;
     let now = Utc::now();
     let without = flags_for(&w.sql, &w.cache, &visitor(false, Some(user)), now).await;
     assert!(without.is_on("news_widget") && !without.is_on("stocks_widget"));
     flags_for(&w.sql, &w.cache, &visitor(true, Some(user)), now).await;
+    let rows = "SELECT count(*) AS n FROM feature_flag_evaluations";
+    assert_eq!(count(&w.sql, rows, &[]).await, 0, "buffered in Redis");
     let flags = without.flags.len() as i64;
     assert_eq!(
-        count(
-            &w.sql,
-            "SELECT count(*) AS n FROM feature_flag_evaluations",
-            &[]
-        )
-        .await,
-        2 * flags,
+        evaluation_log::flush(&w.sql, &w.cache)
+            .await
+            .expect("flush"),
+        2 * flags as u64,
         "one row per flag per call"
     );
     assert_eq!(
@@ -239,9 +249,65 @@ async fn evaluations_name_the_user_only_with_consent_and_are_purged_on_withdrawa
         "the session hash is always there"
     );
     assert_eq!(
+        evaluation_log::flush(&w.sql, &w.cache)
+            .await
+            .expect("flush"),
+        0,
+        "a flush takes what it writes"
+    );
+
+    // Consent withdrawn after the evaluation but before the flush: the row
+    // does not name the user. Rows already written are purged at once.
+    flags_for(&w.sql, &w.cache, &visitor(true, Some(user)), now).await;
+    w.sql
+        .execute(
+            "UPDATE users SET analytics_consent_at = NULL WHERE id = $1",
+            &[SqlValue::Uuid(user)],
+        )
+        .await
+        .expect("withdraw");
+    assert_eq!(
         retention::purge_user(&w.sql, user).await.expect("purge"),
         flags as u64
     );
+    evaluation_log::flush(&w.sql, &w.cache)
+        .await
+        .expect("flush");
+    assert_eq!(count(&w.sql, rows, &[]).await, 3 * flags - flags);
+    assert_eq!(
+        count(
+            &w.sql,
+            "SELECT count(*) AS n FROM feature_flag_evaluations WHERE user_id IS NOT NULL",
+            &[]
+        )
+        .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_flush_writes_the_whole_buffer_in_batches() {
+    let w = world().await;
+    let v = visitor(false, None);
+    let calls = evaluation_log::MAX_BATCH + 5;
+    for _ in 0..calls {
+        is_enabled(&w.sql, &w.cache, &v, "news_widget", Utc::now()).await;
+    }
+    let rows = "SELECT count(*) AS n FROM feature_flag_evaluations";
+    assert_eq!(count(&w.sql, rows, &[]).await, 0, "buffered");
+    assert_eq!(
+        evaluation_log::flush(&w.sql, &w.cache)
+            .await
+            .expect("flush"),
+        calls as u64
+    );
+    assert_eq!(count(&w.sql, rows, &[]).await, calls);
+    let left = w
+        .cache
+        .execute("LLEN", &[w.cache.key(evaluation_log::BUFFER_KEY).into()])
+        .await
+        .expect("llen");
+    assert_eq!(left, [village_platform::cache::CacheValue::Int(0)]);
 }
 
 #[tokio::test]
@@ -264,6 +330,9 @@ async fn partitions_are_kept_ahead_and_dropped_after_ninety_days() {
     );
     // Rows for `later` now have a home.
     flags_for(&w.sql, &w.cache, &visitor(false, None), later).await;
+    evaluation_log::flush(&w.sql, &w.cache)
+        .await
+        .expect("flush");
     assert!(
         count(
             &w.sql,

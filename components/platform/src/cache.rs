@@ -77,6 +77,21 @@ pub trait Cache {
         args: &[CacheArg],
     ) -> Result<Vec<CacheValue>, CacheError>;
 
+    /// Runs `command` when the request's answer has gone out (Spin
+    /// adapter: `spin::serve` runs them after responding), or at once
+    /// where there is no request (native adapter). For writes whose reply
+    /// nobody waits for, e.g. appending to an analytics buffer; a failure is
+    /// logged, never returned.
+    async fn defer(&self, command: &str, args: Vec<CacheArg>) {
+        if let Err(e) = self.execute(command, &args).await {
+            crate::log::event(
+                "WARNING",
+                "deferred cache command failed",
+                serde_json::json!({ "command": command, "error": e.to_string() }),
+            );
+        }
+    }
+
     async fn ping(&self) -> Result<(), CacheError> {
         let reply = self.execute("PING", &[]).await?;
         match reply.first() {

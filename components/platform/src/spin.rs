@@ -150,6 +150,8 @@ pub struct SpinCache {
     address: String,
     namespace: String,
     conn: OnceCell<redis::Connection>,
+    /// Commands to run once the answer has gone out (see `Cache::defer`).
+    deferred: std::cell::RefCell<Vec<(String, Vec<CacheArg>)>>,
 }
 
 impl SpinCache {
@@ -158,6 +160,22 @@ impl SpinCache {
             address: address.into(),
             namespace: namespace.into(),
             conn: OnceCell::new(),
+            deferred: Default::default(),
+        }
+    }
+
+    /// Runs the deferred commands, in order. `serve` calls it after
+    /// responding; a component answering without `serve` must call it too.
+    pub async fn run_deferred(&self) {
+        let pending = std::mem::take(&mut *self.deferred.borrow_mut());
+        for (command, args) in pending {
+            if let Err(e) = self.execute(&command, &args).await {
+                crate::log::event(
+                    "WARNING",
+                    "deferred cache command failed",
+                    serde_json::json!({ "command": command, "error": e.to_string() }),
+                );
+            }
         }
     }
 }
@@ -165,6 +183,10 @@ impl SpinCache {
 impl Cache for SpinCache {
     fn namespace(&self) -> &str {
         &self.namespace
+    }
+
+    async fn defer(&self, command: &str, args: Vec<CacheArg>) {
+        self.deferred.borrow_mut().push((command.to_owned(), args));
     }
 
     async fn execute(
@@ -248,8 +270,8 @@ pub enum Surface {
 }
 
 /// Runs a handler with context, maps its error once, sets the anonymous
-/// cookie, writes the request's log line, records its metrics and writes the
-/// answer to `out`.
+/// cookie, writes the answer to `out`, then the request's log line and its
+/// metrics.
 ///
 /// The answer goes out through `wasi:http` fields built from the full header
 /// list: the SDK's own `Response` conversion keeps one value per name, which
@@ -344,22 +366,19 @@ pub async fn serve_guarded<G, F>(
         }
     }
     let elapsed = started.elapsed();
-    let mut log = RequestLog::new(
-        &ctx,
-        &method,
-        response.status().as_u16(),
-        elapsed.as_secs_f64() * 1e3,
-    );
+    let status = response.status().as_u16();
+    // The caller has the answer before the log line, the deferred cache
+    // commands and the metrics are written: none adds to its latency.
+    respond(out, response).await;
+    let mut log = RequestLog::new(&ctx, &method, status, elapsed.as_secs_f64() * 1e3);
     log.error = error_text;
     println!("{}", log.line());
+    if let Ok(env) = &env {
+        env.cache.run_deferred().await;
+    }
     if let Ok(env) = &env
-        && let Err(e) = crate::metrics::record(
-            &env.cache,
-            component,
-            response.status().as_u16(),
-            elapsed.as_micros() as u64,
-        )
-        .await
+        && let Err(e) =
+            crate::metrics::record(&env.cache, component, status, elapsed.as_micros() as u64).await
     {
         crate::log::event(
             "WARNING",
@@ -367,7 +386,6 @@ pub async fn serve_guarded<G, F>(
             serde_json::json!({ "endpoint": component }),
         );
     }
-    respond(out, response).await;
 }
 
 /// Writes `response` to the host, every header value kept (repeated names

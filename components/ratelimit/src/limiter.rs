@@ -52,8 +52,12 @@ pub enum Decision {
     },
     /// Over a rule's limit.
     Limited {
-        rule: Rule,
+        scope: Scope,
         subject: String,
+        limit: u32,
+        window_seconds: u32,
+        /// The ban the rule gives, if it bans (for the record).
+        ban_seconds: u32,
         retry_after_secs: u64,
         /// Refusals of this subject in the current violation window.
         violations: i64,
@@ -70,57 +74,78 @@ pub enum Decision {
     Degraded { refused: bool },
 }
 
-/// GCRA over every applicable rule at once, in Redis time (the same clock
-/// for every pod). Per rule, KEYS are (arrival time, violations, ban) and
-/// ARGV is (limit, window µs, ban after n violations or 0, ban ms).
+/// The whole check in one round trip: the script reads the cached rules
+/// (`KEYS[1]`, JSON), keeps the action's enabled rules whose subject the
+/// caller has, enforces their bans, then runs GCRA over all of them at once
+/// in Redis time (the same clock for every pod). A rule's keys are built
+/// here as `<prefix><action>:<scope>:<subject>:(tat:<limit>/<window> |
+/// violations | ban)` — the arrival time is kept per rule shape, so a
+/// changed rule starts counting afresh.
 ///
-/// Replies: `{0, limit, remaining, reset µs, rule}` allowed (counted
-/// against every rule); `{1, rule, retry µs, violations, banned}` refused
-/// (nothing counted); `{2, rule, ban ms left}` banned.
-const GCRA: &str = r#"
+/// ARGV: key prefix, action, then the ip, user and anon subjects ('' when
+/// absent). Replies: `{-1}` the rules are not cached; `{-2}` no rule
+/// applies; `{0, limit, remaining, reset µs, window s}` allowed (counted
+/// against every rule); `{1, scope, retry µs, violations, banned, limit,
+/// window s, ban s}` refused (nothing counted); `{2, scope, ban ms left}`
+/// banned. Scopes are 1 ip, 2 user, 3 anon.
+const CHECK: &str = r#"
+local raw = redis.call('GET', KEYS[1])
+if not raw then return {-1} end
+local prefix, action = ARGV[1], ARGV[2]
+local subjects = { ip = ARGV[3], user = ARGV[4], anon = ARGV[5] }
+local codes = { ip = 1, user = 2, anon = 3 }
+local num = function(v) if type(v) == 'number' then return v end return 0 end
+local rules = {}
+for _, r in ipairs(cjson.decode(raw)) do
+  local subject = subjects[r.scope]
+  if r.action == action and r.enabled and subject and subject ~= '' then
+    local base = prefix .. action .. ':' .. r.scope .. ':' .. subject .. ':'
+    rules[#rules + 1] = {
+      code = codes[r.scope], limit = r.limit_count, window_s = r.window_seconds,
+      window = r.window_seconds * 1000000, ban_after = num(r.ban_after_violations),
+      ban_s = num(r.ban_seconds),
+      tat = base .. 'tat:' .. r.limit_count .. '/' .. r.window_seconds,
+      violations = base .. 'violations', ban = base .. 'ban' }
+  end
+end
+if #rules == 0 then return {-2} end
+for _, r in ipairs(rules) do
+  local left = redis.call('PTTL', r.ban)
+  if left > 0 then return {2, r.code, left} end
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local n = #KEYS / 3
-for i = 1, n do
-  local left = redis.call('PTTL', KEYS[3 * i])
-  if left > 0 then return {2, i, left} end
-end
-local tats = {}
-local best, best_i, best_limit, best_reset = -1, 0, 0, 0
-for i = 1, n do
-  local limit = tonumber(ARGV[4 * i - 3])
-  local window = tonumber(ARGV[4 * i - 2])
-  local interval = window / limit
-  local tat = tonumber(redis.call('GET', KEYS[3 * i - 2]) or '0')
+local best, tats = nil, {}
+for i, r in ipairs(rules) do
+  local interval = r.window / r.limit
+  local tat = tonumber(redis.call('GET', r.tat) or '0')
   if tat < now then tat = now end
   local new_tat = tat + interval
   local used = new_tat - now
-  if used > window + 0.5 then
-    local ban_after = tonumber(ARGV[4 * i - 1])
-    local ban_ms = tonumber(ARGV[4 * i])
-    local v = redis.call('INCR', KEYS[3 * i - 1])
+  if used > r.window + 0.5 then
+    local v = redis.call('INCR', r.violations)
     if v == 1 then
-      redis.call('PEXPIRE', KEYS[3 * i - 1], math.max(ban_ms, math.ceil(window / 1000)))
+      redis.call('PEXPIRE', r.violations, math.max(r.ban_s * 1000, r.window_s * 1000))
     end
     local banned = 0
-    if ban_after > 0 and v >= ban_after then
-      redis.call('SET', KEYS[3 * i], '1', 'PX', ban_ms)
-      redis.call('DEL', KEYS[3 * i - 1])
+    if r.ban_after > 0 and v >= r.ban_after then
+      redis.call('SET', r.ban, '1', 'PX', r.ban_s * 1000)
+      redis.call('DEL', r.violations)
       banned = 1
     end
-    return {1, i, math.ceil(used - window), v, banned}
+    return {1, r.code, math.ceil(used - r.window), v, banned, r.limit, r.window_s, r.ban_s}
   end
   tats[i] = new_tat
-  local remaining = math.floor((window - used) / interval + 1e-6)
-  if best < 0 or remaining < best then
-    best, best_i, best_limit, best_reset = remaining, i, limit, math.ceil(used)
+  local remaining = math.floor((r.window - used) / interval + 1e-6)
+  if best == nil or remaining < best[2] then
+    best = {0, r.limit, remaining, math.ceil(used), r.window_s}
   end
 end
-for i = 1, n do
-  redis.call('SET', KEYS[3 * i - 2], string.format('%.0f', tats[i]),
+for i, r in ipairs(rules) do
+  redis.call('SET', r.tat, string.format('%.0f', tats[i]),
              'PX', math.ceil((tats[i] - now) / 1000) + 1)
 end
-return {0, best_limit, best, best_reset, best_i}
+return best
 "#;
 
 /// A subject's key for a rule: `rl:<action>:<scope>:<subject>:<what>`
@@ -149,7 +174,20 @@ fn secs_from_micros(us: i64) -> u64 {
     (us.max(0) as u64).div_ceil(1_000_000)
 }
 
-/// Checks `action` for `subjects`.
+fn scope_of(code: i64) -> Result<Scope, SqlError> {
+    match code {
+        1 => Ok(Scope::Ip),
+        2 => Ok(Scope::User),
+        3 => Ok(Scope::Anon),
+        other => Err(SqlError::Decode(format!(
+            "rate-limit reply names scope {other}"
+        ))),
+    }
+}
+
+/// Checks `action` for `subjects`: one Redis round trip while the rules are
+/// cached; on a miss the rules (and active bans) are loaded from Postgres
+/// into Redis and the check runs again.
 pub async fn check(
     sql: &impl Sql,
     cache: &impl Cache,
@@ -157,74 +195,60 @@ pub async fn check(
     subjects: &Subjects,
     now: DateTime<Utc>,
 ) -> Result<Decision, SqlError> {
-    let rules = match rules::cached(cache).await {
-        Ok(Some(rules)) => rules,
-        Ok(None) => {
-            let rules = rules::load(sql).await?;
-            rules::fill(cache, &rules).await;
-            restore_bans(sql, cache, now).await;
-            rules
+    let text = |s: Option<String>| CacheArg::from(s.unwrap_or_default());
+    let args = [
+        CHECK.into(),
+        CacheArg::Int(1),
+        cache.key(rules::CACHE_KEY).into(),
+        cache.key("rl:").into(),
+        action.into(),
+        text(subjects.get(Scope::Ip)),
+        text(subjects.get(Scope::User)),
+        text(subjects.get(Scope::Anon)),
+    ];
+    let mut reply = Vec::new();
+    for attempt in 0..2 {
+        reply = match cache.execute("EVAL", &args).await {
+            Ok(r) => ints(&r),
+            Err(e) => return degraded(sql, action, subjects, &e.to_string()).await,
+        };
+        if reply.as_slice() != [-1] || attempt == 1 {
+            break;
         }
-        Err(e) => return degraded(sql, action, subjects, &e.to_string()).await,
-    };
-    let applicable: Vec<(Rule, String)> = rules
-        .into_iter()
-        .filter(|r| r.enabled && r.action == action)
-        .filter_map(|r| subjects.get(r.scope).map(|s| (r, s)))
-        .collect();
-    if applicable.is_empty() {
-        return Ok(Decision::Unlimited);
+        let rules = rules::load(sql).await?;
+        rules::fill(cache, &rules).await;
+        restore_bans(sql, cache, now).await;
     }
-    let mut args: Vec<CacheArg> = vec![GCRA.into(), CacheArg::Int(applicable.len() as i64 * 3)];
-    for (rule, subject) in &applicable {
-        // The arrival time is kept per rule shape, so a changed rule starts
-        // counting afresh instead of reading the old rule's state.
-        let tat = format!("tat:{}/{}", rule.limit_count, rule.window_seconds);
-        for what in [tat.as_str(), "violations", "ban"] {
-            args.push(subject_key(cache, &rule.action, rule.scope.as_str(), subject, what).into());
-        }
-    }
-    for (rule, _) in &applicable {
-        args.push(CacheArg::Int(i64::from(rule.limit_count)));
-        args.push(CacheArg::Int(i64::from(rule.window_seconds) * 1_000_000));
-        args.push(CacheArg::Int(i64::from(
-            rule.ban_after_violations.unwrap_or(0),
-        )));
-        args.push(CacheArg::Int(
-            i64::from(rule.ban_seconds.unwrap_or(0)) * 1000,
-        ));
-    }
-    let reply = match cache.execute("EVAL", &args).await {
-        Ok(r) => ints(&r),
-        Err(e) => return degraded(sql, action, subjects, &e.to_string()).await,
-    };
-    let pick = |i: i64| applicable.get((i - 1).max(0) as usize).cloned();
+    let subject = |scope: Scope| subjects.get(scope).unwrap_or_default();
     match reply.as_slice() {
-        [0, limit, remaining, reset, i] => Ok(Decision::Allowed {
+        // Still not cached (the fill failed): no rule can be applied.
+        [-1] | [-2] => Ok(Decision::Unlimited),
+        [0, limit, remaining, reset, window] => Ok(Decision::Allowed {
             limit: *limit as u32,
-            window_seconds: pick(*i).map_or(0, |(r, _)| r.window_seconds),
+            window_seconds: *window as u32,
             remaining: (*remaining).max(0) as u32,
             reset_secs: secs_from_micros(*reset),
         }),
-        [1, i, retry, violations, banned] => {
-            let (rule, subject) = pick(*i)
-                .ok_or_else(|| SqlError::Decode("rate-limit reply names no rule".into()))?;
+        [1, scope, retry, violations, banned, limit, window, ban] => {
+            let scope = scope_of(*scope)?;
             let decision = Decision::Limited {
-                rule,
-                subject,
+                scope,
+                subject: subject(scope),
+                limit: *limit as u32,
+                window_seconds: *window as u32,
+                ban_seconds: *ban as u32,
                 retry_after_secs: secs_from_micros(*retry).max(1),
                 violations: *violations,
                 banned_now: *banned == 1,
             };
-            record_violation(sql, &decision, now).await;
+            record_violation(sql, action, &decision, now).await;
             Ok(decision)
         }
-        [2, i, left_ms] => {
-            let (rule, subject) = pick(*i)
-                .ok_or_else(|| SqlError::Decode("rate-limit reply names no rule".into()))?;
+        [2, scope, left_ms] => {
+            let scope = scope_of(*scope)?;
             Ok(Decision::Banned {
-                scope: rule.scope,
-                subject,
+                scope,
+                subject: subject(scope),
                 retry_after_secs: ((*left_ms).max(0) as u64).div_ceil(1000),
             })
         }
@@ -237,12 +261,13 @@ pub async fn check(
 /// The first refusal of a violation window, and a refusal that earns a
 /// ban, are written to Postgres; the refusals in between are counted in
 /// Redis only, so a flood meets Redis, not the database.
-async fn record_violation(sql: &impl Sql, decision: &Decision, now: DateTime<Utc>) {
+async fn record_violation(sql: &impl Sql, action: &str, decision: &Decision, now: DateTime<Utc>) {
     let Decision::Limited {
-        rule,
+        scope,
         subject,
         violations,
         banned_now,
+        ban_seconds,
         ..
     } = decision
     else {
@@ -261,12 +286,12 @@ async fn record_violation(sql: &impl Sql, decision: &Decision, now: DateTime<Utc
                     $4 + make_interval(secs => $6) \
              WHERE $7",
             &[
-                SqlValue::Text(rule.action.clone()),
-                SqlValue::Text(rule.scope.as_str().into()),
+                SqlValue::Text(action.to_owned()),
+                SqlValue::Text(scope.as_str().into()),
                 SqlValue::Text(subject.clone()),
                 SqlValue::Timestamp(now),
                 SqlValue::Int64(*violations),
-                SqlValue::Float64(f64::from(rule.ban_seconds.unwrap_or(0))),
+                SqlValue::Float64(f64::from(*ban_seconds)),
                 SqlValue::Bool(*banned_now),
             ],
         )
@@ -275,7 +300,7 @@ async fn record_violation(sql: &impl Sql, decision: &Decision, now: DateTime<Utc
         village_platform::log::event(
             "WARNING",
             "rate-limit violation not recorded",
-            serde_json::json!({ "action": rule.action, "error": e.to_string() }),
+            serde_json::json!({ "action": action, "error": e.to_string() }),
         );
     }
 }
@@ -426,18 +451,16 @@ impl Decision {
                 refusal: None,
             },
             Decision::Limited {
-                rule,
+                limit,
+                window_seconds,
                 retry_after_secs,
                 ..
             } => Verdict {
                 headers: [
-                    header("ratelimit-limit", rule.limit_count),
+                    header("ratelimit-limit", limit),
                     header("ratelimit-remaining", 0),
                     header("ratelimit-reset", retry_after_secs),
-                    header(
-                        "ratelimit-policy",
-                        format!("{};w={}", rule.limit_count, rule.window_seconds),
-                    ),
+                    header("ratelimit-policy", format!("{limit};w={window_seconds}")),
                 ]
                 .into_iter()
                 .flatten()

@@ -1,5 +1,6 @@
 //! `village-bench runtime`: how close the runtime comes to a native server.
-//! (`village-bench jobs` is in `jobs.rs`.)
+//! (`village-bench jobs` is in `jobs.rs`, `village-bench guards` in
+//! `guards.rs`.)
 //!
 //! In one run, on one machine, it drives (1) a trivial Spin component
 //! (`hello-fixture`, path `/hello`) served by the runtime and (2) a
@@ -26,6 +27,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::Parser;
 
+mod guards;
 mod jobs;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::server::conn::http1;
@@ -40,6 +42,8 @@ enum Bench {
     Runtime(Args),
     /// The job queue: enqueue and drain no-op jobs through Postgres.
     Jobs(jobs::JobsArgs),
+    /// One flag evaluation + one rate-limit check per request, beside an empty request.
+    Guards(guards::GuardsArgs),
 }
 
 #[derive(clap::Args)]
@@ -199,6 +203,7 @@ fn main() -> anyhow::Result<()> {
     match Bench::parse() {
         Bench::Runtime(args) => tokio::runtime::Runtime::new()?.block_on(runtime(args)),
         Bench::Jobs(args) => jobs::run(args),
+        Bench::Guards(args) => guards::run(args),
     }
 }
 
