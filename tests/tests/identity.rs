@@ -142,6 +142,39 @@ async fn sign_in(app: &TestApp, provider: &str, jar: &mut Jar) -> reqwest::Respo
     callback
 }
 
+/// The merge consent page: its HTML and the offer id in its form.
+async fn merge_page(app: &TestApp, jar: &Jar) -> (String, String) {
+    let html = app
+        .client
+        .get(app.url("/auth/merge"))
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .expect("merge page")
+        .text()
+        .await
+        .expect("html");
+    let marker = "name=\"offer\" value=\"";
+    let start = html.find(marker).expect("offer") + marker.len();
+    let offer = html[start..start + 36].to_owned();
+    (html, offer)
+}
+
+/// Answers the merge offer (`accept` or `decline`); the jar takes the
+/// answer's cookies.
+async fn decide_merge(app: &TestApp, jar: &mut Jar, offer: &str, decision: &str) -> u16 {
+    let r = app
+        .client
+        .post(app.url("/auth/merge"))
+        .header("cookie", jar.header())
+        .form(&[("offer", offer), ("decision", decision)])
+        .send()
+        .await
+        .expect("decision");
+    jar.take(&r);
+    r.status().as_u16()
+}
+
 async fn session(app: &TestApp, jar: &Jar) -> Value {
     app.client
         .get(app.url("/auth/session"))
@@ -401,31 +434,10 @@ async fn anonymous_layout_merges_into_the_account_only_with_consent() {
 
     let done = sign_in(&app, "google", &mut jar).await;
     assert_eq!(location(&done), "/auth/merge");
-    let page = app
-        .client
-        .get(app.url("/auth/merge"))
-        .header("cookie", jar.header())
-        .send()
-        .await
-        .expect("merge page");
-    let html = page.text().await.expect("html");
+    let (html, offer) = merge_page(&app, &jar).await;
     assert!(html.contains("1 widget"), "{html}");
-    let offer = {
-        let marker = "name=\"offer\" value=\"";
-        let start = html.find(marker).expect("offer") + marker.len();
-        html[start..start + 36].to_owned()
-    };
     let old_anon = jar.0["vu_anon_id"].clone();
-    let accept = app
-        .client
-        .post(app.url("/auth/merge"))
-        .header("cookie", jar.header())
-        .form(&[("offer", offer.as_str()), ("decision", "accept")])
-        .send()
-        .await
-        .expect("accept");
-    assert_eq!(accept.status(), 303);
-    jar.take(&accept);
+    assert_eq!(decide_merge(&app, &mut jar, &offer, "accept").await, 303);
     assert_ne!(
         jar.0["vu_anon_id"], old_anon,
         "the anonymous cookie is rotated"
@@ -462,31 +474,8 @@ async fn anonymous_layout_merges_into_the_account_only_with_consent() {
     assert_eq!(put.status(), 200);
     let done = sign_in(&app, "google", &mut other).await;
     assert_eq!(location(&done), "/auth/merge");
-    let html = app
-        .client
-        .get(app.url("/auth/merge"))
-        .header("cookie", other.header())
-        .send()
-        .await
-        .expect("merge page")
-        .text()
-        .await
-        .expect("html");
-    let offer = {
-        let marker = "name=\"offer\" value=\"";
-        let start = html.find(marker).expect("offer") + marker.len();
-        html[start..start + 36].to_owned()
-    };
-    let decline = app
-        .client
-        .post(app.url("/auth/merge"))
-        .header("cookie", other.header())
-        .form(&[("offer", offer.as_str()), ("decision", "decline")])
-        .send()
-        .await
-        .expect("decline");
-    assert_eq!(decline.status(), 303);
-    other.take(&decline);
+    let (_, offer) = merge_page(&app, &other).await;
+    assert_eq!(decide_merge(&app, &mut other, &offer, "decline").await, 303);
     let prefs: Value = app
         .get("/api/preferences", Some(&other.header()))
         .await
@@ -757,28 +746,9 @@ async fn feature_flag_cohorts_survive_sign_in_and_the_merge() {
     assert_eq!(location(&done), "/auth/merge");
     assert_eq!(probes(&app, &jar).await, anonymous, "unchanged by sign-in");
 
-    let html = app
-        .client
-        .get(app.url("/auth/merge"))
-        .header("cookie", jar.header())
-        .send()
-        .await
-        .expect("merge page")
-        .text()
-        .await
-        .expect("html");
-    let marker = "name=\"offer\" value=\"";
-    let start = html.find(marker).expect("offer") + marker.len();
-    let accept = app
-        .client
-        .post(app.url("/auth/merge"))
-        .header("cookie", jar.header())
-        .form(&[("offer", &html[start..start + 36]), ("decision", "accept")])
-        .send()
-        .await
-        .expect("accept");
+    let (_, offer) = merge_page(&app, &jar).await;
     let old_anon = jar.0["vu_anon_id"].clone();
-    jar.take(&accept);
+    assert_eq!(decide_merge(&app, &mut jar, &offer, "accept").await, 303);
     assert_ne!(
         jar.0["vu_anon_id"], old_anon,
         "the anonymous id was rotated"

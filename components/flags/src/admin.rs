@@ -1,9 +1,8 @@
 //! `/admin/api/flags`: list, view, create and change flags. Who may call it
 //! is decided before (permission `manage_flags`); here every change needs a
 //! reason, and the change and its audit row (before and after) are written
-//! by one statement, so no flag changes without its trail. The audit row is
-//! built from a serialised [`AuditEntry`] (`$7`), the same fields
-//! `village_platform::audit::record` writes.
+//! by one statement (the SQL function `audit_record`, migration V12), so no
+//! flag changes without its trail.
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -242,7 +241,7 @@ fn audit_json(
     entry.target_type = Some("feature_flag".into());
     entry.target_id = Some(key.to_owned());
     entry.reason = Some(reason.to_owned());
-    SqlValue::Json(serde_json::to_value(&entry).unwrap_or_default())
+    entry.as_param()
 }
 
 fn opt<T>(v: Option<T>, f: impl FnOnce(T) -> SqlValue) -> SqlValue {
@@ -274,13 +273,7 @@ async fn create(
                          coalesce($6, false)) \
                  ON CONFLICT (key) DO NOTHING \
                  RETURNING feature_flag_json(feature_flags) AS j), \
-             audit AS ( \
-                 INSERT INTO audit_log (actor_user_id, actor_label, action, target_type, \
-                     target_id, reason, before, after, ip, user_agent, trace_id) \
-                 SELECT (a->>'actor_user_id')::uuid, a->>'actor_label', a->>'action', \
-                        a->>'target_type', a->>'target_id', a->>'reason', NULL, ins.j, \
-                        a->>'ip', a->>'user_agent', a->>'trace_id' \
-                 FROM ins, (SELECT $7::jsonb AS a) e RETURNING id) \
+             audit AS (SELECT audit_record($7, NULL, ins.j) AS id FROM ins) \
              SELECT ins.j AS flag FROM ins, audit",
             &[
                 SqlValue::Text(key.to_owned()),
@@ -319,13 +312,7 @@ async fn update(
                      updated_at = now() \
                  WHERE key = $1 \
                  RETURNING feature_flag_json(feature_flags) AS j), \
-             audit AS ( \
-                 INSERT INTO audit_log (actor_user_id, actor_label, action, target_type, \
-                     target_id, reason, before, after, ip, user_agent, trace_id) \
-                 SELECT (a->>'actor_user_id')::uuid, a->>'actor_label', a->>'action', \
-                        a->>'target_type', a->>'target_id', a->>'reason', old.j, upd.j, \
-                        a->>'ip', a->>'user_agent', a->>'trace_id' \
-                 FROM upd, old, (SELECT $7::jsonb AS a) e RETURNING id) \
+             audit AS (SELECT audit_record($7, old.j, upd.j) AS id FROM upd, old) \
              SELECT old.j AS before, upd.j AS after FROM upd, old, audit",
             &[
                 SqlValue::Text(key.to_owned()),

@@ -6,7 +6,7 @@
 //! answers, nothing: every flag evaluates off, which keeps every kill switch
 //! killed.
 
-use village_platform::cache::{Cache, CacheArg, CacheValue};
+use village_platform::cache::{self, Cache};
 use village_platform::sql::{Sql, SqlError};
 
 use crate::model::FlagDef;
@@ -55,35 +55,21 @@ pub async fn load(sql: &impl Sql) -> Result<Vec<FlagDef>, SqlError> {
 
 /// The definitions, from wherever they can be had (see the module docs).
 pub async fn definitions(sql: &impl Sql, cache: &impl Cache) -> Definitions {
-    let redis_up = match cache.execute("GET", &[cache.key(CACHE_KEY).into()]).await {
-        Ok(reply) => {
-            if let Some(CacheValue::Bytes(b)) = reply.first()
-                && let Ok(flags) = serde_json::from_slice::<Vec<FlagDef>>(b)
-            {
-                return Definitions {
-                    flags,
-                    source: Source::Cache,
-                };
-            }
-            true
+    let key = cache.key(CACHE_KEY);
+    let redis_up = match cache::get_json::<Vec<FlagDef>>(cache, &key).await {
+        Ok(Some(flags)) => {
+            return Definitions {
+                flags,
+                source: Source::Cache,
+            };
         }
+        Ok(None) => true,
         Err(_) => false,
     };
     match load(sql).await {
         Ok(flags) => {
-            if redis_up && let Ok(json) = serde_json::to_vec(&flags) {
-                // A failed refill only costs the next request a query.
-                let _ = cache
-                    .execute(
-                        "SET",
-                        &[
-                            cache.key(CACHE_KEY).into(),
-                            CacheArg::Bytes(json),
-                            "EX".into(),
-                            CacheArg::Int(CACHE_TTL_SECS),
-                        ],
-                    )
-                    .await;
+            if redis_up {
+                cache::put_json(cache, &key, &flags, CACHE_TTL_SECS).await;
             }
             Definitions {
                 flags,
@@ -107,11 +93,5 @@ pub async fn definitions(sql: &impl Sql, cache: &impl Cache) -> Definitions {
 /// Drops the cached definitions: every pod reads the change on its next
 /// evaluation. A lost invalidation is healed by the TTL.
 pub async fn invalidate(cache: &impl Cache) {
-    if let Err(e) = cache.execute("DEL", &[cache.key(CACHE_KEY).into()]).await {
-        village_platform::log::event(
-            "WARNING",
-            "flag cache not invalidated; it expires within its TTL",
-            serde_json::json!({ "error": e.to_string(), "ttl_secs": CACHE_TTL_SECS }),
-        );
-    }
+    cache::forget(cache, &cache.key(CACHE_KEY), CACHE_TTL_SECS).await;
 }

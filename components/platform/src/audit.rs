@@ -40,6 +40,15 @@ impl AuditEntry {
     }
 }
 
+impl AuditEntry {
+    /// The entry as one JSON parameter, for the SQL function
+    /// `audit_record(entry, before, after)` (migration V12): a statement can
+    /// then write a change and its audit row together.
+    pub fn as_param(&self) -> SqlValue {
+        SqlValue::Json(serde_json::to_value(self).unwrap_or_default())
+    }
+}
+
 fn opt_text(v: &Option<String>) -> SqlValue {
     v.clone().map(SqlValue::Text).unwrap_or(SqlValue::Null)
 }

@@ -122,6 +122,54 @@ pub async fn counters(
     Ok(fields)
 }
 
+/// A JSON value cached under `key` (a [`Cache::key`]): `Ok(None)` on a miss
+/// or an unreadable value, `Err` when Redis cannot answer.
+pub async fn get_json<T: serde::de::DeserializeOwned>(
+    cache: &impl Cache,
+    key: &str,
+) -> Result<Option<T>, CacheError> {
+    let reply = cache.execute("GET", &[key.into()]).await?;
+    Ok(match reply.first() {
+        Some(CacheValue::Bytes(b)) => serde_json::from_slice(b).ok(),
+        _ => None,
+    })
+}
+
+/// Caches `value` under `key` for `ttl_secs`. Best effort: a failure only
+/// costs the next reader a trip to the source.
+pub async fn put_json<T: serde::Serialize>(
+    cache: &impl Cache,
+    key: &str,
+    value: &T,
+    ttl_secs: i64,
+) {
+    if let Ok(json) = serde_json::to_vec(value) {
+        let _ = cache
+            .execute(
+                "SET",
+                &[
+                    key.into(),
+                    CacheArg::Bytes(json),
+                    "EX".into(),
+                    CacheArg::Int(ttl_secs),
+                ],
+            )
+            .await;
+    }
+}
+
+/// Drops a cached value after its source changed. A lost deletion heals
+/// when the value's `ttl_secs` runs out, which the warning says.
+pub async fn forget(cache: &impl Cache, key: &str, ttl_secs: i64) {
+    if let Err(e) = cache.execute("DEL", &[key.into()]).await {
+        crate::log::event(
+            "WARNING",
+            "cached value not invalidated; it expires within its TTL",
+            serde_json::json!({ "key": key, "error": e.to_string(), "ttl_secs": ttl_secs }),
+        );
+    }
+}
+
 /// The key namespace for a deployment using the database at `database_url`:
 /// the database's name (`village` in production), or `village` when the URL
 /// names none.

@@ -1,7 +1,7 @@
 //! `/admin/api/rate-limits` (permission `manage_system`, checked before):
 //! view rules, bans and recent violations; set a rule; lift a ban. Every
 //! change needs a reason and is written with its audit row by one
-//! statement.
+//! statement (the SQL function `audit_record`, migration V12).
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -144,7 +144,7 @@ fn audit_json(
     e.target_type = Some("rate_limit".into());
     e.target_id = Some(target.to_owned());
     e.reason = Some(reason.to_owned());
-    SqlValue::Json(serde_json::to_value(&e).unwrap_or_default())
+    e.as_param()
 }
 
 pub async fn handle(
@@ -295,13 +295,7 @@ async fn put_rule(
                      ban_seconds = EXCLUDED.ban_seconds, enabled = EXCLUDED.enabled, \
                      description = EXCLUDED.description, updated_at = now() \
                  RETURNING rate_limit_rule_json(rate_limit_rules) AS j), \
-             audit AS ( \
-                 INSERT INTO audit_log (actor_user_id, actor_label, action, target_type, \
-                     target_id, reason, before, after, ip, user_agent, trace_id) \
-                 SELECT (a->>'actor_user_id')::uuid, a->>'actor_label', a->>'action', \
-                        a->>'target_type', a->>'target_id', a->>'reason', \
-                        (SELECT j FROM old), up.j, a->>'ip', a->>'user_agent', a->>'trace_id' \
-                 FROM up, (SELECT $10::jsonb AS a) e RETURNING id) \
+             audit AS (SELECT audit_record($10, (SELECT j FROM old), up.j) AS id FROM up) \
              SELECT (SELECT j FROM old) AS before, up.j AS after FROM up, audit",
             &[
                 SqlValue::Text(rule.action.clone()),
@@ -351,15 +345,11 @@ async fn lift_ban(
                  WHERE id = $1 AND lifted_at IS NULL \
                  RETURNING id, action, scope, subject, expires_at), \
              audit AS ( \
-                 INSERT INTO audit_log (actor_user_id, actor_label, action, target_type, \
-                     target_id, reason, before, after, ip, user_agent, trace_id) \
-                 SELECT (a->>'actor_user_id')::uuid, a->>'actor_label', a->>'action', \
-                        a->>'target_type', a->>'target_id', a->>'reason', \
-                        jsonb_build_object('ban', l.id, 'action', l.action, 'scope', l.scope, \
-                                           'subject', l.subject, 'expires_at', l.expires_at), \
-                        jsonb_build_object('lifted', true), \
-                        a->>'ip', a->>'user_agent', a->>'trace_id' \
-                 FROM lifted l, (SELECT $4::jsonb AS a) e RETURNING id) \
+                 SELECT audit_record($4, \
+                     jsonb_build_object('ban', l.id, 'action', l.action, 'scope', l.scope, \
+                                        'subject', l.subject, 'expires_at', l.expires_at), \
+                     jsonb_build_object('lifted', true)) AS id \
+                 FROM lifted l) \
              SELECT l.id, l.action, l.scope, l.subject FROM lifted l, audit",
             &[
                 SqlValue::Int64(id),

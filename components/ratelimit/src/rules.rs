@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use village_platform::cache::{Cache, CacheArg, CacheValue};
+use village_platform::cache::{self, Cache};
 use village_platform::sql::{Sql, SqlError};
 
 /// Who a rule counts.
@@ -94,43 +94,13 @@ pub async fn load(sql: &impl Sql) -> Result<Vec<Rule>, SqlError> {
         .map_err(|e| SqlError::Decode(format!("rate_limit_rules: {e}")))
 }
 
-/// Rules from the Redis cache: `Ok(None)` on a miss, `Err` when Redis is
-/// down.
-pub async fn cached(
-    cache: &impl Cache,
-) -> Result<Option<Vec<Rule>>, village_platform::cache::CacheError> {
-    let reply = cache.execute("GET", &[cache.key(CACHE_KEY).into()]).await?;
-    Ok(match reply.first() {
-        Some(CacheValue::Bytes(b)) => serde_json::from_slice(b).ok(),
-        _ => None,
-    })
-}
-
 /// Fills the cache (best effort: a failure costs the next request a query).
 pub async fn fill(cache: &impl Cache, rules: &[Rule]) {
-    if let Ok(json) = serde_json::to_vec(rules) {
-        let _ = cache
-            .execute(
-                "SET",
-                &[
-                    cache.key(CACHE_KEY).into(),
-                    CacheArg::Bytes(json),
-                    "EX".into(),
-                    CacheArg::Int(CACHE_TTL_SECS),
-                ],
-            )
-            .await;
-    }
+    cache::put_json(cache, &cache.key(CACHE_KEY), &rules, CACHE_TTL_SECS).await;
 }
 
 /// Drops the cached rules after a change; a lost invalidation heals within
 /// the TTL.
 pub async fn invalidate(cache: &impl Cache) {
-    if let Err(e) = cache.execute("DEL", &[cache.key(CACHE_KEY).into()]).await {
-        village_platform::log::event(
-            "WARNING",
-            "rate-limit rule cache not invalidated; it expires within its TTL",
-            serde_json::json!({ "error": e.to_string(), "ttl_secs": CACHE_TTL_SECS }),
-        );
-    }
+    cache::forget(cache, &cache.key(CACHE_KEY), CACHE_TTL_SECS).await;
 }
