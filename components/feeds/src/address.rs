@@ -1,0 +1,200 @@
+//! Feed URLs a visitor may ask us to fetch. A feed fetch is a request our
+//! servers make on a user's say-so, so it must never reach what only our
+//! servers can reach: only `http`/`https`, no credentials in the URL, and no
+//! loopback, private, link-local, shared (CGNAT), unspecified, multicast or
+//! documentation addresses, nor the names that mean them (`localhost`,
+//! `*.localhost`, `*.local`, `*.internal`). Tests name their local feed
+//! server in an allow-list.
+//!
+//! A public name can still resolve to a private address, and a Spin guest
+//! cannot resolve names itself: the component's `allowed_outbound_hosts` and
+//! the cluster's egress policy are the fence for that; this check refuses
+//! everything that is refusable from the URL alone.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use url::{Host, Url};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    #[error("not a URL: {0}")]
+    Malformed(String),
+    #[error("only http and https feeds can be fetched")]
+    Scheme,
+    #[error("a feed URL may not carry a user name or password")]
+    Credentials,
+    #[error("feed URLs need a host name")]
+    NoHost,
+    #[error("that address is not on the public internet")]
+    NotPublic,
+}
+
+/// A feed URL that passed the checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedUrl(Url);
+
+impl FeedUrl {
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    pub fn url(&self) -> &Url {
+        &self.0
+    }
+}
+
+/// Checks `input`; `allowed_hosts` (`host` or `host:port`) are let through
+/// whatever their address (the tests' local feed server).
+pub fn check(input: &str, allowed_hosts: &[String]) -> Result<FeedUrl, AddressError> {
+    let url = Url::parse(input.trim()).map_err(|e| AddressError::Malformed(e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(AddressError::Scheme);
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(AddressError::Credentials);
+    }
+    let host = url.host().ok_or(AddressError::NoHost)?;
+    let host_text = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    let with_port = match url.port() {
+        Some(p) => format!("{host_text}:{p}"),
+        None => host_text.clone(),
+    };
+    if allowed_hosts
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(&host_text) || a.eq_ignore_ascii_case(&with_port))
+    {
+        return Ok(FeedUrl(url));
+    }
+    let public = match host {
+        Host::Ipv4(ip) => is_public_v4(ip),
+        Host::Ipv6(ip) => is_public_v6(ip),
+        Host::Domain(name) => is_public_name(name),
+    };
+    if public {
+        Ok(FeedUrl(url))
+    } else {
+        Err(AddressError::NotPublic)
+    }
+}
+
+fn is_public_name(name: &str) -> bool {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    let internal = ["localhost", "local", "internal", "localdomain", "home.arpa"];
+    !name.is_empty()
+        && name.contains('.')
+        && !internal
+            .iter()
+            .any(|s| name == *s || name.ends_with(&format!(".{s}")))
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, c, _] = ip.octets();
+    !(ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || ip.is_documentation()
+        || a == 0
+        // 100.64.0.0/10: shared address space (carrier-grade NAT).
+        || (a == 100 && (64..128).contains(&b))
+        // 192.0.0.0/24: IETF protocol assignments; 198.18.0.0/15: benchmarking.
+        || (a == 192 && b == 0 && c == 0)
+        || (a == 198 && (18..20).contains(&b))
+        // 240.0.0.0/4: reserved.
+        || a >= 240)
+}
+
+fn is_public_v6(ip: Ipv6Addr) -> bool {
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return is_public_v4(v4);
+    }
+    let first = ip.segments()[0];
+    !(ip.is_loopback()
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        // fc00::/7 unique local, fe80::/10 link-local, 2001:db8::/32 documentation.
+        || (first & 0xfe00) == 0xfc00
+        || (first & 0xffc0) == 0xfe80
+        || (first == 0x2001 && ip.segments()[1] == 0x0db8))
+}
+
+/// Whether `ip` is public by the same rules (for a resolved address).
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => is_public_v6(v6),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_http_feeds_pass() {
+        for ok in [
+            "https://www.bbc.co.uk/news/rss.xml",
+            "http://feeds.example.org/atom",
+            "https://93.184.216.34/feed.json",
+            "https://[2606:2800:220:1::]/feed",
+        ] {
+            assert!(check(ok, &[]).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn everything_only_our_servers_can_reach_is_refused() {
+        for bad in [
+            "http://127.0.0.1/feed",
+            "http://127.8.9.10:6379/",
+            "http://localhost:5432/",
+            "http://api.localhost/",
+            "http://printer.local/",
+            "http://metadata.google.internal/computeMetadata/v1/",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://10.0.0.5/",
+            "http://172.16.1.1/",
+            "http://192.168.1.1/",
+            "http://100.64.0.1/",
+            "http://0.0.0.0/",
+            "http://[::1]/",
+            "http://[fd00::1]/",
+            "http://[fe80::1]/",
+            "http://[::ffff:10.0.0.1]/",
+            "http://intranet/",
+            "http://2130706433/",
+        ] {
+            assert_eq!(check(bad, &[]), Err(AddressError::NotPublic), "{bad}");
+        }
+    }
+
+    #[test]
+    fn other_schemes_and_credentials_are_refused() {
+        assert_eq!(check("file:///etc/passwd", &[]), Err(AddressError::Scheme));
+        assert_eq!(
+            check("gopher://example.org/", &[]),
+            Err(AddressError::Scheme)
+        );
+        assert_eq!(
+            check("https://user:pw@example.org/feed", &[]),
+            Err(AddressError::Credentials)
+        );
+        assert!(matches!(
+            check("not a url", &[]),
+            Err(AddressError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn the_allow_list_lets_a_test_server_through() {
+        let allowed = vec!["127.0.0.1:8089".to_owned()];
+        assert!(check("http://127.0.0.1:8089/rss.xml", &allowed).is_ok());
+        assert_eq!(
+            check("http://127.0.0.1:8090/rss.xml", &allowed),
+            Err(AddressError::NotPublic),
+            "another port is not allowed"
+        );
+    }
+}
