@@ -45,6 +45,8 @@ pub enum Misbehaviour {
     Expired,
     /// Signed with a key that is not in the JWKS, under the published kid.
     Forged,
+    /// The token endpoint never answers (well, not for 30 s).
+    Hang,
 }
 
 /// The person who "consents" at the provider.
@@ -233,6 +235,15 @@ async fn route(req: hyper::Request<hyper::body::Incoming>, st: &Mutex<State>, ke
         .await
         .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
         .unwrap_or_default();
+    let hang = lock(st).misbehaviour == Misbehaviour::Hang;
+    if hang
+        && matches!(
+            path.as_str(),
+            "/token" | "/auth/token" | "/v21.0/oauth/access_token"
+        )
+    {
+        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+    }
     match (method.as_str(), path.as_str()) {
         ("GET", "/o/oauth2/v2/auth") | ("GET", "/v21.0/dialog/oauth") => {
             authorize(st, &query, false)
@@ -360,6 +371,7 @@ fn token(st: &Mutex<State>, keys: &Keys, f: &HashMap<String, String>, provider: 
             claims["exp"] = (now - 3600).into();
         }
         Misbehaviour::Forged => signing = &keys.forged,
+        Misbehaviour::Hang => {}
     }
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some("local-1".into());

@@ -332,6 +332,23 @@ async fn forged_replayed_and_mismatched_sign_ins_are_refused_and_audited() {
 }
 
 #[tokio::test]
+async fn a_provider_that_does_not_answer_fails_the_sign_in_at_the_timeout() {
+    let provider = Provider::start().await;
+    let app = app_with(&provider).await;
+    provider.misbehave(Misbehaviour::Hang);
+    // The provider would answer (correctly) after 30 s; outbound requests
+    // give up after 3 s, so the sign-in fails rather than hangs.
+    let resp = sign_in(&app, "google", &mut Jar::default()).await;
+    assert_eq!(resp.status(), 502);
+    assert_eq!(
+        audit_reasons(&app, "auth.sign_in_failed").await,
+        ["provider_unreachable"]
+    );
+    assert_eq!(app.count("SELECT count(*) FROM sessions").await, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn tampered_tokens_and_reused_refresh_tokens_are_refused() {
     let provider = Provider::start().await;
     let app = app_with(&provider).await;

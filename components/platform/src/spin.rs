@@ -500,8 +500,25 @@ async fn authenticate(
     }
 }
 
-/// Outbound HTTP through `wasi:http`; the host enforces the allow-list.
-pub struct SpinHttp;
+/// Outbound HTTP through `wasi:http` (the host enforces the allow-list),
+/// each exchange bounded by `timeout`: a `wasi:clocks` timer is raced
+/// against it and the request is dropped (cancelled) when the timer wins.
+pub struct SpinHttp {
+    pub timeout: std::time::Duration,
+}
+
+impl SpinHttp {
+    /// The bound on every outbound request unless a caller asks for less.
+    pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+}
+
+impl Default for SpinHttp {
+    fn default() -> Self {
+        SpinHttp {
+            timeout: Self::DEFAULT_TIMEOUT,
+        }
+    }
+}
 
 impl crate::http_client::HttpClient for SpinHttp {
     async fn send(
@@ -509,15 +526,54 @@ impl crate::http_client::HttpClient for SpinHttp {
         request: crate::http_client::HttpRequest,
     ) -> Result<crate::http_client::HttpResponse, crate::http_client::HttpError> {
         use crate::http_client::HttpError;
-        spin_sdk::http::send::<_, http::Response<Vec<u8>>>(request)
-            .await
-            .map_err(|e| {
+        use futures::future::{Either, select};
+        let send = std::pin::pin!(spin_sdk::http::send::<_, http::Response<Vec<u8>>>(request));
+        let timer = Timer::after(self.timeout);
+        match select(send, timer).await {
+            Either::Left((result, _)) => result.map_err(|e| {
                 let text = e.to_string();
                 if text.contains("HttpRequestDenied") {
                     HttpError::Refused(text)
                 } else {
                     HttpError::Failed(text)
                 }
-            })
+            }),
+            Either::Right(((), _)) => Err(HttpError::Timeout(self.timeout)),
+        }
+    }
+}
+
+/// A future that completes at a `wasi:clocks` monotonic deadline, driven by
+/// Spin's executor like the SDK's own I/O futures.
+struct Timer {
+    deadline: u64,
+    registration: Option<spin_executor::CancelOnDropToken>,
+}
+
+impl Timer {
+    fn after(d: std::time::Duration) -> Self {
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        Timer {
+            deadline: wasi::clocks::monotonic_clock::now().saturating_add(nanos),
+            registration: None,
+        }
+    }
+}
+
+impl std::future::Future for Timer {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if wasi::clocks::monotonic_clock::now() >= self.deadline {
+            return std::task::Poll::Ready(());
+        }
+        let pollable = wasi::clocks::monotonic_clock::subscribe_instant(self.deadline);
+        // Replacing the token cancels the previous registration.
+        self.registration =
+            Some(spin_executor::push_waker_and_get_token(pollable, cx.waker().clone()).into());
+        std::task::Poll::Pending
     }
 }

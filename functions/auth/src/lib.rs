@@ -87,7 +87,7 @@ async fn handle(req: Request, out: ResponseOutparam) {
                 request,
                 &settings(env),
                 &env.sql,
-                &SpinHttp,
+                &SpinHttp::default(),
                 ctx,
                 env.clock.now(),
             )
