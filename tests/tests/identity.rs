@@ -142,6 +142,14 @@ async fn sign_in(app: &TestApp, provider: &str, jar: &mut Jar) -> reqwest::Respo
     callback
 }
 
+/// The signed-in user's id, as `/auth/session` reports it.
+async fn user_id(app: &TestApp, jar: &Jar) -> String {
+    session(app, jar).await["user_id"]
+        .as_str()
+        .expect("signed in")
+        .to_owned()
+}
+
 /// The merge consent page: its HTML and the offer id in its form.
 async fn merge_page(app: &TestApp, jar: &Jar) -> (String, String) {
     let html = app
@@ -556,10 +564,7 @@ async fn bootstrap_roles_and_impersonation_are_guarded_and_audited() {
     let mut second = Jar::default();
     provider.set_person("second", "second@example.org", "Second");
     sign_in(&app, "google", &mut second).await;
-    let second_id = session(&app, &second).await["user_id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let second_id = user_id(&app, &second).await;
 
     let boot = |jar: &Jar| {
         app.client
@@ -615,10 +620,7 @@ async fn bootstrap_roles_and_impersonation_are_guarded_and_audited() {
     assert_eq!((code, body["roles"].clone()), (200, json!(["support"])));
 
     // Support may not impersonate an admin …
-    let first_id = session(&app, &first).await["user_id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let first_id = user_id(&app, &first).await;
     let (code, _, _) = call(
         &app,
         reqwest::Method::POST,
@@ -632,10 +634,7 @@ async fn bootstrap_roles_and_impersonation_are_guarded_and_audited() {
     let mut plain = Jar::default();
     provider.set_person("third", "third@example.org", "Third");
     sign_in(&app, "google", &mut plain).await;
-    let plain_id = session(&app, &plain).await["user_id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let plain_id = user_id(&app, &plain).await;
     let (code, _, cookie) = call(
         &app,
         reqwest::Method::POST,

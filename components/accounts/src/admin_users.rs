@@ -44,17 +44,9 @@ fn like_pattern(q: &str) -> String {
     format!("%{escaped}%")
 }
 
+/// The users and audit APIs' `limit`: 25 by default, at most 100.
 pub fn parse_limit(v: Option<&str>) -> Result<i64, AppError> {
-    match v {
-        None => Ok(DEFAULT_LIMIT),
-        Some(s) => match s.parse::<i64>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-            _ => Err(AppError::Validation(vec![FieldError::new(
-                "limit",
-                format!("must be a whole number from 1 to {MAX_LIMIT}"),
-            )])),
-        },
-    }
+    village_platform::admin::parse_limit(v, DEFAULT_LIMIT, MAX_LIMIT)
 }
 
 /// Signed-in accounts matching `q` (e-mail or name), oldest first, paged by

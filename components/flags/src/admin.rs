@@ -7,7 +7,7 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-use village_platform::admin::{parse_body, require_reason};
+use village_platform::admin::{is_snake_key, parse_body, require_reason};
 use village_platform::audit::AuditEntry;
 use village_platform::cache::Cache;
 use village_platform::error::FieldError;
@@ -52,18 +52,11 @@ struct Change {
     reason: String,
 }
 
-fn valid_key(key: &str) -> bool {
-    let mut chars = key.chars();
-    (2..=63).contains(&key.len())
-        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-}
-
 /// Checks every field at once; `creating` requires a key.
 fn validate(body: FlagBody, creating: bool) -> Result<(Option<String>, Change), AppError> {
     let mut errors = Vec::new();
     let key = match (body.key, creating) {
-        (Some(k), true) if valid_key(&k) => Some(k),
+        (Some(k), true) if is_snake_key(&k) => Some(k),
         (Some(_), true) => {
             errors.push(FieldError::new(
                 "key",
@@ -244,12 +237,25 @@ fn audit_json(
     entry.as_param()
 }
 
-fn opt<T>(v: Option<T>, f: impl FnOnce(T) -> SqlValue) -> SqlValue {
-    v.map(f).unwrap_or(SqlValue::Null)
-}
-
-fn uuids_json(ids: &[Uuid]) -> SqlValue {
-    SqlValue::Json(serde_json::json!(ids))
+impl Change {
+    /// `$1`–`$7` of the create and update statements: the key, each field
+    /// (NULL when the change leaves it alone) and the audit entry.
+    fn params(&self, key: &str, audit: SqlValue) -> [SqlValue; 7] {
+        let or_null = |v: Option<SqlValue>| v.unwrap_or(SqlValue::Null);
+        [
+            SqlValue::Text(key.to_owned()),
+            or_null(self.description.clone().map(SqlValue::Text)),
+            or_null(self.enabled.map(SqlValue::Bool)),
+            or_null(self.rollout_percent.map(SqlValue::Int32)),
+            or_null(
+                self.allow_user_ids
+                    .as_ref()
+                    .map(|ids| SqlValue::Json(serde_json::json!(ids))),
+            ),
+            or_null(self.kill_switch.map(SqlValue::Bool)),
+            audit,
+        ]
+    }
 }
 
 fn decode_flag(v: serde_json::Value) -> Result<FlagDef, SqlError> {
@@ -275,15 +281,7 @@ async fn create(
                  RETURNING feature_flag_json(feature_flags) AS j), \
              audit AS (SELECT audit_record($7, NULL, ins.j) AS id FROM ins) \
              SELECT ins.j AS flag FROM ins, audit",
-            &[
-                SqlValue::Text(key.to_owned()),
-                opt(c.description.clone(), SqlValue::Text),
-                opt(c.enabled, SqlValue::Bool),
-                opt(c.rollout_percent, SqlValue::Int32),
-                opt(c.allow_user_ids.as_deref(), uuids_json),
-                opt(c.kill_switch, SqlValue::Bool),
-                audit_json(ctx, actor, "flag.create", key, &c.reason),
-            ],
+            &c.params(key, audit_json(ctx, actor, "flag.create", key, &c.reason)),
         )
         .await?
         .ok_or_else(|| AppError::Conflict(format!("the flag `{key}` exists")))?;
@@ -314,15 +312,7 @@ async fn update(
                  RETURNING feature_flag_json(feature_flags) AS j), \
              audit AS (SELECT audit_record($7, old.j, upd.j) AS id FROM upd, old) \
              SELECT old.j AS before, upd.j AS after FROM upd, old, audit",
-            &[
-                SqlValue::Text(key.to_owned()),
-                opt(c.description.clone(), SqlValue::Text),
-                opt(c.enabled, SqlValue::Bool),
-                opt(c.rollout_percent, SqlValue::Int32),
-                opt(c.allow_user_ids.as_deref(), uuids_json),
-                opt(c.kill_switch, SqlValue::Bool),
-                audit_json(ctx, actor, "flag.update", key, &c.reason),
-            ],
+            &c.params(key, audit_json(ctx, actor, "flag.update", key, &c.reason)),
         )
         .await?
         .ok_or(AppError::NotFound)?;
@@ -376,15 +366,5 @@ mod tests {
         assert_eq!(change.rollout_percent, Some(25));
         assert_eq!(change.enabled, None);
         assert_eq!(change.allow_user_ids, None);
-    }
-
-    #[test]
-    fn keys_are_snake_case() {
-        assert!(valid_key("stocks_widget"));
-        assert!(valid_key("a1"));
-        assert!(!valid_key("a"));
-        assert!(!valid_key("1abc"));
-        assert!(!valid_key("has space"));
-        assert!(!valid_key(&"a".repeat(64)));
     }
 }

@@ -50,12 +50,18 @@ async fn count(sql: &NativeSql, statement: &str, params: &[SqlValue]) -> i64 {
         .expect("n")
 }
 
-async fn patch(w: &World, key: &str, body: serde_json::Value) -> http::StatusCode {
+/// Calls the admin API as an already-authorised caller; the status.
+async fn admin(
+    w: &World,
+    method: http::Method,
+    path: &str,
+    body: serde_json::Value,
+) -> http::StatusCode {
     let body = body.to_string();
     handle(
         FlagsRequest {
-            method: &http::Method::PATCH,
-            path: &format!("/admin/api/flags/{key}"),
+            method: &method,
+            path,
             body: body.as_bytes(),
         },
         &w.sql,
@@ -67,6 +73,16 @@ async fn patch(w: &World, key: &str, body: serde_json::Value) -> http::StatusCod
     .await
     .map(|r| r.status())
     .unwrap_or_else(|e| e.status())
+}
+
+async fn patch(w: &World, key: &str, body: serde_json::Value) -> http::StatusCode {
+    admin(
+        w,
+        http::Method::PATCH,
+        &format!("/admin/api/flags/{key}"),
+        body,
+    )
+    .await
 }
 
 #[tokio::test]
@@ -139,26 +155,17 @@ async fn the_baseline_flags_exist_and_are_cached_until_a_change_invalidates_them
 async fn allow_list_and_kill_switch_take_precedence_through_the_store() {
     let w = world().await;
     let qa = Uuid::new_v4();
-    let body = serde_json::json!({
-        "key": "beta_feature", "description": "QA only", "enabled": false,
-        "rollout_percent": 0, "allow_user_ids": [qa.to_string()], "reason": "QA pass"
-    })
-    .to_string();
-    let created = handle(
-        FlagsRequest {
-            method: &http::Method::POST,
-            path: "/admin/api/flags",
-            body: body.as_bytes(),
-        },
-        &w.sql,
-        &w.cache,
-        &ctx(),
-        None,
-        Utc::now(),
+    let created = admin(
+        &w,
+        http::Method::POST,
+        "/admin/api/flags",
+        serde_json::json!({
+            "key": "beta_feature", "description": "QA only", "enabled": false,
+            "rollout_percent": 0, "allow_user_ids": [qa.to_string()], "reason": "QA pass"
+        }),
     )
-    .await
-    .expect("created");
-    assert_eq!(created.status(), http::StatusCode::CREATED);
+    .await;
+    assert_eq!(created, http::StatusCode::CREATED);
     let now = Utc::now();
     assert!(
         is_enabled(

@@ -46,6 +46,31 @@ pub fn require_reason(reason: Option<&str>, errors: &mut Vec<FieldError>) -> Str
     r.to_owned()
 }
 
+/// A `limit` query parameter: `default` when absent, otherwise a whole
+/// number from 1 to `max`, or a field error on `limit`.
+pub fn parse_limit(value: Option<&str>, default: i64, max: i64) -> Result<i64, AppError> {
+    match value {
+        None => Ok(default),
+        Some(s) => match s.parse::<i64>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(AppError::Validation(vec![FieldError::new(
+                "limit",
+                format!("must be a whole number from 1 to {max}"),
+            )])),
+        },
+    }
+}
+
+/// A machine name as flags and rate-limit actions use them (and the tables'
+/// CHECKs enforce): 2–63 characters, a lowercase letter, then lowercase
+/// letters, digits or `_`.
+pub fn is_snake_key(key: &str) -> bool {
+    let mut chars = key.chars();
+    (2..=63).contains(&key.len())
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,6 +88,26 @@ mod tests {
             "moving teams"
         );
         assert!(ok.is_empty());
+    }
+
+    #[test]
+    fn a_limit_is_defaulted_and_bounded() {
+        assert_eq!(parse_limit(None, 25, 100).ok(), Some(25));
+        assert_eq!(parse_limit(Some("100"), 25, 100).ok(), Some(100));
+        for bad in ["0", "101", "ten", "-1"] {
+            assert!(parse_limit(Some(bad), 25, 100).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn keys_are_snake_case() {
+        assert!(is_snake_key("stocks_widget"));
+        assert!(is_snake_key("a1"));
+        assert!(!is_snake_key("a"));
+        assert!(!is_snake_key("1abc"));
+        assert!(!is_snake_key("Bad-Key"));
+        assert!(!is_snake_key("has space"));
+        assert!(!is_snake_key(&"a".repeat(64)));
     }
 
     #[test]

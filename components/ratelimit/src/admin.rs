@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-use village_platform::admin::{parse_body, require_reason};
+use village_platform::admin::{is_snake_key, parse_body, parse_limit, require_reason};
 use village_platform::audit::AuditEntry;
 use village_platform::cache::Cache;
 use village_platform::error::FieldError;
@@ -62,17 +62,10 @@ struct Violation {
     violations: i64,
 }
 
-fn valid_action(a: &str) -> bool {
-    let mut chars = a.chars();
-    (2..=63).contains(&a.len())
-        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-}
-
 /// Validates a whole rule (a `PUT` replaces it), every error at once.
 fn validate(action: &str, scope: Scope, b: RuleBody) -> Result<(Rule, String), AppError> {
     let mut errors = Vec::new();
-    if !valid_action(action) {
+    if !is_snake_key(action) {
         errors.push(FieldError::new("action", "lowercase letters, digits and _"));
     }
     let mut int = |name: &str, v: Option<i64>, max: i64, required: bool| -> Option<u32> {
@@ -170,18 +163,10 @@ pub async fn handle(
             }),
         )),
         ["violations"] if m == http::Method::GET => {
-            let limit = match url::form_urlencoded::parse(req.query.as_bytes())
+            let limit = url::form_urlencoded::parse(req.query.as_bytes())
                 .find(|(k, _)| k == "limit")
-            {
-                None => 100,
-                Some((_, v)) => v
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|n| (1..=500).contains(n))
-                    .ok_or_else(|| {
-                        AppError::Validation(vec![FieldError::new("limit", "1 to 500")])
-                    })?,
-            };
+                .map(|(_, v)| v.into_owned());
+            let limit = parse_limit(limit.as_deref(), 100, 500)?;
             Ok(web::json(
                 http::StatusCode::OK,
                 &serde_json::json!({ "violations": violations(sql, limit).await? }),
