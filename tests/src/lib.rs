@@ -11,6 +11,7 @@ use village_runtime::{Options, Running};
 pub const TEST_SIGNING_KEY: &str = "test-signing-key-0123456789abcdef-0123456789";
 
 pub mod oidc;
+pub mod stub;
 
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -62,6 +63,19 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Options)) -> TestApp {
         options.variables.insert("db_password".into(), pw);
     }
     configure(&mut options);
+    // The default feeds (migration V14) are real sites this machine cannot
+    // reach: without this, every test app's cron would queue fetches that
+    // fail. News tests add their own feeds from a local feed server.
+    {
+        let (client, conn) = tokio_postgres::connect(&db_url, tokio_postgres::NoTls)
+            .await
+            .expect("connect to the test database");
+        tokio::spawn(conn);
+        client
+            .execute("DELETE FROM feeds WHERE is_default", &[])
+            .await
+            .expect("default feeds removed");
+    }
     let running = village_runtime::start(options, "127.0.0.1:0".parse().expect("address"))
         .await
         .expect("the application starts (were the components built? run scripts/test)");
@@ -160,6 +174,17 @@ impl TestApp {
             village_platform::session::issue_access(&key, user, session, None, chrono::Utc::now())
                 .expect("token");
         (user, format!("vu_access={token}"))
+    }
+
+    /// Runs a cron component now, as its trigger would at `timestamp`
+    /// (tests do not wait for the schedule).
+    pub async fn fire_cron(&self, component: &str) {
+        let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or_default();
+        self.running
+            .app
+            .invoke_cron(component, now)
+            .await
+            .unwrap_or_else(|e| panic!("cron {component} failed: {e:#}"));
     }
 
     pub async fn stop(self) {

@@ -1,5 +1,5 @@
-//! News feeds (issue #7, in progress): the parts that do not need the
-//! network or the database yet.
+//! News feeds (issue #7): which feeds a visitor reads, fetching them on
+//! schedule, their articles stored once, and what the news widget shows.
 //!
 //! - [`address`]: which feed URLs may be fetched at all (http(s) only, never
 //!   private, loopback or link-local addresses — server-side request
@@ -8,10 +8,33 @@
 //!   sanitised, each item with a content hash for dedupe across feeds.
 //! - [`refresh`]: one feed's conditional GET, its items stored once per
 //!   article, its state and backoff.
-//!
-//! Not yet: the cron that enqueues due feeds, the job handler, visitors'
-//! feeds, AI tagging and the widget.
+//! - [`schedule`]: the minute cron's refresh jobs for due feeds, one per slot.
+//! - [`handler`]: the `feeds.refresh` job; new articles schedule AI tagging
+//!   (`village_ai::tagging`).
+//! - [`subscriptions`]: default feeds, a user's own list, each feed's health.
+//! - [`view`]: the widget's articles, tags and feed health.
+//! - [`api`]: `/api/feeds`, `/api/news` and the homepage's forms.
+//! - [`retention`]: old articles and unread feeds pruned daily.
 
 pub mod address;
+pub mod api;
+pub mod handler;
 pub mod parse;
 pub mod refresh;
+pub mod retention;
+pub mod schedule;
+pub mod subscriptions;
+pub mod view;
+
+/// The test allow-list (`feed_allowed_hosts`: comma-separated `host` or
+/// `host:port`) as [`address::check`] takes it.
+pub fn allowed_hosts(setting: &str) -> Vec<String> {
+    setting
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+#[cfg(feature = "spin")]
+pub mod spin_components;

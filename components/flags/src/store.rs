@@ -95,3 +95,12 @@ pub async fn definitions(sql: &impl Sql, cache: &impl Cache) -> Definitions {
 pub async fn invalidate(cache: &impl Cache) {
     cache::forget(cache, &cache.key(CACHE_KEY), CACHE_TTL_SECS).await;
 }
+
+/// A flag read as a system-wide switch, for background work no visitor is
+/// behind (the `ai_tagging` jobs): on when it is enabled, not killed, and
+/// rolled out to anyone at all. Off when the flags cannot be read.
+pub async fn system_switch(sql: &impl Sql, cache: &impl Cache, key: &str) -> bool {
+    let defs = definitions(sql, cache).await;
+    defs.get(key)
+        .is_some_and(|f| f.enabled && !f.kill_switch && f.rollout_percent > 0)
+}

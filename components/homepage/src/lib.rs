@@ -11,19 +11,160 @@ use village_platform::web::{self, Response};
 use village_platform::{AppError, RequestContext};
 use village_preferences::{Owner, Preferences, Theme, WidgetKind};
 
-struct WidgetView {
+struct WidgetView<'n> {
     id: String,
     kind: &'static str,
     size: &'static str,
     title: &'static str,
     empty: &'static str,
+    /// The news widget's content (`None` for other widgets).
+    news: Option<&'n NewsView>,
+}
+
+/// The news widget's content, ready to render.
+#[derive(Debug, Clone, Default)]
+pub struct NewsView {
+    pub items: Vec<NewsItemView>,
+    /// Tags to filter by, most used first.
+    pub tags: Vec<String>,
+    /// The tag being shown, if filtered.
+    pub tag: Option<String>,
+    pub feeds: Vec<FeedView>,
+    /// Set when the news could not be read (the page still renders).
+    pub unavailable: bool,
+    pub can_edit: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewsItemView {
+    pub title: String,
+    pub link: Option<String>,
+    /// Sanitised when stored (`village_feeds::parse`, ammonia).
+    pub summary_html: String,
+    pub sources: String,
+    pub at_iso: String,
+    pub at_text: String,
+    pub tags: Vec<String>,
+    pub tagged: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct FeedView {
+    pub id: i64,
+    pub name: String,
+    pub url: String,
+    /// `ok`, `waiting`, `stale` or `failing`.
+    pub health: &'static str,
+    /// What the visitor is told about a feed that is not `ok`.
+    pub problem: Option<String>,
+}
+
+impl NewsView {
+    pub fn from_news(news: village_feeds::view::News, can_edit: bool, now: DateTime<Utc>) -> Self {
+        use village_feeds::subscriptions::Health;
+        let feeds = news
+            .feeds
+            .iter()
+            .map(|f| {
+                let (health, problem) = match f.health {
+                    Health::Ok => ("ok", None),
+                    Health::Waiting => ("waiting", Some("waiting for its first fetch".to_owned())),
+                    Health::Stale => (
+                        "stale",
+                        Some(format!(
+                            "not updated since {}",
+                            f.last_success_at
+                                .map_or_else(|| "ever".to_owned(), |t| ago(t, now))
+                        )),
+                    ),
+                    Health::Failing => (
+                        "failing",
+                        Some(format!(
+                            "failing: {}; next try {}",
+                            f.last_error.clone().unwrap_or_default(),
+                            until(f.next_fetch_at, now)
+                        )),
+                    ),
+                };
+                FeedView {
+                    id: f.id,
+                    name: f.name().to_owned(),
+                    url: f.url.clone(),
+                    health,
+                    problem,
+                }
+            })
+            .collect();
+        NewsView {
+            items: news
+                .items
+                .into_iter()
+                .map(|i| NewsItemView {
+                    title: i.title,
+                    link: i.link,
+                    summary_html: i.summary_html,
+                    sources: i.sources.join(", "),
+                    at_iso: i.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    at_text: ago(i.at, now),
+                    tags: i.tags,
+                    tagged: i.tagged,
+                })
+                .collect(),
+            tags: news.tags,
+            tag: news.tag,
+            feeds,
+            unavailable: false,
+            can_edit,
+        }
+    }
+
+    fn problems(&self) -> impl Iterator<Item = &FeedView> {
+        self.feeds.iter().filter(|f| f.problem.is_some())
+    }
+}
+
+/// "5 minutes ago", "3 hours ago", "2 days ago".
+fn ago(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let secs = (now - t).num_seconds().max(0);
+    match secs {
+        0..60 => "just now".to_owned(),
+        60..3_600 => plural(secs / 60, "minute", "ago"),
+        3_600..86_400 => plural(secs / 3_600, "hour", "ago"),
+        _ => plural(secs / 86_400, "day", "ago"),
+    }
+}
+
+/// "in 10 minutes", or "soon" when due.
+fn until(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let secs = (t - now).num_seconds();
+    match secs {
+        ..60 => "soon".to_owned(),
+        60..3_600 => format!("in {}", plural(secs / 60, "minute", "")),
+        3_600..86_400 => format!("in {}", plural(secs / 3_600, "hour", "")),
+        _ => format!("in {}", plural(secs / 86_400, "day", "")),
+    }
+    .trim_end()
+    .to_owned()
+}
+
+fn plural(n: i64, unit: &str, suffix: &str) -> String {
+    let s = if n == 1 { "" } else { "s" };
+    format!("{n} {unit}{s} {suffix}").trim_end().to_owned()
+}
+
+impl HomepageTemplate<'_> {
+    /// The homepage filtered to one tag (the value percent-encoded).
+    fn tag_href(&self, tag: &str) -> String {
+        let encoded: String = url::form_urlencoded::byte_serialize(tag.as_bytes()).collect();
+        format!("/?tag={encoded}#widget-news")
+    }
 }
 
 #[derive(Template)]
 #[template(path = "homepage.html")]
 struct HomepageTemplate<'a> {
     theme: &'static str,
-    columns: Vec<Vec<WidgetView>>,
+    columns: Vec<Vec<WidgetView<'a>>>,
     viewer: &'a Viewer,
 }
 
@@ -65,10 +206,11 @@ pub fn widget_flag(kind: WidgetKind) -> &'static str {
 }
 
 /// Renders the homepage for a set of preferences, with the widgets
-/// `visible` allows.
+/// `visible` allows, the news widget filled with `news`.
 pub fn render(
     prefs: &Preferences,
     viewer: &Viewer,
+    news: Option<&NewsView>,
     visible: impl Fn(WidgetKind) -> bool,
 ) -> Result<String, AppError> {
     let columns = prefs
@@ -84,6 +226,11 @@ pub fn render(
                     size: w.size.as_str(),
                     title: w.kind.title(),
                     empty: empty_text(w.kind),
+                    news: if w.kind == WidgetKind::News {
+                        news
+                    } else {
+                        None
+                    },
                 })
                 .collect()
         })
@@ -103,10 +250,11 @@ pub fn render(
 }
 
 /// `GET /`: the visitor's saved layout, or the default one, without the
-/// widgets whose flag is off for them. Reads only: a page view never
-/// creates a user row.
+/// widgets whose flag is off for them; `?tag=` filters the news. Reads
+/// only: a page view never creates a user row.
 pub async fn page(
     method: &http::Method,
+    query: &str,
     sql: &impl Sql,
     cache: &impl Cache,
     ctx: &RequestContext,
@@ -132,7 +280,17 @@ pub async fn page(
         providers,
     };
     let flags = village_flags::flags_for(sql, cache, &Visitor::of(ctx), now).await;
-    let html = render(&prefs, &viewer, |kind| flags.is_on(widget_flag(kind)))?;
+    let news = if flags.is_on(widget_flag(WidgetKind::News)) {
+        let tag = url::form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "tag")
+            .map(|(_, v)| v.into_owned());
+        Some(load_news(sql, ctx, tag.as_deref(), now).await)
+    } else {
+        None
+    };
+    let html = render(&prefs, &viewer, news.as_ref(), |kind| {
+        flags.is_on(widget_flag(kind))
+    })?;
     let mut r = web::html(http::StatusCode::OK, html);
     // Personal content: never cached by shared caches.
     r.headers_mut().insert(
@@ -142,13 +300,40 @@ pub async fn page(
     Ok(r)
 }
 
+/// The visitor's news; a failure degrades the widget, never the page.
+async fn load_news(
+    sql: &impl Sql,
+    ctx: &RequestContext,
+    tag: Option<&str>,
+    now: DateTime<Utc>,
+) -> NewsView {
+    let user = ctx.user_id();
+    match village_feeds::view::news_for(sql, user, tag, village_feeds::view::WIDGET_ITEMS, now)
+        .await
+    {
+        Ok(news) => NewsView::from_news(news, user.is_some(), now),
+        Err(e) => {
+            village_platform::log::event(
+                "ERROR",
+                &format!("news could not be read: {e}"),
+                serde_json::json!({ "widget": "news" }),
+            );
+            NewsView {
+                unavailable: true,
+                ..NewsView::default()
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn renders_the_header_and_one_section_per_widget() {
-        let html = render(&Preferences::default(), &Viewer::default(), |_| true).expect("renders");
+        let html =
+            render(&Preferences::default(), &Viewer::default(), None, |_| true).expect("renders");
         assert!(html.contains("<h1"), "{html}");
         assert!(html.contains("Village Homepage"));
         for id in ["news", "weather", "stocks", "good-sites", "marketplace"] {
@@ -163,7 +348,7 @@ mod tests {
 
     #[test]
     fn widgets_whose_flag_is_off_are_not_rendered() {
-        let html = render(&Preferences::default(), &Viewer::default(), |k| {
+        let html = render(&Preferences::default(), &Viewer::default(), None, |k| {
             widget_flag(k) != "stocks_widget"
         })
         .expect("renders");
@@ -179,7 +364,7 @@ mod tests {
             w.column = 0;
             w.position = 10 - i as u16;
         }
-        let html = render(&prefs, &Viewer::default(), |_| true).expect("renders");
+        let html = render(&prefs, &Viewer::default(), None, |_| true).expect("renders");
         let at = |id: &str| html.find(&format!("id=\"widget-{id}\"")).expect("present");
         assert!(
             at("marketplace") < at("news"),

@@ -112,7 +112,8 @@ impl JobHandler for Noop {
     }
 }
 
-/// The handlers every worker component registers. Later features add theirs.
+/// The job system's own handlers; the worker components add every
+/// domain's (`village_workers::registry`).
 pub fn registry() -> Registry<'static> {
     Registry::new().with(Noop)
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use village_platform::clock::Clock;
 use village_platform::spin::Env;
 
-use crate::{Queue, drain, due_queues, handlers, purge_finished, rescue_stale, store};
+use crate::{Queue, Registry, drain, due_queues, purge_finished, rescue_stale, store};
 
 /// Finished jobs are kept this long for ops to look at, then purged.
 const KEEP_SUCCEEDED_DAYS: i64 = 7;
@@ -30,17 +30,22 @@ fn worker_id(component: &str) -> String {
     format!("{component}:{suffix}")
 }
 
-/// A worker woke: drain its queue within the time budget.
-pub async fn run_worker(component: &str, queue: Queue) -> Result<(), String> {
-    let env = Env::from_variables().map_err(|e| e.to_string())?;
+/// A worker woke: drain its queue within the time budget, running jobs
+/// with `registry` (the worker components build it with every domain's
+/// handlers: `village_workers`).
+pub async fn run_worker(
+    component: &str,
+    queue: Queue,
+    env: &Env,
+    registry: &Registry<'_>,
+) -> Result<(), String> {
     let budget = Duration::from_millis(variable("worker_budget_ms", 25_000));
-    let registry = handlers::registry();
     let id = worker_id(component);
     let report = drain(
         &env.sql,
         &env.cache,
         &env.clock,
-        &registry,
+        registry,
         queue,
         &id,
         budget,

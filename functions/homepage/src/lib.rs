@@ -34,6 +34,7 @@ async fn handle(req: Request, out: ResponseOutparam) {
         async |req, env, ctx| {
             village_homepage::page(
                 req.method(),
+                req.uri().query().unwrap_or_default(),
                 &env.sql,
                 &env.cache,
                 ctx,

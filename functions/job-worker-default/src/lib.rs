@@ -10,7 +10,7 @@ use village_jobs::Queue;
 
 #[redis_component]
 async fn on_wake(_message: Bytes) -> anyhow::Result<()> {
-    village_jobs::spin_components::run_worker("job-worker-default", Queue::Default)
+    village_workers::run("job-worker-default", Queue::Default)
         .await
         .map_err(anyhow::Error::msg)
 }

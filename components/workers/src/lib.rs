@@ -1,0 +1,48 @@
+//! What every job worker component (`job-worker-{high,default,low,bulk}`)
+//! runs when woken: the registry of every domain's handlers, built over
+//! the component's Spin ports, and the drain of its queue.
+//!
+//! A new job handler is added here, once, and every worker can run it.
+//!
+//! | handler          | code                              |
+//! |------------------|-----------------------------------|
+//! | `jobs.noop`      | `village_jobs::handlers::Noop`    |
+//! | `feeds.refresh`  | `village_feeds::handler`          |
+//! | `ai.tag_items`   | `village_ai::tagging`             |
+
+use village_ai::AiConfig;
+use village_jobs::Queue;
+use village_jobs::handlers::{Noop, Registry};
+use village_platform::spin::{Env, SpinHttp};
+
+fn variable(name: &str) -> Option<String> {
+    spin_sdk::variables::get(name).ok()
+}
+
+/// Drains `queue` with every handler registered. A setting that is present
+/// but invalid (say a malformed price table) fails the run loudly: the jobs
+/// stay pending, nothing is lost, and the log says what to fix.
+pub async fn run(component: &str, queue: Queue) -> Result<(), String> {
+    let env = Env::from_variables().map_err(|e| e.to_string())?;
+    let http = SpinHttp::default();
+    let ai = AiConfig::from_lookup(variable)?;
+    let hosts = village_feeds::allowed_hosts(&variable("feed_allowed_hosts").unwrap_or_default());
+    let registry = Registry::new()
+        .with(Noop)
+        .with(village_feeds::handler::RefreshFeed {
+            sql: &env.sql,
+            cache: &env.cache,
+            http: &http,
+            clock: &env.clock,
+            allowed_hosts: &hosts,
+            ai: &ai,
+        })
+        .with(village_ai::tagging::TagItems {
+            sql: &env.sql,
+            cache: &env.cache,
+            http: &http,
+            clock: &env.clock,
+            config: &ai,
+        });
+    village_jobs::spin_components::run_worker(component, queue, &env, &registry).await
+}

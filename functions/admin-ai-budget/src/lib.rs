@@ -1,0 +1,45 @@
+//! `admin-ai-budget` — `/admin/api/ai-budget`: the month's AI budget, its
+//! spend, level and notices; `PUT` sets the limit with a reason, audited.
+//! For callers with `manage_system`. See `village_ai::admin`.
+
+// The SDK's export macro generates the component ABI glue, which is `unsafe`.
+#![allow(unsafe_code)]
+
+use spin_sdk::http::ResponseOutparam;
+use spin_sdk::http_component;
+use village_accounts::authz::authorize;
+use village_ai::admin::{BudgetRequest, handle as budget};
+use village_platform::AppError;
+use village_platform::clock::Clock;
+use village_platform::spin::{Surface, serve_guarded};
+use village_platform::web::Request;
+
+#[http_component]
+async fn handle(req: Request, out: ResponseOutparam) {
+    serve_guarded(
+        "admin-ai-budget",
+        Surface::Api,
+        req,
+        out,
+        village_ratelimit::spin::gate,
+        async |req, env, ctx| {
+            let admin = authorize(&env.sql, ctx, req.method().as_str(), req.uri().path()).await?;
+            let config = village_ai::spin_components::config().map_err(AppError::Internal)?;
+            let request = BudgetRequest {
+                method: req.method(),
+                path: req.uri().path(),
+                body: req.body(),
+            };
+            budget(
+                request,
+                &env.sql,
+                &config,
+                ctx,
+                Some(admin.user_id),
+                env.clock.now(),
+            )
+            .await
+        },
+    )
+    .await
+}

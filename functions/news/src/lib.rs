@@ -1,0 +1,44 @@
+//! `news` — `/api/feeds/...`, `/api/news` and `/news/...`: follow and drop
+//! feeds (JSON, or the homepage's forms), and the news widget's articles
+//! as JSON. See `village_feeds::api`.
+
+// The SDK's export macro generates the component ABI glue, which is `unsafe`.
+#![allow(unsafe_code)]
+
+use spin_sdk::http::ResponseOutparam;
+use spin_sdk::http_component;
+use village_feeds::api::{NewsRequest, handle as news};
+use village_platform::clock::Clock;
+use village_platform::spin::{Surface, serve_guarded};
+use village_platform::web::Request;
+
+#[http_component]
+async fn handle(req: Request, out: ResponseOutparam) {
+    // The forms under /news/ answer browsers: errors as readable pages.
+    let surface = if req.uri().path().starts_with("/api/") {
+        Surface::Api
+    } else {
+        Surface::Page
+    };
+    serve_guarded(
+        "news",
+        surface,
+        req,
+        out,
+        village_ratelimit::spin::gate,
+        async |req, env, ctx| {
+            let hosts = village_feeds::allowed_hosts(
+                &spin_sdk::variables::get("feed_allowed_hosts").unwrap_or_default(),
+            );
+            let request = NewsRequest {
+                method: req.method(),
+                path: req.uri().path(),
+                query: req.uri().query().unwrap_or_default(),
+                body: req.body(),
+                allowed_hosts: &hosts,
+            };
+            news(request, &env.sql, &env.cache, ctx, env.clock.now()).await
+        },
+    )
+    .await
+}
