@@ -135,6 +135,15 @@ impl TestApp {
         client.query_one(sql, &[]).await.expect("query").get(0)
     }
 
+    /// Runs a statement against the test's database; returns rows affected.
+    pub async fn execute(&self, sql: &str) -> u64 {
+        let (client, conn) = tokio_postgres::connect(&self.db_url, tokio_postgres::NoTls)
+            .await
+            .expect("connect to the test database");
+        tokio::spawn(conn);
+        client.execute(sql, &[]).await.expect("statement")
+    }
+
     /// A signed-in account holding `roles`, set up directly in the database
     /// (a user, its roles, a live session) with an access token signed by the
     /// app's key: for tests of what admins may do. The sign-in flow itself

@@ -114,7 +114,7 @@ async fn scalar(w: &World, q: &str) -> i64 {
 }
 
 async fn run(w: &World, at: DateTime<Utc>) -> tagging::RunReport {
-    tagging::run_once(&w.sql, &w.cache, &w.http, &w.config, 1, at)
+    tagging::run_once(&w.sql, &w.cache, &w.http, &w.config, at)
         .await
         .expect("run")
 }
@@ -182,7 +182,7 @@ async fn a_failed_call_releases_its_articles_for_the_retry() {
     let mut w = world(50_000).await;
     articles(&w, 3, "Fete").await;
     w.config.api_key = "sk-ant-wrong".into();
-    let err = tagging::run_once(&w.sql, &w.cache, &w.http, &w.config, 1, now())
+    let err = tagging::run_once(&w.sql, &w.cache, &w.http, &w.config, now())
         .await
         .expect_err("401 from the API");
     assert!(err.to_string().contains("authentication_error"), "{err}");
@@ -270,7 +270,7 @@ async fn thresholds_shrink_defer_and_stop_with_each_notice_sent_once() {
     assert_eq!(b.level(), Level::Deferred);
     assert_eq!(w.mail.requests().len(), 2, "the 90 % notice");
     let calls_before = w.messages.requests().len();
-    let scheduled = tagging::schedule(&w.sql, &w.cache, &w.config, "slot-1", now())
+    let scheduled = tagging::schedule(&w.sql, &w.cache, &w.config, now())
         .await
         .expect("schedule");
     let next_month = Utc
@@ -317,7 +317,7 @@ async fn thresholds_shrink_defer_and_stop_with_each_notice_sent_once() {
     assert_eq!(b.level(), Level::Stopped);
     assert_eq!(run(&w, now()).await.outcome, "stopped");
     assert!(matches!(
-        tagging::schedule(&w.sql, &w.cache, &w.config, "slot-2", now())
+        tagging::schedule(&w.sql, &w.cache, &w.config, now())
             .await
             .expect("schedule"),
         Scheduled::Skipped(_)

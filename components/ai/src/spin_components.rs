@@ -38,10 +38,9 @@ pub async fn hourly(scheduled: u64) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .unwrap_or(false);
     let tagging = if pending {
-        let slot = format!("hourly:{}", now.format("%Y%m%d%H"));
         format!(
             "{:?}",
-            tagging::schedule(&env.sql, &env.cache, &config, &slot, now)
+            tagging::schedule(&env.sql, &env.cache, &config, now)
                 .await
                 .map_err(|e| format!("tagging: {e}"))?
         )

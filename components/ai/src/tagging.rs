@@ -56,13 +56,14 @@ pub enum Scheduled {
     Skipped(&'static str),
 }
 
-/// Starts a tagging run unless one already holds `slot` (callers pass the
-/// minute, so bursts of new articles start one run). Asks the budget first.
+/// Starts a tagging run unless one is already waiting to start (bursts of
+/// new articles start one run; a running one chains the next itself). Asks
+/// the budget first. Two producers racing may start two runs: harmless, as
+/// each claims different articles.
 pub async fn schedule(
     sql: &impl Sql,
     cache: &impl Cache,
     config: &AiConfig,
-    slot: &str,
     now: DateTime<Utc>,
 ) -> Result<Scheduled, JobsError> {
     if config.api_key.is_empty() {
@@ -75,11 +76,21 @@ pub async fn schedule(
     match budget::allowance(b.level(), Priority::NonCritical, now) {
         Allowance::Stop => Ok(Scheduled::Skipped("the month's AI budget is used up")),
         Allowance::Defer { until } => {
-            let job_id = enqueue(sql, cache, now, &deferred_key(until), Some(until)).await?;
+            let job_id = enqueue(sql, cache, now, Some(&deferred_key(until)), Some(until)).await?;
             Ok(Scheduled::Deferred { job_id, until })
         }
         Allowance::Proceed { .. } => {
-            let job_id = enqueue(sql, cache, now, &format!("{NAME}:{slot}"), None).await?;
+            let waiting = sql
+                .query_opt(
+                    "SELECT id FROM delayed_jobs WHERE handler = $1 AND status = 'pending' \
+                       AND run_at <= $2 ORDER BY id LIMIT 1",
+                    &[SqlValue::Text(NAME.into()), SqlValue::Timestamp(now)],
+                )
+                .await?;
+            let job_id = match waiting {
+                Some(r) => r.get("id")?,
+                None => enqueue(sql, cache, now, None, None).await?,
+            };
             Ok(Scheduled::Enqueued { job_id })
         }
     }
@@ -94,11 +105,14 @@ async fn enqueue(
     sql: &impl Sql,
     cache: &impl Cache,
     now: DateTime<Utc>,
-    key: &str,
+    key: Option<&str>,
     run_at: Option<DateTime<Utc>>,
 ) -> Result<i64, JobsError> {
     // BULK: tagging is heavy, never urgent, and must not delay user work.
-    let mut job = NewJob::new(Queue::Bulk, NAME, serde_json::json!({})).idempotency_key(key);
+    let mut job = NewJob::new(Queue::Bulk, NAME, serde_json::json!({}));
+    if let Some(key) = key {
+        job = job.idempotency_key(key);
+    }
     if let Some(at) = run_at {
         job = job.run_at(at);
     }
@@ -300,7 +314,6 @@ pub async fn run_once(
     cache: &impl Cache,
     http: &impl HttpClient,
     config: &AiConfig,
-    job_id: i64,
     now: DateTime<Utc>,
 ) -> Result<RunReport, JobError> {
     let retry = |e: SqlError| JobError::Retry(e.to_string());
@@ -321,7 +334,7 @@ pub async fn run_once(
             });
         }
         Allowance::Defer { until } => {
-            enqueue(sql, cache, now, &deferred_key(until), Some(until))
+            enqueue(sql, cache, now, Some(&deferred_key(until)), Some(until))
                 .await
                 .map_err(|e| JobError::Retry(e.to_string()))?;
             return Ok(RunReport {
@@ -386,7 +399,7 @@ pub async fn run_once(
         .map_err(retry)?
         .unwrap_or(false);
     if remaining {
-        schedule(sql, cache, config, &format!("after:{job_id}"), now)
+        schedule(sql, cache, config, now)
             .await
             .map_err(|e| JobError::Retry(e.to_string()))?;
     }
@@ -417,7 +430,6 @@ impl<S: Sql, C: Cache, H: HttpClient, K: Clock> JobHandler for TagItems<'_, S, C
             self.cache,
             self.http,
             self.config,
-            job.id,
             self.clock.now(),
         )
         .await?;

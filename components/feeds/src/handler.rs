@@ -49,9 +49,7 @@ impl<S: Sql, C: Cache, H: HttpClient, K: Clock> JobHandler for RefreshFeed<'_, S
         if let Refreshed::Updated { new_items, .. } = &outcome
             && *new_items > 0
         {
-            let slot = now.format("%Y%m%d%H%M").to_string();
-            if let Err(e) =
-                village_ai::tagging::schedule(self.sql, self.cache, self.ai, &slot, now).await
+            if let Err(e) = village_ai::tagging::schedule(self.sql, self.cache, self.ai, now).await
             {
                 // The articles are stored; the hourly run picks them up.
                 village_platform::log::event(
