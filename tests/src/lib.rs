@@ -63,7 +63,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Options)) -> TestApp {
         options.variables.insert("db_password".into(), pw);
     }
     configure(&mut options);
-    // The default feeds (migration V14) are real sites this machine cannot
+    // The default feeds (migration V15) are real sites this machine cannot
     // reach: without this, every test app's cron would queue fetches that
     // fail. News tests add their own feeds from a local feed server.
     {

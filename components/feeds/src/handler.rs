@@ -48,16 +48,14 @@ impl<S: Sql, C: Cache, H: HttpClient, K: Clock> JobHandler for RefreshFeed<'_, S
             .map_err(retry)?;
         if let Refreshed::Updated { new_items, .. } = &outcome
             && *new_items > 0
+            && let Err(e) = village_ai::tagging::schedule(self.sql, self.cache, self.ai, now).await
         {
-            if let Err(e) = village_ai::tagging::schedule(self.sql, self.cache, self.ai, now).await
-            {
-                // The articles are stored; the hourly run picks them up.
-                village_platform::log::event(
-                    "WARNING",
-                    &format!("tagging not scheduled: {e}"),
-                    serde_json::json!({ "feed_id": feed.id }),
-                );
-            }
+            // The articles are stored; the hourly run picks them up.
+            village_platform::log::event(
+                "WARNING",
+                &format!("tagging not scheduled: {e}"),
+                serde_json::json!({ "feed_id": feed.id }),
+            );
         }
         village_platform::log::event(
             "INFO",

@@ -1,7 +1,7 @@
 //! The `feeds-retention` cron's work, daily: articles older than 30 days
 //! (by publication and by first sight) are deleted with their sources, and
 //! feeds nobody reads any more (not default, no subscriber, a day old) go
-//! too. In slices, so no run holds a long transaction.
+//! too, with the articles only they carried. In slices, so no run holds a long transaction.
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -40,6 +40,14 @@ pub async fn prune(sql: &impl Sql, now: DateTime<Utc>) -> Result<Pruned, SqlErro
             "DELETE FROM feeds f WHERE NOT is_default AND created_at < $1 \
                AND NOT EXISTS (SELECT 1 FROM feed_subscriptions s WHERE s.feed_id = f.id)",
             &[SqlValue::Timestamp(now - Duration::days(1))],
+        )
+        .await?;
+    // Articles only those feeds carried.
+    pruned.items += sql
+        .execute(
+            "DELETE FROM feed_items i \
+             WHERE NOT EXISTS (SELECT 1 FROM feed_item_sources s WHERE s.item_id = i.id)",
+            &[],
         )
         .await?;
     Ok(pruned)

@@ -73,7 +73,10 @@ async fn db() -> NativeSql {
     let url = village_migrate::testing::fresh_database()
         .await
         .expect("test database");
-    NativeSql::connect(&url).await.expect("connect")
+    let sql = NativeSql::connect(&url).await.expect("connect");
+    // Only this test's feeds: not the default set migration V15 seeds.
+    sql.execute("DELETE FROM feeds", &[]).await.expect("clear");
+    sql
 }
 
 async fn add_feed(sql: &NativeSql, url: &str) -> refresh::Feed {

@@ -371,4 +371,101 @@ mod tests {
             "position order, not insertion order"
         );
     }
+
+    fn news() -> NewsView {
+        NewsView {
+            items: vec![
+                NewsItemView {
+                    title: "Council <script>x</script> votes".into(),
+                    link: Some("https://news.example.org/council".into()),
+                    summary_html: "<p>Budget <b>passed</b></p>".into(),
+                    sources: "Vale News".into(),
+                    at_iso: "2026-11-27T08:00:00Z".into(),
+                    at_text: "1 hour ago".into(),
+                    tags: vec!["local government".into()],
+                    tagged: true,
+                },
+                NewsItemView {
+                    title: "Storm warning".into(),
+                    link: None,
+                    summary_html: String::new(),
+                    sources: "Late Edition".into(),
+                    at_iso: "2026-11-27T09:00:00Z".into(),
+                    at_text: "just now".into(),
+                    tags: vec![],
+                    tagged: false,
+                },
+            ],
+            tags: vec!["local government".into()],
+            tag: None,
+            feeds: vec![FeedView {
+                id: 7,
+                name: "Broken Times".into(),
+                url: "https://broken.example.org/rss".into(),
+                health: "failing",
+                problem: Some("failing: the feed answered 500; next try in 30 minutes".into()),
+            }],
+            unavailable: false,
+            can_edit: true,
+        }
+    }
+
+    #[test]
+    fn the_news_widget_shows_articles_tags_badges_and_failing_feeds() {
+        let n = news();
+        let html = render(
+            &Preferences::default(),
+            &Viewer::default(),
+            Some(&n),
+            |_| true,
+        )
+        .expect("renders");
+        assert!(
+            html.contains("Council &#60;script&#62;x&#60;/script&#62; votes"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<p>Budget <b>passed</b></p>"),
+            "stored summaries are sanitised HTML"
+        );
+        assert!(html.contains("href=\"/?tag=local+government#widget-news\""));
+        assert!(html.contains("rel=\"noopener noreferrer nofollow\""));
+        assert_eq!(html.matches("badge-untagged").count(), 1);
+        assert!(html.contains("<strong>Broken Times</strong>: failing: the feed answered 500"));
+        assert!(html.contains("action=\"/news/feeds/7/remove\""));
+        assert!(html.contains("datetime=\"2026-11-27T09:00:00Z\">just now</time>"));
+        // Other widgets keep their placeholder.
+        assert!(html.contains(empty_text(WidgetKind::Weather)));
+        assert!(!html.contains(empty_text(WidgetKind::News)));
+    }
+
+    #[test]
+    fn unreadable_news_degrades_the_widget_not_the_page() {
+        let n = NewsView {
+            unavailable: true,
+            ..NewsView::default()
+        };
+        let html = render(
+            &Preferences::default(),
+            &Viewer::default(),
+            Some(&n),
+            |_| true,
+        )
+        .expect("renders");
+        assert!(html.contains("The news cannot be read right now."));
+        assert!(html.contains("id=\"widget-weather\""));
+    }
+
+    #[test]
+    fn times_read_as_people_say_them() {
+        let now = Utc::now();
+        assert_eq!(ago(now - chrono::Duration::seconds(10), now), "just now");
+        assert_eq!(ago(now - chrono::Duration::minutes(1), now), "1 minute ago");
+        assert_eq!(ago(now - chrono::Duration::hours(5), now), "5 hours ago");
+        assert_eq!(
+            until(now + chrono::Duration::minutes(30), now),
+            "in 30 minutes"
+        );
+        assert_eq!(until(now - chrono::Duration::minutes(3), now), "soon");
+    }
 }
