@@ -11,11 +11,13 @@ use serde::Serialize;
 use village_platform::http_client::{HttpClient, HttpError};
 use village_platform::sql::{Sql, SqlError, SqlValue};
 
-use crate::address;
+use crate::address::{self, FeedUrl};
 use crate::parse::{self, Item};
 
 /// The longest a failing feed waits between attempts.
 pub const MAX_BACKOFF_SECS: i64 = 86_400;
+/// Redirects followed per fetch (http → https, moved feeds).
+pub const MAX_REDIRECTS: usize = 3;
 /// The largest feed body read.
 pub const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
 const USER_AGENT: &str = "VillageHomepage/0.1 (+https://village.example/feeds)";
@@ -83,28 +85,9 @@ pub async fn refresh(
         Ok(u) => u,
         Err(e) => return failed(sql, feed, &e.to_string(), now).await,
     };
-    let mut request = http::Request::get(url.as_str())
-        .header(http::header::USER_AGENT, USER_AGENT)
-        .header(
-            http::header::ACCEPT,
-            "application/rss+xml, application/atom+xml, application/feed+json, \
-             application/xml;q=0.9, */*;q=0.5",
-        );
-    if let Some(etag) = &feed.etag {
-        request = request.header(http::header::IF_NONE_MATCH, etag);
-    }
-    if let Some(lm) = &feed.last_modified {
-        request = request.header(http::header::IF_MODIFIED_SINCE, lm);
-    }
-    let Ok(request) = request.body(Vec::new()) else {
-        return failed(sql, feed, "the feed URL cannot be requested", now).await;
-    };
-    let response = match http.send(request).await {
+    let (response, url) = match get(http, feed, url, allowed_hosts).await {
         Ok(r) => r,
-        Err(HttpError::Timeout(t)) => {
-            return failed(sql, feed, &format!("no answer within {t:?}"), now).await;
-        }
-        Err(e) => return failed(sql, feed, &e.to_string(), now).await,
+        Err(e) => return failed(sql, feed, &e, now).await,
     };
     let status = response.status();
     if status == http::StatusCode::NOT_MODIFIED {
@@ -146,6 +129,60 @@ pub async fn refresh(
         new_items,
         seen_items,
     })
+}
+
+/// GETs `url` with the feed's validators, following up to
+/// [`MAX_REDIRECTS`] redirects — each target checked as the feed's own
+/// address is, so a redirect cannot lead the fetcher somewhere private.
+/// Returns the answer and the URL that gave it (the base for its links).
+async fn get(
+    http: &impl HttpClient,
+    feed: &Feed,
+    first: FeedUrl,
+    allowed_hosts: &[String],
+) -> Result<(http::Response<Vec<u8>>, FeedUrl), String> {
+    let mut url = first;
+    for hop in 0..=MAX_REDIRECTS {
+        let mut request = http::Request::get(url.as_str())
+            .header(http::header::USER_AGENT, USER_AGENT)
+            .header(
+                http::header::ACCEPT,
+                "application/rss+xml, application/atom+xml, application/feed+json, \
+                 application/xml;q=0.9, */*;q=0.5",
+            );
+        if let Some(etag) = &feed.etag {
+            request = request.header(http::header::IF_NONE_MATCH, etag);
+        }
+        if let Some(lm) = &feed.last_modified {
+            request = request.header(http::header::IF_MODIFIED_SINCE, lm);
+        }
+        let request = request
+            .body(Vec::new())
+            .map_err(|_| "the feed URL cannot be requested".to_owned())?;
+        let response = http.send(request).await.map_err(|e| match e {
+            HttpError::Timeout(t) => format!("no answer within {t:?}"),
+            other => other.to_string(),
+        })?;
+        let status = response.status();
+        if !status.is_redirection() || status == http::StatusCode::NOT_MODIFIED {
+            return Ok((response, url));
+        }
+        if hop == MAX_REDIRECTS {
+            return Err(format!("more than {MAX_REDIRECTS} redirects"));
+        }
+        let location = response
+            .headers()
+            .get(http::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| format!("the feed answered {status} without a Location"))?;
+        let next = url
+            .url()
+            .join(location)
+            .map_err(|e| format!("the feed redirected to an invalid address: {e}"))?;
+        url = address::check(next.as_str(), allowed_hosts)
+            .map_err(|e| format!("the feed redirected to a refused address: {e}"))?;
+    }
+    Err(format!("more than {MAX_REDIRECTS} redirects"))
 }
 
 /// Stores `items` for `feed_id` in one statement: an article already known

@@ -52,6 +52,13 @@ async fn feed_server() -> (String, Arc<AtomicUsize>) {
                     "/atom" => ("200 OK", "", ATOM.to_owned()),
                     "/broken" => ("500 Internal Server Error", "", "oops".to_owned()),
                     "/garbage" => ("200 OK", "", "<html>not a feed</html>".to_owned()),
+                    "/moved" => ("301 Moved Permanently", "location: /rss\r\n", String::new()),
+                    "/to-private" => (
+                        "302 Found",
+                        "location: http://10.0.0.1/feed\r\n",
+                        String::new(),
+                    ),
+                    "/loop" => ("302 Found", "location: /loop\r\n", String::new()),
                     "/silent" => {
                         tokio::time::sleep(Duration::from_secs(10)).await;
                         return;
@@ -243,4 +250,46 @@ async fn a_private_address_is_never_requested() {
         "{result:?}"
     );
     assert_eq!(hits.load(Ordering::SeqCst), 0, "no request left our side");
+}
+
+#[tokio::test]
+async fn redirects_are_followed_only_to_addresses_that_pass_the_check() {
+    let sql = db().await;
+    let (addr, hits) = feed_server().await;
+    let allowed = vec![addr.clone()];
+    let now = Utc::now();
+    let moved = add_feed(&sql, &format!("http://{addr}/moved")).await;
+    assert_eq!(
+        refresh::refresh(&sql, &http(), &moved, &allowed, now)
+            .await
+            .expect("refresh"),
+        Refreshed::Updated {
+            new_items: 2,
+            seen_items: 2
+        }
+    );
+    let private = add_feed(&sql, &format!("http://{addr}/to-private")).await;
+    let before = hits.load(Ordering::SeqCst);
+    match refresh::refresh(&sql, &http(), &private, &allowed, now)
+        .await
+        .expect("refresh")
+    {
+        Refreshed::Failed { error, .. } => assert!(error.contains("refused address"), "{error}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        before + 1,
+        "10.0.0.1 never asked"
+    );
+    let looping = add_feed(&sql, &format!("http://{addr}/loop")).await;
+    match refresh::refresh(&sql, &http(), &looping, &allowed, now)
+        .await
+        .expect("refresh")
+    {
+        Refreshed::Failed { error, .. } => {
+            assert!(error.contains("more than 3 redirects"), "{error}")
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -248,7 +248,9 @@ impl Cache for NativeCache {
     }
 }
 
-/// Outbound HTTP with reqwest, with a whole-request timeout.
+/// Outbound HTTP with reqwest, with a whole-request timeout. Redirects are
+/// answered, not followed, as Spin's outbound HTTP does: callers that follow
+/// them check each target themselves (feeds).
 pub struct NativeHttp {
     client: reqwest::Client,
     timeout: std::time::Duration,
@@ -257,7 +259,10 @@ pub struct NativeHttp {
 impl NativeHttp {
     pub fn new(timeout: std::time::Duration) -> Self {
         Self {
-            client: reqwest::Client::new(),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default(),
             timeout,
         }
     }
