@@ -11,7 +11,7 @@ use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Body;
-use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceTable};
+use wasmtime::component::{HasSelf, InstancePre, Linker, ResourceTable};
 use wasmtime::{
     Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder,
 };
@@ -124,6 +124,7 @@ impl App {
             .unwrap_or_else(|| PathBuf::from("."));
         let variables =
             Variables::resolve(&manifest, &options.variables, |k| (options.env_lookup)(k))?;
+        crate::compiled::prune();
 
         for id in &options.components {
             if !manifest.component.contains_key(id) {
@@ -194,14 +195,12 @@ impl App {
                 .with_context(|| at("failed to prepare `files`"))?;
 
             let source = def.source_path(&manifest_dir);
-            let component = Component::from_file(&engine, &source)
-                .map_err(anyhow::Error::from)
-                .with_context(|| {
-                    at(&format!(
-                        "failed to load {} (run `village build` or the README's build step)",
-                        source.display()
-                    ))
-                })?;
+            let component = crate::compiled::load(&engine, &source).with_context(|| {
+                at(&format!(
+                    "failed to load {} (run `village build` or the README's build step)",
+                    source.display()
+                ))
+            })?;
             let pre: InstancePre<InstanceState> =
                 linker.instantiate_pre(&component).map_err(|e| {
                     anyhow!(at(&format!(
@@ -549,32 +548,9 @@ fn build_engine(options: &Options) -> anyhow::Result<Engine> {
         .async_stack_keep_resident(KEEP_RESIDENT_STACK)
         .pagemap_scan(wasmtime::Enabled::Auto);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    // Compiled code is cached on disk, keyed by the Wasm and the engine
-    // settings: start-up recompiles only components that changed.
-    match cache_dir() {
-        Some(dir) => {
-            let mut cache = wasmtime::CacheConfig::new();
-            cache.with_directory(dir);
-            match wasmtime::Cache::new(cache) {
-                Ok(c) => {
-                    config.cache(Some(c));
-                }
-                Err(e) => tracing::warn!("compilation cache disabled: {e:#}"),
-            }
-        }
-        None => tracing::warn!("compilation cache disabled: no HOME or VILLAGE_CACHE_DIR"),
-    }
     Engine::new(&config)
         .map_err(anyhow::Error::from)
         .context("failed to create the wasmtime engine")
-}
-
-fn cache_dir() -> Option<PathBuf> {
-    std::env::var_os("VILLAGE_CACHE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/village/wasmtime"))
-        })
 }
 
 /// Advances the epoch so deadlines fire; ends when the engine is dropped.

@@ -10,6 +10,7 @@ pub mod allowed_hosts;
 pub mod app;
 pub mod bindings;
 pub mod build;
+pub mod compiled;
 pub mod cron_trigger;
 pub mod files;
 pub mod host;
