@@ -16,6 +16,7 @@
 use std::fs;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
@@ -25,6 +26,10 @@ use wasmtime::component::Component;
 
 /// How long a compiled file nobody loaded is kept.
 pub const KEEP_UNUSED: Duration = Duration::from_secs(7 * 86_400);
+
+/// Makes each temporary file name unique within the process (apps started
+/// concurrently in one process, as tests do, compile the same components).
+static WRITES: AtomicU64 = AtomicU64::new(0);
 
 /// The cache folder (`VILLAGE_CACHE_DIR`, or `~/.cache/village`).
 pub fn cache_root() -> Option<PathBuf> {
@@ -68,15 +73,17 @@ pub fn load(engine: &Engine, source: &Path) -> anyhow::Result<Component> {
         let compiled = engine
             .precompile_component(&wasm)
             .map_err(anyhow::Error::from)?;
-        // Written aside and renamed into place: a process loading the same
-        // component concurrently sees the whole file or none, and a file
-        // already mapped elsewhere is replaced, never changed.
+        // Written aside under a name no other writer uses, then renamed into
+        // place: whoever loads the same component concurrently sees the
+        // whole file or none, and a file already mapped elsewhere is
+        // replaced, never changed.
         let tmp = dir.join(format!(
-            "{}.{}.tmp",
+            "{}.{}.{}.tmp",
             path.file_name()
                 .and_then(|n| n.to_str())
                 .unwrap_or("component"),
-            std::process::id()
+            std::process::id(),
+            WRITES.fetch_add(1, Ordering::Relaxed)
         ));
         fs::write(&tmp, compiled).with_context(|| format!("failed to write {}", tmp.display()))?;
         fs::rename(&tmp, &path).with_context(|| format!("failed to move {}", tmp.display()))?;

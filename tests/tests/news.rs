@@ -454,3 +454,89 @@ async fn at_the_hard_stop_articles_show_untagged_until_ops_raise_the_budget() {
     assert_eq!(state["by_purpose"][0]["input_tokens"], 500);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn ops_add_default_feeds_and_set_intervals_with_a_reason() {
+    let News { app, feeds, .. } = news_app().await;
+    let (_, user) = app.signed_in_as(&[]).await;
+    let (ops_id, ops) = app.signed_in_as(&["ops"]).await;
+    let url = feeds.url() + "/json";
+
+    let (status, _) = post_json(
+        &app,
+        "/admin/api/feeds",
+        json!({"url": url, "reason": "x"}),
+        Some(&user),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, body) = post_json(
+        &app,
+        "/admin/api/feeds",
+        json!({"url": "http://10.0.0.1/rss", "refresh_interval_seconds": 5}),
+        Some(&ops),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|e| e["field"].as_str())
+        .collect();
+    assert_eq!(
+        fields,
+        ["url", "refresh_interval_seconds", "reason"],
+        "{body}"
+    );
+
+    let (status, body) = post_json(
+        &app,
+        "/admin/api/feeds",
+        json!({"url": url, "is_default": true, "refresh_interval_seconds": 300, "reason": "parish news for everyone"}),
+        Some(&ops),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_i64().expect("id");
+    // Anonymous visitors now read it, fetched by the scheduler.
+    app.fire_cron("feeds-scheduler").await;
+    wait_until(&app, "fetched", "SELECT count(*) FROM feed_items", 1).await;
+    assert!(homepage(&app, "/", None).await.contains("Allotments open"));
+
+    let resp = app
+        .client
+        .patch(app.url(&format!("/admin/api/feeds/{id}")))
+        .header("cookie", &ops)
+        .json(
+            &json!({"refresh_interval_seconds": 1800, "is_default": false, "reason": "too chatty"}),
+        )
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["before"]["refresh_interval_seconds"], 300, "{body}");
+    assert_eq!(body["feed"]["refresh_interval_seconds"], 1800, "{body}");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM audit_log WHERE actor_user_id = '{ops_id}' AND target_type = 'feed' \
+             AND action IN ('feed.upsert', 'feed.update') AND reason IS NOT NULL"
+        ))
+        .await,
+        2
+    );
+    let list: Value = app
+        .get("/admin/api/feeds", Some(&ops))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let feed = &list["feeds"][0];
+    assert_eq!(feed["url"], url.as_str(), "{list}");
+    assert_eq!(feed["is_default"], false);
+    assert_eq!(feed["health"], "ok");
+    assert_eq!(feed["subscribers"], 0);
+    assert!(!homepage(&app, "/", None).await.contains("Allotments open"));
+    app.stop().await;
+}

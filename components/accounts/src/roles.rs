@@ -150,6 +150,7 @@ pub const ADMIN_ROUTES: &[AdminRoute] = &[
     route(None, "/admin/api/rate-limits", Permission::ManageSystem),
     route(None, "/admin/api/flags", Permission::ManageFlags),
     route(None, "/admin/api/ai-budget", Permission::ManageSystem),
+    route(None, "/admin/api/feeds", Permission::ManageSystem),
     route(None, "/admin/api/refunds", Permission::ManageRefunds),
 ];
 

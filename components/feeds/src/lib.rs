@@ -15,8 +15,10 @@
 //! - [`view`]: the widget's articles, tags and feed health.
 //! - [`api`]: `/api/feeds`, `/api/news` and the homepage's forms.
 //! - [`retention`]: old articles and unread feeds pruned daily.
+//! - [`admin`]: `/admin/api/feeds` — ops add default feeds, set intervals.
 
 pub mod address;
+pub mod admin;
 pub mod api;
 pub mod handler;
 pub mod parse;

@@ -55,10 +55,10 @@ impl FeedStatus {
     }
 }
 
-const COLUMNS: &str = "f.id, f.url, f.title, f.is_default, f.refresh_interval_seconds, \
+pub(crate) const COLUMNS: &str = "f.id, f.url, f.title, f.is_default, f.refresh_interval_seconds, \
      f.last_fetched_at, f.last_success_at, f.last_error, f.next_fetch_at";
 
-fn status(r: &Row, now: DateTime<Utc>) -> Result<FeedStatus, SqlError> {
+pub(crate) fn status(r: &Row, now: DateTime<Utc>) -> Result<FeedStatus, SqlError> {
     let interval: i32 = r.get("refresh_interval_seconds")?;
     let fetched: Option<DateTime<Utc>> = r.get("last_fetched_at")?;
     let success: Option<DateTime<Utc>> = r.get("last_success_at")?;
