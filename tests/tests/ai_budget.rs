@@ -113,6 +113,31 @@ async fn scalar(w: &World, q: &str) -> i64 {
         .expect("n")
 }
 
+/// Sends the notices `b` calls for, as of `at`.
+async fn notices(w: &World, b: &budget::Budget, at: DateTime<Utc>) -> Vec<notify::Delivery> {
+    notify::send_due(&w.sql, &w.http, &w.config.notify, b, at)
+        .await
+        .expect("notices")
+}
+
+/// Spend recorded by another feature (as fraud checks will).
+async fn spend(w: &World, purpose: &'static str, cost_microcents: i64) {
+    budget::record_usage(
+        &w.sql,
+        &Usage {
+            purpose,
+            model: "claude-sonnet-4".into(),
+            items: 1,
+            input_tokens: 0,
+            output_tokens: 0,
+            cost_microcents,
+        },
+        now(),
+    )
+    .await
+    .expect("usage");
+}
+
 async fn run(w: &World, at: DateTime<Utc>) -> tagging::RunReport {
     tagging::run_once(&w.sql, &w.cache, &w.http, &w.config, at)
         .await
@@ -248,18 +273,7 @@ async fn thresholds_shrink_defer_and_stop_with_each_notice_sent_once() {
 
     // Asking again sends nothing new: once per threshold per month.
     let b = budget::current(&w.sql, now(), 1).await.expect("budget");
-    assert!(
-        notify::send_due(
-            &w.sql,
-            &w.http,
-            &w.config.notify,
-            &b,
-            now() + Duration::hours(2)
-        )
-        .await
-        .expect("notices")
-        .is_empty()
-    );
+    assert!(notices(&w, &b, now() + Duration::hours(2)).await.is_empty());
     assert_eq!(w.mail.requests().len(), 1);
 
     // Past 90 %: new work is scheduled for the 1st of next month.
@@ -299,20 +313,7 @@ async fn thresholds_shrink_defer_and_stop_with_each_notice_sent_once() {
     );
 
     // Another feature's spend takes the month to 100 %: hard stop.
-    budget::record_usage(
-        &w.sql,
-        &Usage {
-            purpose: "fraud_check",
-            model: "claude-sonnet-4".into(),
-            items: 1,
-            input_tokens: 0,
-            output_tokens: 100,
-            cost_microcents: 150_000,
-        },
-        now(),
-    )
-    .await
-    .expect("usage");
+    spend(&w, "fraud_check", 150_000).await;
     let b = budget::current(&w.sql, now(), 1).await.expect("budget");
     assert_eq!(b.level(), Level::Stopped);
     assert_eq!(run(&w, now()).await.outcome, "stopped");
@@ -327,9 +328,7 @@ async fn thresholds_shrink_defer_and_stop_with_each_notice_sent_once() {
         calls_before,
         "no call after the stop"
     );
-    let sent = notify::send_due(&w.sql, &w.http, &w.config.notify, &b, now())
-        .await
-        .expect("notices");
+    let sent = notices(&w, &b, now()).await;
     assert_eq!(sent.len(), 2, "the 100 % notice, by email and Slack");
     assert!(sent.iter().all(|d| d.threshold == 100 && d.error.is_none()));
     assert_eq!(
@@ -367,26 +366,11 @@ async fn thresholds_shrink_defer_and_stop_with_each_notice_sent_once() {
 #[tokio::test]
 async fn a_failed_notice_is_recorded_and_retried_later() {
     let w = world(1).await;
-    budget::record_usage(
-        &w.sql,
-        &Usage {
-            purpose: "news_tagging",
-            model: "claude-sonnet-4".into(),
-            items: 20,
-            input_tokens: 0,
-            output_tokens: 0,
-            cost_microcents: 800_000,
-        },
-        now(),
-    )
-    .await
-    .expect("usage");
+    spend(&w, "news_tagging", 800_000).await;
     w.mail_fails
         .store(true, std::sync::atomic::Ordering::SeqCst);
     let b = budget::current(&w.sql, now(), 1).await.expect("budget");
-    let first = notify::send_due(&w.sql, &w.http, &w.config.notify, &b, now())
-        .await
-        .expect("notices");
+    let first = notices(&w, &b, now()).await;
     let email = first
         .iter()
         .find(|d| d.channel == "email")
@@ -406,28 +390,13 @@ async fn a_failed_notice_is_recorded_and_retried_later() {
     );
     // Not again within ten minutes; then again, and delivered.
     assert!(
-        notify::send_due(
-            &w.sql,
-            &w.http,
-            &w.config.notify,
-            &b,
-            now() + Duration::minutes(5)
-        )
-        .await
-        .expect("notices")
-        .is_empty()
+        notices(&w, &b, now() + Duration::minutes(5))
+            .await
+            .is_empty()
     );
     w.mail_fails
         .store(false, std::sync::atomic::Ordering::SeqCst);
-    let later = notify::send_due(
-        &w.sql,
-        &w.http,
-        &w.config.notify,
-        &b,
-        now() + Duration::minutes(11),
-    )
-    .await
-    .expect("notices");
+    let later = notices(&w, &b, now() + Duration::minutes(11)).await;
     assert_eq!(later.len(), 1);
     assert!(later[0].error.is_none());
     assert_eq!(w.mail.requests().len(), 2);

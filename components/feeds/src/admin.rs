@@ -134,9 +134,7 @@ pub async fn handle(
         .ok_or(AppError::NotFound)?;
     match (req.method, rest) {
         (&M::GET, "") => {
-            let limit = url::form_urlencoded::parse(req.query.as_bytes())
-                .find(|(k, _)| k == "limit")
-                .map(|(_, v)| v.into_owned());
+            let limit = web::query_param(req.query.as_bytes(), "limit");
             let feeds = list(sql, parse_limit(limit.as_deref(), 200, 1_000)?, now).await?;
             Ok(web::json(
                 http::StatusCode::OK,

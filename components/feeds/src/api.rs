@@ -91,18 +91,14 @@ pub async fn handle(
             }
         }
         (&M::GET, ["api", "news"]) => {
-            let tag = url::form_urlencoded::parse(req.query.as_bytes())
-                .find(|(k, _)| k == "tag")
-                .map(|(_, v)| v.into_owned());
+            let tag = web::query_param(req.query.as_bytes(), "tag");
             let news =
                 view::news_for(sql, ctx.user_id(), tag.as_deref(), view::WIDGET_ITEMS, now).await?;
             Ok(web::json(http::StatusCode::OK, &news))
         }
         (&M::POST, ["news", "feeds"]) => {
             let user = user(ctx)?;
-            let url = url::form_urlencoded::parse(req.body)
-                .find(|(k, _)| k == "url")
-                .map(|(_, v)| v.into_owned());
+            let url = web::query_param(req.body, "url");
             subscriptions::add(
                 sql,
                 cache,

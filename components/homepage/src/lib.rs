@@ -281,9 +281,7 @@ pub async fn page(
     };
     let flags = village_flags::flags_for(sql, cache, &Visitor::of(ctx), now).await;
     let news = if flags.is_on(widget_flag(WidgetKind::News)) {
-        let tag = url::form_urlencoded::parse(query.as_bytes())
-            .find(|(k, _)| k == "tag")
-            .map(|(_, v)| v.into_owned());
+        let tag = web::query_param(query.as_bytes(), "tag");
         Some(load_news(sql, ctx, tag.as_deref(), now).await)
     } else {
         None

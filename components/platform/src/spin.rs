@@ -577,3 +577,29 @@ impl std::future::Future for Timer {
         std::task::Poll::Pending
     }
 }
+
+/// Declares the crate a cron component: Spin's cron trigger calls it at
+/// each scheduled instant, and it runs `$run(timestamp)` — an
+/// `async fn(u64) -> Result<(), String>` — to completion; an `Err` is the
+/// trigger's error. The calling crate depends on `wit-bindgen` and
+/// `spin-sdk`, and allows `unsafe_code` (the export glue is unsafe); the
+/// WIT world is `wit/` at the workspace root.
+#[macro_export]
+macro_rules! cron_component {
+    ($run:path) => {
+        wit_bindgen::generate!({
+            path: "../../wit",
+            world: "fermyon:spin-cron/spin-cron@2.0.0",
+        });
+
+        struct Component;
+
+        impl Guest for Component {
+            fn handle_cron_event(metadata: Metadata) -> Result<(), Error> {
+                spin_sdk::http::run($run(metadata.timestamp)).map_err(Error::Other)
+            }
+        }
+
+        export!(Component);
+    };
+}

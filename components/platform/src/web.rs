@@ -40,6 +40,14 @@ pub fn html(status: http::StatusCode, body: String) -> Response {
     with_type(status, "text/html; charset=utf-8", body.into_bytes())
 }
 
+/// The first value of `name` in a query string (or a form body),
+/// percent-decoded.
+pub fn query_param(query: &[u8], name: &str) -> Option<String> {
+    url::form_urlencoded::parse(query)
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
 pub fn text(status: http::StatusCode, body: &str) -> Response {
     with_type(
         status,

@@ -163,9 +163,7 @@ pub async fn handle(
             }),
         )),
         ["violations"] if m == http::Method::GET => {
-            let limit = url::form_urlencoded::parse(req.query.as_bytes())
-                .find(|(k, _)| k == "limit")
-                .map(|(_, v)| v.into_owned());
+            let limit = web::query_param(req.query.as_bytes(), "limit");
             let limit = parse_limit(limit.as_deref(), 100, 500)?;
             Ok(web::json(
                 http::StatusCode::OK,

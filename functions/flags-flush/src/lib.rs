@@ -2,17 +2,10 @@
 //! evaluations requests buffered in Redis to `feature_flag_evaluations`,
 //! in batches (see `village_flags::evaluation_log`).
 
-// wit-bindgen's export macro generates the component ABI glue, which is `unsafe`.
+// The cron export glue (`village_platform::cron_component!`) is `unsafe`.
 #![allow(unsafe_code)]
 
 use village_platform::spin::Env;
-
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "fermyon:spin-cron/spin-cron@2.0.0",
-});
-
-struct Component;
 
 async fn flush(scheduled: u64) -> Result<(), String> {
     let env = Env::from_variables().map_err(|e| e.to_string())?;
@@ -29,10 +22,4 @@ async fn flush(scheduled: u64) -> Result<(), String> {
     Ok(())
 }
 
-impl Guest for Component {
-    fn handle_cron_event(metadata: Metadata) -> Result<(), Error> {
-        spin_sdk::http::run(flush(metadata.timestamp)).map_err(Error::Other)
-    }
-}
-
-export!(Component);
+village_platform::cron_component!(flush);

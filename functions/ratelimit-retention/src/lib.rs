@@ -2,18 +2,11 @@
 //! violations and ended bans after 90 days (see
 //! `village_ratelimit::retention`).
 
-// wit-bindgen's export macro generates the component ABI glue, which is `unsafe`.
+// The cron export glue (`village_platform::cron_component!`) is `unsafe`.
 #![allow(unsafe_code)]
 
 use village_platform::clock::Clock;
 use village_platform::spin::Env;
-
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "fermyon:spin-cron/spin-cron@2.0.0",
-});
-
-struct Component;
 
 async fn purge(scheduled: u64) -> Result<(), String> {
     let env = Env::from_variables().map_err(|e| e.to_string())?;
@@ -28,10 +21,4 @@ async fn purge(scheduled: u64) -> Result<(), String> {
     Ok(())
 }
 
-impl Guest for Component {
-    fn handle_cron_event(metadata: Metadata) -> Result<(), Error> {
-        spin_sdk::http::run(purge(metadata.timestamp)).map_err(Error::Other)
-    }
-}
-
-export!(Component);
+village_platform::cron_component!(purge);
