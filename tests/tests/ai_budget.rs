@@ -56,6 +56,7 @@ async fn world(limit_cents: i64) -> World {
         model: "claude-sonnet-4".into(),
         prices: PriceTable::parse(village_ai::config::DEFAULT_PRICES).expect("prices"),
         default_limit_cents: limit_cents,
+        timeout: std::time::Duration::from_secs(15),
         notify: NotifyConfig {
             mailgun_base_url: mail.url(),
             mailgun_domain: providers::MAILGUN_DOMAIN.into(),

@@ -91,6 +91,11 @@ pub struct AiConfig {
     pub prices: PriceTable,
     /// A month's budget until ops set another.
     pub default_limit_cents: i64,
+    /// The bound on one Messages API call. Feeds and notices keep the 3 s
+    /// bound of every other outbound request, but a model writing tags for
+    /// 20 articles takes seconds to answer: 15 s by default, at most 25 s
+    /// so a call fits the worker's 25 s drain budget.
+    pub timeout: std::time::Duration,
     pub notify: NotifyConfig,
 }
 
@@ -99,12 +104,14 @@ pub const DEFAULT_MODEL: &str = "claude-sonnet-4";
 pub const DEFAULT_PRICES: &str =
     r#"{"claude-sonnet-4": {"input_cents_per_mtok": 300, "output_cents_per_mtok": 1500}}"#;
 pub const DEFAULT_LIMIT_CENTS: i64 = 50_000;
+pub const DEFAULT_TIMEOUT_MS: u64 = 15_000;
+pub const MAX_TIMEOUT_MS: u64 = 25_000;
 
 impl AiConfig {
     /// Reads `anthropic_base_url`, `anthropic_api_key`, `ai_model`,
     /// `ai_prices_json`, `ai_monthly_budget_cents`, `mailgun_base_url`,
     /// `mailgun_domain`, `mailgun_api_key`, `ops_email_from`, `ops_email`,
-    /// `slack_webhook_url`. Missing values take their defaults; a value
+    /// `slack_webhook_url`, `ai_timeout_ms`. Missing values take their defaults; a value
     /// that is present but invalid is an error, never silently replaced.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let text = |name: &str, default: &str| {
@@ -119,7 +126,16 @@ impl AiConfig {
             .ok()
             .filter(|n| *n >= 0)
             .ok_or_else(|| format!("ai_monthly_budget_cents: `{limit}` is not whole cents"))?;
+        let timeout = text("ai_timeout_ms", &DEFAULT_TIMEOUT_MS.to_string());
+        let timeout_ms = timeout
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (1..=MAX_TIMEOUT_MS).contains(n))
+            .ok_or_else(|| {
+                format!("ai_timeout_ms: `{timeout}` is not 1 to {MAX_TIMEOUT_MS} milliseconds")
+            })?;
         Ok(AiConfig {
+            timeout: std::time::Duration::from_millis(timeout_ms),
             anthropic_base_url: text("anthropic_base_url", "https://api.anthropic.com"),
             api_key: text("anthropic_api_key", ""),
             model: text("ai_model", DEFAULT_MODEL),
@@ -172,9 +188,17 @@ mod tests {
         assert!(AiConfig::from_lookup(get("ai_monthly_budget_cents", "ten")).is_err());
         assert!(AiConfig::from_lookup(get("ai_monthly_budget_cents", "-1")).is_err());
         assert!(AiConfig::from_lookup(get("ai_prices_json", "{")).is_err());
+        assert!(AiConfig::from_lookup(get("ai_timeout_ms", "60000")).is_err());
+        assert_eq!(
+            AiConfig::from_lookup(get("ai_timeout_ms", "20000"))
+                .expect("valid")
+                .timeout,
+            std::time::Duration::from_secs(20)
+        );
         let c = AiConfig::from_lookup(|_| None).expect("defaults");
         assert_eq!(c.model, "claude-sonnet-4");
         assert_eq!(c.default_limit_cents, 50_000);
+        assert_eq!(c.timeout, std::time::Duration::from_secs(15));
         assert!(!c.notify.email_configured() && !c.notify.slack_configured());
     }
 }

@@ -24,8 +24,13 @@ fn variable(name: &str) -> Option<String> {
 /// stay pending, nothing is lost, and the log says what to fix.
 pub async fn run(component: &str, queue: Queue) -> Result<(), String> {
     let env = Env::from_variables().map_err(|e| e.to_string())?;
+    // Feeds: the 3 s bound of every outbound request. The model: its own,
+    // longer bound (`ai_timeout_ms`), as its answers take seconds to write.
     let http = SpinHttp::default();
     let ai = AiConfig::from_lookup(variable)?;
+    let ai_http = SpinHttp {
+        timeout: ai.timeout,
+    };
     let hosts = village_feeds::allowed_hosts(&variable("feed_allowed_hosts").unwrap_or_default());
     let registry = Registry::new()
         .with(Noop)
@@ -40,7 +45,7 @@ pub async fn run(component: &str, queue: Queue) -> Result<(), String> {
         .with(village_ai::tagging::TagItems {
             sql: &env.sql,
             cache: &env.cache,
-            http: &http,
+            http: &ai_http,
             clock: &env.clock,
             config: &ai,
         });
