@@ -231,6 +231,15 @@ pub mod providers {
     /// `anthropic-version`, tags each article with the first word of its
     /// title (lowercased) and `"local"`, and reports `usage` from the dial.
     pub async fn messages_api(usage: UsageDial) -> StubServer {
+        messages_api_taking(usage, None).await
+    }
+
+    /// [`messages_api`] answering after `delay`, as a model writing a long
+    /// answer does.
+    pub async fn messages_api_taking(
+        usage: UsageDial,
+        delay: Option<std::time::Duration>,
+    ) -> StubServer {
         StubServer::start(move |r| {
             if r.method != "POST" || r.path != "/v1/messages" {
                 return Reply::json(
@@ -260,7 +269,7 @@ pub mod providers {
                 })
                 .collect();
             let text = format!("```json\n{}\n```", serde_json::json!({ "items": items }));
-            Reply::json(
+            let reply = Reply::json(
                 200,
                 &serde_json::json!({
                     "id": "msg_01TestTagging",
@@ -275,7 +284,8 @@ pub mod providers {
                         "output_tokens": usage.output.load(Ordering::SeqCst),
                     }
                 }),
-            )
+            );
+            Reply { delay, ..reply }
         })
         .await
     }

@@ -66,8 +66,12 @@ struct News {
 }
 
 async fn news_app() -> News {
+    news_app_with_model_taking(None).await
+}
+
+async fn news_app_with_model_taking(delay: Option<Duration>) -> News {
     let feeds = feed_site().await;
-    let messages = providers::messages_api(UsageDial::new(500, 100)).await;
+    let messages = providers::messages_api_taking(UsageDial::new(500, 100), delay).await;
     let mail = providers::mailgun(Arc::new(AtomicBool::new(false))).await;
     let slack = providers::slack().await;
     let vars = [
@@ -538,5 +542,38 @@ async fn ops_add_default_feeds_and_set_intervals_with_a_reason() {
     assert_eq!(feed["health"], "ok");
     assert_eq!(feed["subscribers"], 0);
     assert!(!homepage(&app, "/", None).await.contains("Allotments open"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_model_that_takes_seconds_to_answer_still_tags() {
+    // Feeds and notices are cut off at 3 s; the model call has ai_timeout_ms.
+    let News {
+        app,
+        feeds,
+        messages,
+        ..
+    } = news_app_with_model_taking(Some(Duration::from_secs(4))).await;
+    let (_, user) = app.signed_in_as(&[]).await;
+    let (status, _) = post_json(
+        &app,
+        "/api/feeds",
+        json!({"url": feeds.url() + "/json"}),
+        Some(&user),
+    )
+    .await;
+    assert_eq!(status, 201);
+    wait_until(
+        &app,
+        "tagged",
+        "SELECT count(*) FROM feed_items WHERE tag_state = 'tagged'",
+        1,
+    )
+    .await;
+    assert_eq!(
+        messages.requests().len(),
+        1,
+        "answered once, not retried after a timeout"
+    );
     app.stop().await;
 }
