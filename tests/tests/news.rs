@@ -406,8 +406,21 @@ async fn at_the_hard_stop_articles_show_untagged_until_ops_raise_the_budget() {
     .await;
     assert_eq!(status, 201);
     wait_until(&app, "stored", "SELECT count(*) FROM feed_items", 1).await;
-    // Give a (wrongly) scheduled tagging run time to happen.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The refresh asks for tagging before its job succeeds: once it has,
+    // no tagging run exists, now or deferred.
+    wait_until(
+        &app,
+        "refresh done",
+        "SELECT count(*) FROM delayed_jobs WHERE handler = 'feeds.refresh' AND status = 'succeeded'",
+        1,
+    )
+    .await;
+    assert_eq!(
+        app.count("SELECT count(*) FROM delayed_jobs WHERE handler = 'ai.tag_items'")
+            .await,
+        0,
+        "no tagging run at the hard stop"
+    );
     assert!(
         messages.requests().is_empty(),
         "no call after the hard stop"

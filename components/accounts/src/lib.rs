@@ -28,5 +28,7 @@ pub mod pages;
 pub mod retention;
 pub mod roles;
 pub mod sessions;
+#[cfg(feature = "spin")]
+pub mod spin;
 
 pub use roles::{Permission, Role};

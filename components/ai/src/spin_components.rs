@@ -40,7 +40,7 @@ pub async fn hourly(scheduled: u64) -> Result<(), String> {
     let tagging = if pending {
         format!(
             "{:?}",
-            tagging::schedule(&env.sql, &env.cache, &config, now)
+            tagging::schedule_within(&env.sql, &env.cache, &config, &b, now)
                 .await
                 .map_err(|e| format!("tagging: {e}"))?
         )

@@ -22,7 +22,7 @@ use village_platform::clock::Clock;
 use village_platform::http_client::HttpClient;
 use village_platform::sql::{Sql, SqlError, SqlValue};
 
-use crate::budget::{self, Allowance, Priority};
+use crate::budget::{self, Allowance, Budget, Level, Priority};
 use crate::config::AiConfig;
 use crate::messages::{self, AiError, Prompt};
 use crate::notify;
@@ -56,6 +56,21 @@ pub enum Scheduled {
     Skipped(&'static str),
 }
 
+/// Why tagging cannot run at all, if it cannot.
+async fn switched_off(
+    sql: &impl Sql,
+    cache: &impl Cache,
+    config: &AiConfig,
+) -> Option<&'static str> {
+    if config.api_key.is_empty() {
+        return Some("anthropic_api_key is not set");
+    }
+    if !village_flags::store::system_switch(sql, cache, FLAG).await {
+        return Some("the ai_tagging flag is off");
+    }
+    None
+}
+
 /// Starts a tagging run unless one is already waiting to start (bursts of
 /// new articles start one run; a running one chains the next itself). Asks
 /// the budget first. Two producers racing may start two runs: harmless, as
@@ -66,14 +81,36 @@ pub async fn schedule(
     config: &AiConfig,
     now: DateTime<Utc>,
 ) -> Result<Scheduled, JobsError> {
-    if config.api_key.is_empty() {
-        return Ok(Scheduled::Skipped("anthropic_api_key is not set"));
-    }
-    if !village_flags::store::system_switch(sql, cache, FLAG).await {
-        return Ok(Scheduled::Skipped("the ai_tagging flag is off"));
+    if let Some(why) = switched_off(sql, cache, config).await {
+        return Ok(Scheduled::Skipped(why));
     }
     let b = budget::current(sql, now, config.default_limit_cents).await?;
-    match budget::allowance(b.level(), Priority::NonCritical, now) {
+    start(sql, cache, b.level(), now).await
+}
+
+/// [`schedule`] for a caller that has just read the month's budget.
+pub async fn schedule_within(
+    sql: &impl Sql,
+    cache: &impl Cache,
+    config: &AiConfig,
+    budget: &Budget,
+    now: DateTime<Utc>,
+) -> Result<Scheduled, JobsError> {
+    if let Some(why) = switched_off(sql, cache, config).await {
+        return Ok(Scheduled::Skipped(why));
+    }
+    start(sql, cache, budget.level(), now).await
+}
+
+/// What the budget's `level` allows: nothing, a run on the 1st of next
+/// month, or a run now unless one is waiting.
+async fn start(
+    sql: &impl Sql,
+    cache: &impl Cache,
+    level: Level,
+    now: DateTime<Utc>,
+) -> Result<Scheduled, JobsError> {
+    match budget::allowance(level, Priority::NonCritical, now) {
         Allowance::Stop => Ok(Scheduled::Skipped("the month's AI budget is used up")),
         Allowance::Defer { until } => {
             let job_id = enqueue(sql, cache, now, Some(&deferred_key(until)), Some(until)).await?;
@@ -333,8 +370,8 @@ pub async fn run_once(
                 ..RunReport::default()
             });
         }
-        Allowance::Defer { until } => {
-            enqueue(sql, cache, now, Some(&deferred_key(until)), Some(until))
+        Allowance::Defer { .. } => {
+            start(sql, cache, before.level(), now)
                 .await
                 .map_err(|e| JobError::Retry(e.to_string()))?;
             return Ok(RunReport {
@@ -399,7 +436,8 @@ pub async fn run_once(
         .map_err(retry)?
         .unwrap_or(false);
     if remaining {
-        schedule(sql, cache, config, now)
+        // The flag and the budget were read by this run: start the next.
+        start(sql, cache, after.level(), now)
             .await
             .map_err(|e| JobError::Retry(e.to_string()))?;
     }

@@ -2,7 +2,7 @@
 //!
 //! Each handler lives in its own file in the crate that owns its domain,
 //! with a `NAME` constant and a doc comment saying why it exists, and is
-//! registered by the worker components.
+//! registered once, in `village_workers::run`, which every worker runs.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -110,10 +110,4 @@ impl JobHandler for Noop {
     async fn run(&self, _job: &Job) -> Result<(), JobError> {
         Ok(())
     }
-}
-
-/// The job system's own handlers; the worker components add every
-/// domain's (`village_workers::registry`).
-pub fn registry() -> Registry<'static> {
-    Registry::new().with(Noop)
 }

@@ -7,39 +7,23 @@
 
 use spin_sdk::http::ResponseOutparam;
 use spin_sdk::http_component;
-use village_accounts::authz::authorize;
+use village_accounts::spin::serve_admin;
 use village_ai::admin::{BudgetRequest, handle as budget};
 use village_platform::AppError;
 use village_platform::clock::Clock;
-use village_platform::spin::{Surface, serve_guarded};
 use village_platform::web::Request;
 
 #[http_component]
 async fn handle(req: Request, out: ResponseOutparam) {
-    serve_guarded(
-        "admin-ai-budget",
-        Surface::Api,
-        req,
-        out,
-        village_ratelimit::spin::gate,
-        async |req, env, ctx| {
-            let admin = authorize(&env.sql, ctx, req.method().as_str(), req.uri().path()).await?;
-            let config = village_ai::spin_components::config().map_err(AppError::Internal)?;
-            let request = BudgetRequest {
-                method: req.method(),
-                path: req.uri().path(),
-                body: req.body(),
-            };
-            budget(
-                request,
-                &env.sql,
-                &config,
-                ctx,
-                Some(admin.user_id),
-                env.clock.now(),
-            )
-            .await
-        },
-    )
+    serve_admin("admin-ai-budget", req, out, async |req, env, ctx, admin| {
+        let config = village_ai::spin_components::config().map_err(AppError::Internal)?;
+        let request = BudgetRequest {
+            method: req.method(),
+            path: req.uri().path(),
+            body: req.body(),
+        };
+        let actor = Some(admin.user_id);
+        budget(request, &env.sql, &config, ctx, actor, env.clock.now()).await
+    })
     .await
 }

@@ -7,24 +7,15 @@
 use spin_sdk::http::ResponseOutparam;
 use spin_sdk::http_component;
 use village_accounts::audit_log::{AuditQuery, read};
-use village_accounts::authz::authorize;
-use village_platform::spin::{Surface, serve_guarded};
+use village_accounts::spin::serve_admin;
 use village_platform::web::{self, Request};
 
 #[http_component]
 async fn handle(req: Request, out: ResponseOutparam) {
-    serve_guarded(
-        "admin-audit",
-        Surface::Api,
-        req,
-        out,
-        village_ratelimit::spin::gate,
-        async |req, env, ctx| {
-            authorize(&env.sql, ctx, req.method().as_str(), req.uri().path()).await?;
-            let query = AuditQuery::parse(req.uri().query().unwrap_or_default())?;
-            let page = read(&env.sql, &query).await?;
-            Ok(web::json(http::StatusCode::OK, &page))
-        },
-    )
+    serve_admin("admin-audit", req, out, async |req, env, _ctx, _admin| {
+        let query = AuditQuery::parse(req.uri().query().unwrap_or_default())?;
+        let page = read(&env.sql, &query).await?;
+        Ok(web::json(http::StatusCode::OK, &page))
+    })
     .await
 }

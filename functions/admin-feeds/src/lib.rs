@@ -8,34 +8,25 @@
 
 use spin_sdk::http::ResponseOutparam;
 use spin_sdk::http_component;
-use village_accounts::authz::authorize;
+use village_accounts::spin::serve_admin;
 use village_feeds::admin::{FeedsAdminRequest, handle as feeds};
 use village_platform::clock::Clock;
-use village_platform::spin::{Surface, serve_guarded};
 use village_platform::web::Request;
 
 #[http_component]
 async fn handle(req: Request, out: ResponseOutparam) {
-    serve_guarded(
-        "admin-feeds",
-        Surface::Api,
-        req,
-        out,
-        village_ratelimit::spin::gate,
-        async |req, env, ctx| {
-            let admin = authorize(&env.sql, ctx, req.method().as_str(), req.uri().path()).await?;
-            let hosts = village_feeds::allowed_hosts(
-                &spin_sdk::variables::get("feed_allowed_hosts").unwrap_or_default(),
-            );
-            let request = FeedsAdminRequest {
-                method: req.method(),
-                path: req.uri().path(),
-                query: req.uri().query().unwrap_or_default(),
-                body: req.body(),
-                allowed_hosts: &hosts,
-            };
-            feeds(request, &env.sql, ctx, Some(admin.user_id), env.clock.now()).await
-        },
-    )
+    serve_admin("admin-feeds", req, out, async |req, env, ctx, admin| {
+        let hosts = village_feeds::allowed_hosts(
+            &spin_sdk::variables::get("feed_allowed_hosts").unwrap_or_default(),
+        );
+        let request = FeedsAdminRequest {
+            method: req.method(),
+            path: req.uri().path(),
+            query: req.uri().query().unwrap_or_default(),
+            body: req.body(),
+            allowed_hosts: &hosts,
+        };
+        feeds(request, &env.sql, ctx, Some(admin.user_id), env.clock.now()).await
+    })
     .await
 }

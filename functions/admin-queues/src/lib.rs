@@ -6,40 +6,31 @@
 
 use spin_sdk::http::ResponseOutparam;
 use spin_sdk::http_component;
-use village_accounts::authz::authorize;
+use village_accounts::spin::serve_admin;
 use village_jobs::ops::{OpsRequest, handle as ops};
 use village_platform::admin::Actor;
 use village_platform::clock::Clock;
-use village_platform::spin::{Surface, serve_guarded};
 use village_platform::web::Request;
 
 #[http_component]
 async fn handle(req: Request, out: ResponseOutparam) {
-    serve_guarded(
-        "admin-queues",
-        Surface::Api,
-        req,
-        out,
-        village_ratelimit::spin::gate,
-        async |req, env, ctx| {
-            let admin = authorize(&env.sql, ctx, req.method().as_str(), req.uri().path()).await?;
-            let actor = Actor {
-                user_id: Some(admin.user_id),
-                label: admin.label(),
-            };
-            let path = req
-                .headers()
-                .get("spin-path-info")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default();
-            let request = OpsRequest {
-                method: req.method(),
-                path,
-                query: req.uri().query().unwrap_or_default(),
-                body: req.body(),
-            };
-            ops(request, &env.sql, &env.cache, env.clock.now(), &actor, ctx).await
-        },
-    )
+    serve_admin("admin-queues", req, out, async |req, env, ctx, admin| {
+        let actor = Actor {
+            user_id: Some(admin.user_id),
+            label: admin.label(),
+        };
+        let path = req
+            .headers()
+            .get("spin-path-info")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let request = OpsRequest {
+            method: req.method(),
+            path,
+            query: req.uri().query().unwrap_or_default(),
+            body: req.body(),
+        };
+        ops(request, &env.sql, &env.cache, env.clock.now(), &actor, ctx).await
+    })
     .await
 }

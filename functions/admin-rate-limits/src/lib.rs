@@ -7,21 +7,17 @@
 
 use spin_sdk::http::ResponseOutparam;
 use spin_sdk::http_component;
-use village_accounts::authz::authorize;
-use village_platform::spin::{Surface, serve_guarded};
+use village_accounts::spin::serve_admin;
 use village_platform::web::Request;
 use village_ratelimit::admin::{RateLimitsRequest, handle as rate_limits};
 
 #[http_component]
 async fn handle(req: Request, out: ResponseOutparam) {
-    serve_guarded(
+    serve_admin(
         "admin-rate-limits",
-        Surface::Api,
         req,
         out,
-        village_ratelimit::spin::gate,
-        async |req, env, ctx| {
-            let admin = authorize(&env.sql, ctx, req.method().as_str(), req.uri().path()).await?;
+        async |req, env, ctx, admin| {
             let request = RateLimitsRequest {
                 method: req.method(),
                 path: req.uri().path(),
