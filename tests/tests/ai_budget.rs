@@ -13,8 +13,7 @@ use village_ai::notify;
 use village_ai::tagging::{self, Scheduled};
 use village_e2e::stub::StubServer;
 use village_e2e::stub::providers::{self, UsageDial};
-use village_platform::cache::namespace_of;
-use village_platform::native::{NativeCache, NativeHttp, NativeSql};
+use village_platform::native::{NativeCache, NativeHttp, NativeSql, test_ports};
 use village_platform::sql::{Sql, SqlValue};
 
 struct World {
@@ -40,10 +39,7 @@ async fn world(limit_cents: i64) -> World {
     let db = village_migrate::testing::fresh_database()
         .await
         .expect("database");
-    let sql = NativeSql::connect(&db).await.expect("sql");
-    let cache = NativeCache::connect_namespaced("redis://127.0.0.1:6379", &namespace_of(&db))
-        .await
-        .expect("redis");
+    let (sql, cache) = test_ports(&db).await;
     // 1,000 input and 200 output tokens per call: 0.6 cents at list price.
     let usage = UsageDial::new(1_000, 200);
     let messages = providers::messages_api(usage.clone()).await;

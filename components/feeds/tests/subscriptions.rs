@@ -6,8 +6,7 @@ use uuid::Uuid;
 use village_feeds::subscriptions::{self, Health};
 use village_feeds::{retention, schedule, view};
 use village_platform::AppError;
-use village_platform::cache::namespace_of;
-use village_platform::native::{NativeCache, NativeSql};
+use village_platform::native::{NativeCache, NativeSql, test_ports};
 use village_platform::sql::{Sql, SqlValue};
 
 fn now() -> DateTime<Utc> {
@@ -20,11 +19,7 @@ async fn ports() -> (NativeSql, NativeCache) {
     let url = village_migrate::testing::fresh_database()
         .await
         .expect("database");
-    let sql = NativeSql::connect(&url).await.expect("sql");
-    let cache = NativeCache::connect_namespaced("redis://127.0.0.1:6379", &namespace_of(&url))
-        .await
-        .expect("redis");
-    (sql, cache)
+    test_ports(&url).await
 }
 
 async fn user(sql: &NativeSql) -> Uuid {

@@ -8,11 +8,9 @@ use village_flags::admin::{FlagsRequest, handle};
 use village_flags::store::{self, Source};
 use village_flags::{Visitor, evaluation_log, flags_for, is_enabled, retention};
 use village_platform::RequestContext;
-use village_platform::cache::{Cache, namespace_of};
-use village_platform::native::{NativeCache, NativeSql, PrivateRedis};
+use village_platform::cache::Cache;
+use village_platform::native::{NativeCache, NativeSql, PrivateRedis, test_ports};
 use village_platform::sql::{Sql, SqlValue};
-
-const REDIS: &str = "redis://127.0.0.1:6379";
 
 struct World {
     url: String,
@@ -24,10 +22,7 @@ async fn world() -> World {
     let url = village_migrate::testing::fresh_database()
         .await
         .expect("test database");
-    let sql = NativeSql::connect(&url).await.expect("connect");
-    let cache = NativeCache::connect_namespaced(REDIS, &namespace_of(&url))
-        .await
-        .expect("redis");
+    let (sql, cache) = test_ports(&url).await;
     World { url, sql, cache }
 }
 

@@ -174,6 +174,23 @@ impl Sql for NativeSql {
     }
 }
 
+/// The local Redis tests use.
+pub const TEST_REDIS: &str = "redis://127.0.0.1:6379";
+
+/// A test's ports for its own database: SQL on `database_url`, and the
+/// local Redis with keys under that database's namespace, so tests sharing
+/// one Redis never share keys.
+pub async fn test_ports(database_url: &str) -> (NativeSql, NativeCache) {
+    let sql = NativeSql::connect(database_url)
+        .await
+        .expect("connect to the test database");
+    let cache =
+        NativeCache::connect_namespaced(TEST_REDIS, &crate::cache::namespace_of(database_url))
+            .await
+            .expect("connect to the local Redis");
+    (sql, cache)
+}
+
 pub struct NativeCache {
     pub conn: redis::aio::MultiplexedConnection,
     namespace: String,

@@ -6,12 +6,10 @@ use chrono::Utc;
 use uuid::Uuid;
 use village_platform::RequestContext;
 use village_platform::cache::{Cache, namespace_of};
-use village_platform::native::{NativeCache, NativeSql, PrivateRedis};
+use village_platform::native::{NativeCache, NativeSql, PrivateRedis, test_ports};
 use village_platform::sql::{Sql, SqlValue};
 use village_ratelimit::admin::{RateLimitsRequest, handle};
 use village_ratelimit::{Decision, Subjects, check};
-
-const REDIS: &str = "redis://127.0.0.1:6379";
 
 struct World {
     url: String,
@@ -23,10 +21,7 @@ async fn world() -> World {
     let url = village_migrate::testing::fresh_database()
         .await
         .expect("test database");
-    let sql = NativeSql::connect(&url).await.expect("connect");
-    let cache = NativeCache::connect_namespaced(REDIS, &namespace_of(&url))
-        .await
-        .expect("redis");
+    let (sql, cache) = test_ports(&url).await;
     World { url, sql, cache }
 }
 
@@ -90,10 +85,7 @@ async fn the_limit_is_exact_at_the_boundary_under_concurrent_requests() {
     for _ in 0..40 {
         let url = w.url.clone();
         tasks.push(tokio::spawn(async move {
-            let sql = NativeSql::connect(&url).await.expect("connect");
-            let cache = NativeCache::connect_namespaced(REDIS, &namespace_of(&url))
-                .await
-                .expect("redis");
+            let (sql, cache) = test_ports(&url).await;
             check(&sql, &cache, "t_exact", &ip("10.0.0.1"), Utc::now())
                 .await
                 .expect("check")
