@@ -119,6 +119,24 @@ async fn list(sql: &impl Sql, limit: i64, now: DateTime<Utc>) -> Result<Vec<Admi
         .collect::<Result<Vec<_>, village_platform::sql::SqlError>>()?)
 }
 
+/// The answer to a change: the feed before (none: 201, created) and after.
+fn changed(row: &village_platform::sql::Row) -> Result<Response, AppError> {
+    let before: Option<serde_json::Value> = row.get("before")?;
+    let status = if before.is_none() {
+        http::StatusCode::CREATED
+    } else {
+        http::StatusCode::OK
+    };
+    Ok(web::json(
+        status,
+        &serde_json::json!({
+            "id": row.get::<i64>("id")?,
+            "before": before,
+            "feed": row.get::<serde_json::Value>("after")?,
+        }),
+    ))
+}
+
 pub async fn handle(
     req: FeedsAdminRequest<'_>,
     sql: &impl Sql,
@@ -188,19 +206,7 @@ pub async fn handle(
                 )
                 .await?
                 .ok_or_else(|| AppError::Internal("feed upsert returned no row".into()))?;
-            let created = row.get::<Option<serde_json::Value>>("before")?.is_none();
-            Ok(web::json(
-                if created {
-                    http::StatusCode::CREATED
-                } else {
-                    http::StatusCode::OK
-                },
-                &serde_json::json!({
-                    "id": row.get::<i64>("id")?,
-                    "before": row.get::<Option<serde_json::Value>>("before")?,
-                    "feed": row.get::<serde_json::Value>("after")?,
-                }),
-            ))
+            changed(&row)
         }
         (&M::PATCH, id) => {
             let id: i64 = id
@@ -236,9 +242,9 @@ pub async fn handle(
                                  next_fetch_at = CASE WHEN $3::int IS NULL THEN next_fetch_at \
                                      ELSE least(next_fetch_at, \
                                                 coalesce(last_success_at, $5) + make_interval(secs => $3::int)) END \
-                             WHERE id = $1 RETURNING {FEED_JSON} AS j), \
+                             WHERE id = $1 RETURNING id, {FEED_JSON} AS j), \
                          audit AS (SELECT audit_record($4, (SELECT j FROM old), up.j) AS id FROM up) \
-                         SELECT (SELECT j FROM old) AS before, up.j AS after FROM up, audit"
+                         SELECT up.id, (SELECT j FROM old) AS before, up.j AS after FROM up, audit"
                     ),
                     &[
                         SqlValue::Int64(id),
@@ -250,14 +256,7 @@ pub async fn handle(
                 )
                 .await?
                 .ok_or(AppError::NotFound)?;
-            Ok(web::json(
-                http::StatusCode::OK,
-                &serde_json::json!({
-                    "id": id,
-                    "before": row.get::<serde_json::Value>("before")?,
-                    "feed": row.get::<serde_json::Value>("after")?,
-                }),
-            ))
+            changed(&row)
         }
         (_, "") => Err(AppError::MethodNotAllowed {
             allowed: "GET, POST",
