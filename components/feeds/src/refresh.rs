@@ -159,10 +159,7 @@ async fn get(
         let request = request
             .body(Vec::new())
             .map_err(|_| "the feed URL cannot be requested".to_owned())?;
-        let response = http.send(request).await.map_err(|e| match e {
-            HttpError::Timeout(t) => format!("no answer within {t:?}"),
-            other => other.to_string(),
-        })?;
+        let response = http.send(request).await.map_err(|e| unreachable(&url, e))?;
         let status = response.status();
         if !status.is_redirection() || status == http::StatusCode::NOT_MODIFIED {
             return Ok((response, url));
@@ -183,6 +180,33 @@ async fn get(
             .map_err(|e| format!("the feed redirected to a refused address: {e}"))?;
     }
     Err(format!("more than {MAX_REDIRECTS} redirects"))
+}
+
+/// What readers are told when a feed's server gave no answer — the widget
+/// shows it — with the transport's own words kept for the log.
+fn unreachable(url: &FeedUrl, e: HttpError) -> String {
+    let said = match &e {
+        HttpError::Timeout(t) => return format!("no answer within {t:?}"),
+        HttpError::Refused(_) => "this address may not be fetched",
+        HttpError::Failed(detail) => {
+            let d = detail.to_ascii_lowercase();
+            if d.contains("dns") {
+                "its host name could not be found"
+            } else if d.contains("refused") {
+                "its server refused the connection"
+            } else if d.contains("tls") || d.contains("certificate") {
+                "its secure connection failed"
+            } else {
+                "its server could not be reached"
+            }
+        }
+    };
+    village_platform::log::event(
+        "WARNING",
+        &format!("feed fetch failed: {e}"),
+        serde_json::json!({ "url": url.as_str() }),
+    );
+    said.to_owned()
 }
 
 /// Stores `items` for `feed_id` in one statement: an article already known
@@ -309,6 +333,26 @@ async fn failed(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readers_are_told_in_words_why_a_feed_was_unreachable() {
+        let url = address::check("https://news.example.org/rss", &[]).expect("url");
+        let dns = HttpError::Failed(
+            "ErrorCode::DnsError(DnsErrorPayload { rcode: Some(\"address not available\"), \
+             info-code: None })"
+                .into(),
+        );
+        assert_eq!(unreachable(&url, dns), "its host name could not be found");
+        let refused = HttpError::Failed("ErrorCode::ConnectionRefused".into());
+        assert_eq!(
+            unreachable(&url, refused),
+            "its server refused the connection"
+        );
+        let other = HttpError::Failed("error sending request".into());
+        assert_eq!(unreachable(&url, other), "its server could not be reached");
+        let slow = HttpError::Timeout(std::time::Duration::from_secs(3));
+        assert_eq!(unreachable(&url, slow), "no answer within 3s");
+    }
 
     #[test]
     fn a_failing_feed_backs_off_doubling_up_to_a_day() {
