@@ -1,10 +1,14 @@
 //! `allowed_outbound_hosts`: which network destinations a component may reach.
 //!
-//! Entries follow Spin's syntax: `scheme://host:port`, where the scheme may be
-//! `*`, the host `*` or `*.suffix`, and the port a number, `*`, or a range
-//! `lo..hi` (hi exclusive, as in Spin). A missing port means the scheme's well
-//! known port. Templates (`{{ var }}`) are rendered before parsing. A request
+//! Entries follow Spin's syntax: `scheme://host:port`, where the scheme is
+//! `*` or letters, the host `*`, `*.suffix`, a name, an address or a CIDR
+//! range (`127.0.0.0/24`, matching only addresses written as such, never
+//! names), and the port a number, `*`, or a range `lo..hi` (hi exclusive, as
+//! in Spin). A missing port means the scheme's well-known port (Spin's
+//! table). Templates (`{{ var }}`) are rendered before parsing. A request
 //! that no entry allows is refused before any socket is opened.
+
+use std::net::IpAddr;
 
 use std::fmt;
 
@@ -14,6 +18,8 @@ enum HostPattern {
     Exact(String),
     /// `*.example.com` matches `a.example.com` and `a.b.example.com`.
     Subdomain(String),
+    /// `10.0.0.0/8`: addresses in the range, written as addresses.
+    Cidr(ipnet::IpNet),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,9 +47,8 @@ pub fn default_port(scheme: &str) -> Option<u16> {
     match scheme {
         "http" => Some(80),
         "https" => Some(443),
-        "postgres" | "postgresql" => Some(5432),
+        "postgres" => Some(5432),
         "redis" => Some(6379),
-        "rediss" => Some(6380),
         "mysql" => Some(3306),
         "mqtt" => Some(1883),
         _ => None,
@@ -55,15 +60,9 @@ impl AllowedHost {
         let (scheme, rest) = entry
             .split_once("://")
             .ok_or_else(|| format!("`{entry}` needs a scheme, as in `https://{entry}`"))?;
-        if rest.contains('/') {
-            return Err(format!("`{entry}` must not contain a path"));
-        }
         let scheme = match scheme {
             "*" => None,
-            s if !s.is_empty()
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
-            {
+            s if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphabetic()) => {
                 Some(s.to_ascii_lowercase())
             }
             _ => return Err(format!("`{entry}` has an invalid scheme")),
@@ -74,6 +73,12 @@ impl AllowedHost {
         };
         let host = match host {
             "*" => HostPattern::Any,
+            // A CIDR range; like Spin, bits past the prefix are dropped
+            // (`127.0.0.1/24` is `127.0.0.0/24`).
+            h if h.contains('/') => match h.parse::<ipnet::IpNet>() {
+                Ok(net) => HostPattern::Cidr(net.trunc()),
+                Err(_) => return Err(format!("`{entry}` must not contain a path")),
+            },
             h if h.starts_with("*.") && h.len() > 2 => {
                 HostPattern::Subdomain(h[1..].to_ascii_lowercase())
             }
@@ -112,6 +117,11 @@ impl AllowedHost {
             HostPattern::Any => true,
             HostPattern::Exact(h) => *h == host,
             HostPattern::Subdomain(suffix) => host.ends_with(suffix.as_str()),
+            HostPattern::Cidr(net) => host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| net.contains(&ip)),
         };
         let port_ok = match self.port {
             PortPattern::Any => true,
@@ -251,8 +261,31 @@ mod tests {
             "https://a.com:x",
             "foo://bar",
             "https://*x.com",
+            "*://127.0.0.0/24",
+            "h2c+x://a.com:80",
         ] {
             assert!(AllowedHost::parse(bad).is_err(), "{bad} should be rejected");
         }
+    }
+
+    #[test]
+    fn cidr_ranges_match_addresses_not_names() {
+        let l = list(&["*://127.0.0.0/24:6379", "http://10.1.2.3/8"]);
+        assert!(l.allows("redis", "127.0.0.9", Some(6379)));
+        assert!(
+            !l.allows("redis", "127.0.1.9", Some(6379)),
+            "outside the range"
+        );
+        assert!(!l.allows("redis", "127.0.0.9", Some(6380)), "another port");
+        assert!(
+            !l.allows("redis", "localhost", Some(6379)),
+            "a name never matches a range"
+        );
+        // Bits past the prefix are dropped, as Spin does.
+        assert!(l.allows("http", "10.200.0.1", None));
+        let v6 = list(&["*://ff00::/8:80"]);
+        assert!(v6.allows("http", "ff00::1", Some(80)));
+        assert!(v6.allows("http", "[ff00::1]", Some(80)));
+        assert!(!v6.allows("http", "fe80::1", Some(80)));
     }
 }

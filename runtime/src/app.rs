@@ -107,10 +107,29 @@ pub struct App {
     pub shared: Arc<Shared>,
     pub components: HashMap<String, Loaded>,
     pub router: Router,
-    /// `[application.trigger.http] base`, normalised to no trailing slash.
-    pub base: String,
     pub http_routes: Vec<HttpRoute>,
     _files: Option<files::Staging>,
+}
+
+/// Whether a guest socket may use `addr`, as Spin decides: never a TCP
+/// listener; a TCP connection when `tcp://addr` is allowed; UDP traffic
+/// when `udp://addr` is. wasmtime 48 also asks before the implicit bind a
+/// connect or send performs (the wildcard address, port 0): that bind is
+/// allowed, any other is not.
+fn socket_allowed(
+    allow: &AllowList,
+    addr: SocketAddr,
+    used: wasmtime_wasi::sockets::SocketAddrUse,
+) -> bool {
+    use wasmtime_wasi::sockets::SocketAddrUse;
+    let implicit_bind = addr.ip().is_unspecified() && addr.port() == 0;
+    let scheme = match used {
+        SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => return implicit_bind,
+        SocketAddrUse::TcpListen | SocketAddrUse::TcpAccept => return false,
+        SocketAddrUse::TcpConnect => "tcp",
+        SocketAddrUse::UdpSend | SocketAddrUse::UdpReceive => "udp",
+    };
+    allow.allows(scheme, &addr.ip().to_string(), Some(addr.port()))
 }
 
 impl App {
@@ -240,6 +259,8 @@ impl App {
                 variables: component_vars,
                 environment,
                 mounts,
+                key_value_stores: def.key_value_stores.clone(),
+                sqlite_databases: def.sqlite_databases.clone(),
             });
             components.insert(
                 id.clone(),
@@ -276,20 +297,27 @@ impl App {
             }
         }
         let router = Router::new(routes).map_err(|e| anyhow!(e))?;
-        let base = manifest
+        // Spin 3 no longer serves under a base path: it refuses any `base`
+        // but `/` (the field is deprecated), and so does `village`.
+        if let Some(base) = manifest
             .application
             .trigger
             .http
             .as_ref()
-            .and_then(|h| h.base.clone())
-            .unwrap_or_default()
-            .trim_end_matches('/')
-            .to_owned();
+            .and_then(|h| h.base.as_deref())
+            .filter(|b| *b != "/")
+        {
+            bail!(
+                "[application.trigger.http] base = {base:?}: the deprecated `base` field may only be \"/\" (Spin 3 refuses any other); put the prefix in each route instead"
+            );
+        }
 
         let shared = Arc::new(Shared {
             variables,
             pg: Default::default(),
             redis: Default::default(),
+            state_dir: manifest_dir.join(".spin"),
+            key_value: crate::host::key_value::KvStores::new(manifest_dir.join(".spin")),
             app: OnceLock::new(),
         });
         let app = Arc::new(App {
@@ -300,7 +328,6 @@ impl App {
             shared: shared.clone(),
             components,
             router,
-            base,
             http_routes,
             _files: Some(staging),
         });
@@ -326,9 +353,19 @@ impl App {
         wasi.stdout(stdout.clone())
             .stderr(stderr.clone())
             .envs(&loaded.config.environment)
+            // As Spin: sockets reach only what `allowed_outbound_hosts`
+            // allows (`tcp://`, `udp://` destinations), nothing may listen
+            // on TCP, and names cannot be resolved from the guest.
             .allow_ip_name_lookup(false)
-            .allow_tcp(false)
-            .allow_udp(false);
+            .allow_tcp(true)
+            .allow_udp(true)
+            .socket_addr_check({
+                let allow = loaded.config.allow_list.clone();
+                move |addr, used| {
+                    let allowed = socket_allowed(&allow, addr, used);
+                    Box::pin(async move { allowed })
+                }
+            });
         for (host, guest) in &loaded.config.mounts {
             wasi.preopened_dir(host, guest, FsPerms::ReadOnly)
                 .map_err(anyhow::Error::from)
@@ -460,29 +497,30 @@ impl App {
         component: &str,
         mut request: http::Request<wasmtime_wasi_http::WasiBody>,
     ) -> anyhow::Result<http::Response<HyperOutgoingBody>> {
-        let route = self
-            .http_routes
-            .iter()
-            .find(|r| r.component == component)
-            .ok_or_else(|| anyhow!("no HTTP component `{component}` to chain to"))?;
+        if !self.http_routes.iter().any(|r| r.component == component) {
+            bail!("no HTTP component `{component}` to chain to");
+        }
         let path = request.uri().path().to_owned();
-        // A private component has no route: the whole path is its path info.
-        let matched = match &route.pattern {
-            Some(p) => p.matches(&path),
-            None => Some(crate::routes::RouteMatch {
-                params: Vec::new(),
-                path_info: path.clone(),
-            }),
+        // Spin routes a chained request as if by a synthetic `/...` route:
+        // the whole path is its path info, from no client, for `localhost`.
+        let synthetic = RoutePattern::parse("/...").map_err(|e| anyhow!(e))?;
+        let path_and_query = request
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        let matched = crate::routes::RouteMatch {
+            params: Vec::new(),
+            path_info: path,
         };
-        let client: SocketAddr = ([127, 0, 0, 1], 0).into();
-        let full_url = request.uri().to_string();
+        let client: SocketAddr = ([0, 0, 0, 0], 0).into();
+        let full_url = format!("http://localhost{path_and_query}");
         crate::http_trigger::set_spin_headers(
             request.headers_mut(),
             &crate::http_trigger::SpinHeaders {
                 full_url: &full_url,
-                base: &self.base,
-                pattern: route.pattern.as_ref(),
-                matched: matched.as_ref(),
+                pattern: Some(&synthetic),
+                matched: Some(&matched),
                 client,
             },
         );

@@ -1,6 +1,7 @@
 //! Host bindings for the Spin interfaces beyond WASI, generated from `wit/`.
 
-/// Imports: Redis, variables (Spin 2 and WASI config), Postgres 4.
+/// Imports: Redis, variables (Spin 2 and WASI config), Postgres 4, and the
+/// key-value, SQLite and MQTT interfaces Spin links for every component.
 pub mod spin_host {
     wasmtime::component::bindgen!({
         path: "../wit",
@@ -9,6 +10,9 @@ pub mod spin_host {
         with: {
             "spin:postgres/postgres.connection": crate::host::postgres::PgConnection,
             "fermyon:spin/redis.connection": crate::host::redis::RedisConnection,
+            "fermyon:spin/key-value.store": crate::host::key_value::KvStore,
+            "fermyon:spin/sqlite.connection": crate::host::sqlite::SqliteConnection,
+            "fermyon:spin/mqtt.connection": crate::host::mqtt::MqttConnection,
         },
     });
 }

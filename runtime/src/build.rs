@@ -11,7 +11,11 @@ use crate::manifest::Manifest;
 
 pub fn run(manifest_path: &Path, only: &[String]) -> anyhow::Result<()> {
     let manifest = Manifest::load(manifest_path)?;
-    let base = manifest_path.parent().unwrap_or(Path::new("."));
+    // `spin.toml` alone has the empty path as its parent: the current folder.
+    let base = manifest_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     for (id, component) in &manifest.component {
         if !only.is_empty() && !only.contains(id) {
             continue;

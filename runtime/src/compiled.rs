@@ -64,6 +64,8 @@ fn key(engine: &Engine, wasm: &[u8]) -> String {
 /// in memory.
 pub fn load(engine: &Engine, source: &Path) -> anyhow::Result<Component> {
     let wasm = fs::read(source).with_context(|| format!("failed to read {}", source.display()))?;
+    let wasm = componentize_if_necessary(wasm)
+        .with_context(|| format!("failed to make a component of {}", source.display()))?;
     let Some(dir) = cache_root().map(|d| d.join("components")) else {
         return Component::new(engine, &wasm).map_err(anyhow::Error::from);
     };
@@ -102,6 +104,21 @@ pub fn load(engine: &Engine, source: &Path) -> anyhow::Result<Component> {
     component
         .map_err(anyhow::Error::from)
         .with_context(|| format!("failed to load the compiled {}", path.display()))
+}
+
+/// A core module built with `wit-bindgen` (its world embedded in custom
+/// sections) becomes a component, as Spin's loader does
+/// (`spin-componentize`), with `wit-component`'s encoder; a component is
+/// left as it is. Spin can also adapt WASI preview 1 modules: `village`
+/// cannot, and `wit-component` says so naming the import.
+fn componentize_if_necessary(wasm: Vec<u8>) -> anyhow::Result<Vec<u8>> {
+    if !wasmparser::Parser::is_core_wasm(&wasm) {
+        return Ok(wasm);
+    }
+    wit_component::ComponentEncoder::default()
+        .validate(true)
+        .module(&wasm)?
+        .encode()
 }
 
 /// Removes compiled files (and abandoned temporary ones) not used for

@@ -29,7 +29,6 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// The values behind Spin's `spin-*` request headers.
 pub struct SpinHeaders<'a> {
     pub full_url: &'a str,
-    pub base: &'a str,
     pub pattern: Option<&'a RoutePattern>,
     pub matched: Option<&'a RouteMatch>,
     pub client: SocketAddr,
@@ -37,7 +36,13 @@ pub struct SpinHeaders<'a> {
 
 /// Replaces every `spin-*` request header with the runtime's own: a client
 /// must not be able to forge one the runtime does not set for this route
-/// (a `spin-path-match-*` for a parameter the route lacks, say).
+/// (a `spin-path-match-*` for a parameter the route lacks, say). Spin keeps
+/// the client's beside its own; `village` drops them (runtime/README).
+///
+/// Values as Spin 3.6.3 sets them (`trigger-http/src/headers.rs`): the base
+/// path is always `/`; `spin-matched-route` is the route without a trailing
+/// slash (empty for `/`); a parameter's header name is lower-cased with `_`
+/// turned into `-` (`:user_id` → `spin-path-match-user-id`).
 pub fn set_spin_headers(headers: &mut HeaderMap, h: &SpinHeaders<'_>) {
     let forged: Vec<HeaderName> = headers
         .keys()
@@ -56,39 +61,36 @@ pub fn set_spin_headers(headers: &mut HeaderMap, h: &SpinHeaders<'_>) {
         }
     };
     set("spin-full-url", h.full_url);
-    set(
-        "spin-base-path",
-        if h.base.is_empty() { "/" } else { h.base },
-    );
+    set("spin-base-path", "/");
     set("spin-client-addr", &h.client.to_string());
     if let Some(pattern) = h.pattern {
-        set(
-            "spin-matched-route",
-            &format!("{}{}", h.base, pattern.raw()),
-        );
+        set("spin-matched-route", pattern.based_route());
         set("spin-raw-component-route", pattern.raw());
         set("spin-component-route", &pattern.component_route());
     }
     if let Some(m) = h.matched {
         set("spin-path-info", &m.path_info);
         for (name, value) in &m.params {
-            set(
-                &format!("spin-path-match-{}", name.to_ascii_lowercase()),
-                value,
-            );
+            set(&path_match_header(name), value);
         }
     } else {
         set("spin-path-info", "");
     }
 }
 
+/// `spin-path-match-<name>` as Spin names it.
+pub fn path_match_header(param: &str) -> String {
+    format!(
+        "spin-path-match-{}",
+        param.replace('_', "-").to_ascii_lowercase()
+    )
+}
+
 fn plain(status: StatusCode, text: &str) -> Response<ResponseBody> {
-    let mut r = Response::new(
-        Full::new(Bytes::from(text.to_owned()))
-            .map_err(|never: Infallible| match never {})
-            .boxed_unsync(),
-    );
-    *r.status_mut() = status;
+    let mut r = empty(status);
+    *r.body_mut() = Full::new(Bytes::from(text.to_owned()))
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync();
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
@@ -96,12 +98,32 @@ fn plain(status: StatusCode, text: &str) -> Response<ResponseBody> {
     r
 }
 
+/// An answer with no body and no content type, as Spin gives for "no route"
+/// and for a component that failed.
+fn empty(status: StatusCode) -> Response<ResponseBody> {
+    let mut r = Response::new(
+        Full::new(Bytes::new())
+            .map_err(|never: Infallible| match never {})
+            .boxed_unsync(),
+    );
+    *r.status_mut() = status;
+    r
+}
+
+/// Spin's own endpoints under `/.well-known/spin/`, answered before routing.
+fn well_known(path: &str) -> Option<Response<ResponseBody>> {
+    let rest = path.strip_prefix("/.well-known/spin/")?;
+    Some(match rest {
+        "health" => plain(StatusCode::OK, "OK"),
+        _ => empty(StatusCode::NOT_FOUND),
+    })
+}
+
 /// Routes and runs one request. Never fails: problems become 4xx/5xx.
 pub async fn handle(
     app: Arc<App>,
     mut req: Request<Incoming>,
     client: SocketAddr,
-    local: SocketAddr,
 ) -> Response<ResponseBody> {
     let started = Instant::now();
     let method = req.method().clone();
@@ -115,15 +137,12 @@ pub async fn handle(
     if declared.is_some_and(|n| n > max as u64) {
         return plain(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n");
     }
-    let Some(routed_path) = path
-        .strip_prefix(&app.base)
-        .map(|p| if p.is_empty() { "/" } else { p })
-    else {
-        return plain(StatusCode::NOT_FOUND, "Not Found\n");
-    };
-    let Some(routed) = app.router.route(routed_path) else {
+    if let Some(answer) = well_known(&path) {
+        return answer;
+    }
+    let Some(routed) = app.router.route(&path) else {
         tracing::debug!(%method, %path, "no route");
-        return plain(StatusCode::NOT_FOUND, "Not Found\n");
+        return empty(StatusCode::NOT_FOUND);
     };
     let component = routed.component.to_owned();
     let host = req
@@ -131,7 +150,7 @@ pub async fn handle(
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .map(str::to_owned)
-        .unwrap_or_else(|| local.to_string());
+        .unwrap_or_else(|| "localhost".to_owned());
     let path_and_query = req
         .uri()
         .path_and_query()
@@ -147,7 +166,6 @@ pub async fn handle(
         req.headers_mut(),
         &SpinHeaders {
             full_url: &full_url,
-            base: &app.base,
             pattern: Some(routed.pattern),
             matched: Some(&routed.matched),
             client,
@@ -168,7 +186,7 @@ pub async fn handle(
         Ok(resp) => resp,
         Err(e) => {
             tracing::error!(component = %component, %method, %path, "500: {}", app.shared.variables.redact(&format!("{e:#}")));
-            plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n")
+            empty(StatusCode::INTERNAL_SERVER_ERROR)
         }
     };
     tracing::info!(
@@ -184,13 +202,6 @@ pub async fn handle(
 
 /// Serves HTTP on `listener` until `shutdown` turns true, then drains.
 pub async fn serve(app: Arc<App>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
-    let local = match listener.local_addr() {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::error!("listener has no address: {e}");
-            return;
-        }
-    };
     let graceful = GracefulShutdown::new();
     let builder = http1::Builder::new();
     loop {
@@ -209,7 +220,7 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, mut shutdown: watch::Re
                 let app = app.clone();
                 let service = service_fn(move |req| {
                     let app = app.clone();
-                    async move { Ok::<_, Infallible>(handle(app, req, client, local).await) }
+                    async move { Ok::<_, Infallible>(handle(app, req, client).await) }
                 });
                 let conn = builder.serve_connection(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn);

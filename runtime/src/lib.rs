@@ -94,12 +94,7 @@ pub fn describe_routes(app: &App, addr: SocketAddr) -> Vec<String> {
     let mut lines = Vec::new();
     for route in &app.http_routes {
         match &route.pattern {
-            Some(p) => lines.push(format!(
-                "  {}: http://{addr}{}{}",
-                route.component,
-                app.base,
-                p.raw()
-            )),
+            Some(p) => lines.push(format!("  {}: http://{addr}{}", route.component, p.raw())),
             None => lines.push(format!(
                 "  {}: (private: reachable as http://{}.spin.internal)",
                 route.component, route.component

@@ -63,8 +63,14 @@ struct UpArgs {
     /// Time budget of one request or event, in milliseconds.
     #[arg(long, default_value_t = 30_000)]
     timeout_ms: u64,
+    /// Largest request body handed to a component, in MiB; a larger one is
+    /// answered 413 before the component runs. Spin has no such limit (a
+    /// component bounds its own bodies): this is `village`'s, kept on purpose.
+    #[arg(long, default_value_t = 10)]
+    max_request_body_mb: usize,
     /// Apply pending database migrations first (to the database named by the
-    /// `db_user`, `db_password`, `db_host`, `db_name` application variables).
+    /// `db_user`, `db_password`, `db_host`, `db_name`, `db_sslmode`
+    /// application variables).
     #[arg(long)]
     migrate: bool,
 }
@@ -111,6 +117,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     options.env = args.env;
     options.max_instance_memory = args.max_instance_memory_mb << 20;
     options.timeout = Duration::from_millis(args.timeout_ms);
+    options.max_request_body = args.max_request_body_mb << 20;
     if args.migrate {
         let url = database_url(&options)?;
         let report = village_migrate::migrate(&url)
@@ -131,7 +138,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
 }
 
 /// The project's database, from its application variables `db_user`,
-/// `db_password`, `db_host` and `db_name` (the same ones its components'
+/// `db_password`, `db_host`, `db_name` and `db_sslmode` (the same ones its components'
 /// `database_url` templates use).
 fn database_url(options: &Options) -> anyhow::Result<String> {
     let manifest = village_runtime::manifest::Manifest::load(&options.manifest)?;
@@ -144,8 +151,10 @@ fn database_url(options: &Options) -> anyhow::Result<String> {
             .map(str::to_owned)
             .with_context(|| format!("--migrate needs the application variable `{name}`"))
     };
+    // TLS as the components connect (`db_sslmode`; verified unless `disable`).
+    let sslmode = vars.app_value("db_sslmode").unwrap_or("prefer");
     Ok(format!(
-        "postgres://{}:{}@{}/{}",
+        "postgres://{}:{}@{}/{}?sslmode={sslmode}",
         get("db_user")?,
         get("db_password")?,
         get("db_host")?,

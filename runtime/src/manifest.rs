@@ -325,17 +325,27 @@ impl Manifest {
                     crate::allowed_hosts::AllowedHost::parse(host).map_err(|m| err(here(), m))?;
                 }
             }
-            for (label, list) in [
+            // Without a runtime-config file Spin defines one key-value
+            // store and one SQLite database, both `default`; it refuses a
+            // manifest naming any other at start-up, and so do we.
+            for (field, list) in [
                 ("key_value_stores", &component.key_value_stores),
                 ("sqlite_databases", &component.sqlite_databases),
-                ("ai_models", &component.ai_models),
             ] {
-                if !list.is_empty() {
+                if let Some(label) = list.iter().find(|l| *l != "default") {
                     return Err(err(
-                        format!("{at}.{label}"),
-                        "this runtime does not provide this Spin feature; remove it or run under `spin up`".into(),
+                        format!("{at}.{field}"),
+                        format!(
+                            "unknown label {label:?}: only \"default\" is defined (this runtime has no runtime-config file)"
+                        ),
                     ));
                 }
+            }
+            if !component.ai_models.is_empty() {
+                return Err(err(
+                    format!("{at}.ai_models"),
+                    "this runtime does not provide Spin's LLM interface; remove it or run under `spin up`".into(),
+                ));
             }
         }
 

@@ -95,16 +95,21 @@ impl RoutePattern {
 
     /// Matches a request path; returns the captured parameters and the path info
     /// (the part of the path the wildcard matched, `""` for exact routes).
+    ///
+    /// As Spin's router (routefinder) does, every leading and trailing slash
+    /// is ignored (`//exact` and `/exact//` are `/exact`), inner slashes are
+    /// kept (`/a//b` has an empty segment, which a parameter matches), and a
+    /// wildcard's path info keeps the path as sent.
     pub fn matches(&self, path: &str) -> Option<RouteMatch> {
-        let trimmed = path.strip_prefix('/')?;
+        if !path.starts_with('/') {
+            return None;
+        }
+        let trimmed = path.trim_start_matches('/').trim_end_matches('/');
+        let leading = path.len() - path.trim_start_matches('/').len();
         let parts: Vec<&str> = if trimmed.is_empty() {
             Vec::new()
         } else {
-            trimmed
-                .strip_suffix('/')
-                .unwrap_or(trimmed)
-                .split('/')
-                .collect()
+            trimmed.split('/').collect()
         };
         if parts.len() < self.segments.len()
             || (!self.wildcard && parts.len() != self.segments.len())
@@ -116,22 +121,28 @@ impl RoutePattern {
             match seg {
                 Segment::Literal(l) if l == part => {}
                 Segment::Literal(_) => return None,
-                Segment::Param(name) if !part.is_empty() => {
-                    params.push((name.clone(), (*part).to_owned()))
-                }
-                Segment::Param(_) => return None,
+                Segment::Param(name) => params.push((name.clone(), (*part).to_owned())),
             }
         }
         let path_info = if self.wildcard {
-            let consumed: usize = parts[..self.segments.len()]
-                .iter()
-                .map(|p| p.len() + 1)
-                .sum();
-            path[consumed..].to_owned()
+            // Past the leading slashes (all but the one the wildcard keeps)
+            // and the matched segments with their slashes.
+            let consumed: usize = leading.saturating_sub(1)
+                + parts[..self.segments.len()]
+                    .iter()
+                    .map(|p| p.len() + 1)
+                    .sum::<usize>();
+            path.get(consumed..).unwrap_or_default().to_owned()
         } else {
             String::new()
         };
         Some(RouteMatch { params, path_info })
+    }
+
+    /// The route as Spin reports it in `spin-matched-route`: without a
+    /// trailing slash, so the root route is the empty string.
+    pub fn based_route(&self) -> &str {
+        self.raw.strip_suffix('/').unwrap_or(&self.raw)
     }
 
     /// Specificity: literal > parameter per segment, exact end > wildcard.
@@ -260,6 +271,13 @@ mod tests {
             ("/static/css/site.css", Some("static"), "/css/site.css", &[]),
             ("/a/b/c", Some("param-mid"), "", &[("x", "b")]),
             ("/a/b/d", Some("fallback"), "/a/b/d", &[]),
+            // Spin ignores leading and trailing slashes, keeps inner ones.
+            ("//api/users", Some("users"), "", &[]),
+            ("/api/users//", Some("users"), "", &[]),
+            ("//", Some("root"), "", &[]),
+            ("/a//c", Some("param-mid"), "", &[("x", "")]),
+            ("/api//x", Some("api"), "//x", &[]),
+            ("/api/users//me", Some("user-sub"), "/me", &[("id", "")]),
         ];
         for (path, component, info, params) in cases {
             let routed = r.route(path);
@@ -314,5 +332,14 @@ mod tests {
                 .component_route(),
             ""
         );
+    }
+
+    #[test]
+    fn the_root_routes_matched_route_is_empty_as_in_spin() {
+        let root = RoutePattern::parse("/").expect("valid");
+        assert_eq!(root.based_route(), "");
+        assert_eq!(root.component_route(), "/");
+        let wild = RoutePattern::parse("/static/...").expect("valid");
+        assert_eq!(wild.based_route(), "/static/...");
     }
 }

@@ -27,6 +27,9 @@ pub struct ComponentConfig {
     pub environment: Vec<(String, String)>,
     /// `(host directory, guest path)` mounted read-only.
     pub mounts: Vec<(PathBuf, String)>,
+    /// The key-value stores and SQLite databases it may open.
+    pub key_value_stores: Vec<String>,
+    pub sqlite_databases: Vec<String>,
 }
 
 /// State shared by every instance of the application.
@@ -34,6 +37,10 @@ pub struct Shared {
     pub variables: Variables,
     pub pg: PgPools,
     pub redis: RedisClients,
+    /// Spin's state folder for the app (`<manifest folder>/.spin`): the
+    /// default key-value store and SQLite database live there.
+    pub state_dir: PathBuf,
+    pub key_value: crate::host::key_value::KvStores,
     /// The application itself, for `*.spin.internal` service chaining. Set
     /// once the app is built; weak so the app can be dropped.
     pub app: OnceLock<Weak<App>>,

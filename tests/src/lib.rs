@@ -1,7 +1,12 @@
 //! The end-to-end harness: `spawn_app()` starts the project's real
-//! `spin.toml` in the runtime, in-process, on an ephemeral loopback port,
-//! against a fresh migrated database, and returns a typed client.
+//! `spin.toml` on an ephemeral loopback port, against a fresh migrated
+//! database, and returns a typed client.
+//!
+//! The runtime is `village`, in-process, unless `VILLAGE_E2E_RUNTIME=spin`
+//! says the real Spin CLI ([`spin`]): the same tests run on both, and
+//! `scripts/test` runs them on both.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
@@ -11,7 +16,20 @@ use village_runtime::{Options, Running};
 pub const TEST_SIGNING_KEY: &str = "test-signing-key-0123456789abcdef-0123456789";
 
 pub mod oidc;
+pub mod spin;
 pub mod stub;
+
+/// What a test may set before its app starts: application variables.
+#[derive(Debug, Default)]
+pub struct AppOptions {
+    pub variables: BTreeMap<String, String>,
+}
+
+/// The runtime serving a test app.
+enum Server {
+    Village(Running),
+    Spin(spin::SpinProcess),
+}
 
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -22,7 +40,8 @@ pub struct TestApp {
     /// so per-IP counters in the shared Redis never leak between tests or
     /// between runs.
     pub client_ip: IpAddr,
-    running: Running,
+    variables: BTreeMap<String, String>,
+    server: Server,
 }
 
 /// A random source address in 127.0.0.0/8 (every one of them is local on
@@ -48,19 +67,19 @@ pub async fn spawn_app() -> TestApp {
 }
 
 /// Starts the application, letting the test adjust options first.
-pub async fn spawn_app_with(configure: impl FnOnce(&mut Options)) -> TestApp {
+pub async fn spawn_app_with(configure: impl FnOnce(&mut AppOptions)) -> TestApp {
     let db_url = village_migrate::testing::fresh_database()
         .await
         .expect("a fresh test database");
-    let db_name = db_url.rsplit('/').next().expect("database name").to_owned();
-    let mut options = Options::new(repo_root().join("spin.toml"));
-    options.env_lookup = std::sync::Arc::new(|_| None);
-    options.variables.insert("db_name".into(), db_name);
-    options
-        .variables
-        .insert("session_signing_key".into(), TEST_SIGNING_KEY.into());
+    let db_name = village_migrate::testing::database_name(&db_url).to_owned();
+    let mut options = AppOptions::default();
+    let vars = &mut options.variables;
+    vars.insert("db_name".into(), db_name);
+    // The local cluster's certificate is self-signed: plain text here.
+    vars.insert("db_sslmode".into(), "disable".into());
+    vars.insert("session_signing_key".into(), TEST_SIGNING_KEY.into());
     if let Ok(pw) = std::env::var("VILLAGE_PG_PASSWORD") {
-        options.variables.insert("db_password".into(), pw);
+        vars.insert("db_password".into(), pw);
     }
     configure(&mut options);
     // The default feeds (migration V15) are real sites this machine cannot
@@ -76,12 +95,10 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Options)) -> TestApp {
             .await
             .expect("default feeds removed");
     }
-    let running = village_runtime::start(options, "127.0.0.1:0".parse().expect("address"))
-        .await
-        .expect("the application starts (were the components built? run scripts/test)");
+    let (server, addr) = serve(&repo_root().join("spin.toml"), &options.variables).await;
     let client_ip = random_loopback();
     TestApp {
-        addr: running.addr,
+        addr,
         db_url,
         client_ip,
         client: reqwest::Client::builder()
@@ -91,7 +108,47 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Options)) -> TestApp {
             .user_agent("village-e2e")
             .build()
             .expect("client"),
-        running,
+        variables: options.variables,
+        server,
+    }
+}
+
+/// Serves a manifest with these application variables on the selected
+/// runtime: `village` in-process, or `spin up` ([`spin::selected`]).
+async fn serve(manifest: &Path, variables: &BTreeMap<String, String>) -> (Server, SocketAddr) {
+    if spin::selected() {
+        let (process, addr) = spin::up(manifest, variables).await;
+        (Server::Spin(process), addr)
+    } else {
+        let mut runtime = Options::new(manifest.to_path_buf());
+        // Tests never read SPIN_VARIABLE_* from the developer's shell.
+        runtime.env_lookup = std::sync::Arc::new(|_| None);
+        runtime.variables = variables.clone();
+        let running = village_runtime::start(runtime, "127.0.0.1:0".parse().expect("address"))
+            .await
+            .expect("the application starts (were the components built? run scripts/test)");
+        let addr = running.addr;
+        (Server::Village(running), addr)
+    }
+}
+
+/// The runtime's fixture application (`runtime/fixtures/spin.toml`) on the
+/// selected runtime: its components exercise each host interface, so a test
+/// can hold `village` and Spin to the same answers.
+pub struct FixtureApp {
+    pub addr: SocketAddr,
+    /// Kept alive for the app's lifetime; stopped when dropped.
+    _server: Server,
+}
+
+impl FixtureApp {
+    pub async fn start(variables: BTreeMap<String, String>) -> FixtureApp {
+        let manifest = repo_root().join("runtime/fixtures/spin.toml");
+        let (server, addr) = serve(&manifest, &variables).await;
+        FixtureApp {
+            addr,
+            _server: server,
+        }
     }
 }
 
@@ -185,19 +242,33 @@ impl TestApp {
         (user, format!("vu_access={token}"))
     }
 
-    /// Runs a cron component now, as its trigger would at `timestamp`
-    /// (tests do not wait for the schedule).
+    /// Runs a cron component now, as its trigger would (tests do not wait
+    /// for the schedule). Under Spin, through Spin's cron trigger
+    /// ([`spin::fire_cron`]).
     pub async fn fire_cron(&self, component: &str) {
-        let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or_default();
-        self.running
-            .app
-            .invoke_cron(component, now)
-            .await
-            .unwrap_or_else(|e| panic!("cron {component} failed: {e:#}"));
+        match &self.server {
+            Server::Village(running) => {
+                let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or_default();
+                running
+                    .app
+                    .invoke_cron(component, now)
+                    .await
+                    .unwrap_or_else(|e| panic!("cron {component} failed: {e:#}"));
+            }
+            Server::Spin(_) => spin::fire_cron(&repo_root(), component, &self.variables).await,
+        }
+    }
+
+    /// Whether this app runs on the real Spin CLI.
+    pub fn on_spin(&self) -> bool {
+        matches!(self.server, Server::Spin(_))
     }
 
     pub async fn stop(self) {
-        self.running.stop().await;
+        match self.server {
+            Server::Village(running) => running.stop().await,
+            Server::Spin(mut process) => process.kill(),
+        }
     }
 }
 

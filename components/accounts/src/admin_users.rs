@@ -77,7 +77,7 @@ pub async fn search(
              FROM users u LEFT JOIN user_roles r ON r.user_id = u.id \
              WHERE NOT u.is_anonymous \
                AND ($1::text IS NULL OR u.email ILIKE $1 ESCAPE '\\' OR u.display_name ILIKE $1 ESCAPE '\\') \
-               AND ($2::timestamptz IS NULL OR (u.created_at, u.id) > ($2, $3::uuid)) \
+               AND ($2::timestamp IS NULL OR (u.created_at, u.id) > ($2, $3::uuid)) \
              GROUP BY u.id ORDER BY u.created_at, u.id LIMIT $4",
             &[
                 q.filter(|s| !s.trim().is_empty())

@@ -99,8 +99,8 @@ pub async fn read(sql: &impl Sql, q: &AuditQuery) -> Result<AuditPage, AppError>
                AND ($2::uuid IS NULL OR actor_user_id = $2) \
                AND ($3::text IS NULL OR target_type = $3) \
                AND ($4::text IS NULL OR target_id = $4) \
-               AND ($5::timestamptz IS NULL OR occurred_at >= $5) \
-               AND ($6::timestamptz IS NULL OR occurred_at < $6) \
+               AND ($5::timestamp IS NULL OR occurred_at >= $5) \
+               AND ($6::timestamp IS NULL OR occurred_at < $6) \
                AND ($7::bigint IS NULL OR id < $7) \
              ORDER BY id DESC LIMIT $8",
             &[

@@ -97,7 +97,7 @@ pub async fn send_due(
         .query(
             "UPDATE ai_budget_notices SET attempts = attempts + 1, last_attempt_at = $2 \
              WHERE month = $1::text::date AND delivered_at IS NULL AND attempts < $3 \
-               AND (last_attempt_at IS NULL OR last_attempt_at < $2::timestamptz - interval '10 minutes') \
+               AND (last_attempt_at IS NULL OR last_attempt_at < $2::timestamp - interval '10 minutes') \
              RETURNING threshold, channel",
             &[month.clone(), SqlValue::Timestamp(now), SqlValue::Int32(MAX_ATTEMPTS)],
         )
@@ -113,7 +113,7 @@ pub async fn send_due(
         };
         let error = result.err();
         sql.execute(
-            "UPDATE ai_budget_notices SET delivered_at = CASE WHEN $4::text IS NULL THEN $5::timestamptz END, \
+            "UPDATE ai_budget_notices SET delivered_at = CASE WHEN $4::text IS NULL THEN $5::timestamp END, \
                  last_error = $4 \
              WHERE month = $1::text::date AND threshold = $2 AND channel = $3",
             &[

@@ -172,7 +172,7 @@ pub async fn claim(
 ) -> Result<Vec<Article>, SqlError> {
     let rows = sql
         .query(
-            "UPDATE feed_items SET tag_claimed_until = $2::timestamptz + interval '5 minutes' \
+            "UPDATE feed_items SET tag_claimed_until = $2::timestamp + interval '5 minutes' \
              WHERE id IN ( \
                  SELECT id FROM feed_items \
                  WHERE tag_state = 'pending' \

@@ -236,7 +236,7 @@ pub async fn store_items(
         .query_opt(
             "WITH input AS ( \
                  SELECT * FROM jsonb_to_recordset($2::jsonb) AS x(content_hash text, guid text, \
-                     title text, link text, summary_html text, published_at timestamptz)), \
+                     title text, link text, summary_html text, published_at timestamp)), \
              ins AS ( \
                  INSERT INTO feed_items (content_hash, title, link, summary_html, published_at, \
                                          first_seen_at) \

@@ -149,7 +149,7 @@ async fn insert(sql: &impl Sql, entries: &[Vec<u8>]) -> Result<u64, SqlError> {
     sql.execute(
         "INSERT INTO feature_flag_evaluations \
              (flag_key, evaluated_at, session_hash, user_id, result, reason) \
-         SELECT f->>0, (b->>'t')::timestamptz, b->>'s', u.id, (f->>1)::boolean, f->>2 \
+         SELECT f->>0, (b->>'t')::timestamptz AT TIME ZONE 'UTC', b->>'s', u.id, (f->>1)::boolean, f->>2 \
          FROM jsonb_array_elements($1::jsonb) b \
          CROSS JOIN LATERAL jsonb_array_elements(b->'e') f \
          LEFT JOIN users u ON u.id = (b->>'u')::uuid AND u.analytics_consent_at IS NOT NULL",

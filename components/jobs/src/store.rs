@@ -143,7 +143,7 @@ pub async fn enqueue_many(
             "INSERT INTO delayed_jobs (queue, handler, payload, metadata, priority, run_at, max_attempts, idempotency_key) \
              SELECT queue, handler, payload, metadata, priority, run_at, max_attempts, idempotency_key \
              FROM jsonb_to_recordset($1) AS x(queue text, handler text, payload jsonb, metadata jsonb, \
-                 priority integer, run_at timestamptz, max_attempts integer, idempotency_key text) \
+                 priority integer, run_at timestamp, max_attempts integer, idempotency_key text) \
              ON CONFLICT (idempotency_key) \
                  WHERE idempotency_key IS NOT NULL AND status IN ('pending', 'running', 'succeeded') \
              DO NOTHING \
@@ -278,8 +278,8 @@ pub async fn fail(
             "UPDATE delayed_jobs SET status = $3, run_at = $4, locked_by = NULL, locked_at = NULL, \
                  last_error = $5, \
                  error_chain = error_chain || jsonb_build_array(jsonb_build_object( \
-                     'attempt', attempts, 'at', $6::timestamptz, 'error', $5::text)), \
-                 finished_at = CASE WHEN $3 = 'dead' THEN $6::timestamptz END, updated_at = $6 \
+                     'attempt', attempts, 'at', $6::timestamp, 'error', $5::text)), \
+                 finished_at = CASE WHEN $3 = 'dead' THEN $6::timestamp END, updated_at = $6 \
              WHERE id = $1 AND locked_by = $2 AND status = 'running'",
             &[
                 SqlValue::Int64(job.id),
@@ -321,8 +321,8 @@ pub async fn rescue_stale(
                  status = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'pending' END, \
                  last_error = 'the worker running this job stopped (lock held by ' || locked_by || ' since ' || locked_at || ')', \
                  error_chain = error_chain || jsonb_build_array(jsonb_build_object( \
-                     'attempt', attempts, 'at', $2::timestamptz, 'error', 'worker lost: ' || locked_by)), \
-                 finished_at = CASE WHEN attempts >= max_attempts THEN $2::timestamptz END, \
+                     'attempt', attempts, 'at', $2::timestamp, 'error', 'worker lost: ' || locked_by)), \
+                 finished_at = CASE WHEN attempts >= max_attempts THEN $2::timestamp END, \
                  run_at = $2, locked_by = NULL, locked_at = NULL, updated_at = $2 \
              WHERE status = 'running' AND locked_at < $1 \
              RETURNING id, status",

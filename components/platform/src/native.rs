@@ -1,7 +1,6 @@
 //! The native adapters: the same ports over tokio-postgres and redis, for
 //! tests and native tools that talk to the real servers.
 
-use chrono::{DateTime, Utc};
 use tokio_postgres::types::{ToSql, Type};
 
 use crate::cache::{Cache, CacheArg, CacheError, CacheValue};
@@ -85,6 +84,11 @@ impl ToSql for AnyNull {
     tokio_postgres::types::to_sql_checked!();
 }
 
+/// The Rust type bound for each value is the one Spin 3.6's Postgres host
+/// binds for the Spin variant `spin::SpinSql` sends (see there), so a
+/// parameter Postgres infers as another type fails here as in production:
+/// `Timestamp` is a zone-less `timestamp` (never `timestamptz`), `Int32`
+/// only an `integer`, `Text` only a text type.
 fn boxed(v: &SqlValue) -> Box<dyn ToSql + Sync + Send> {
     match v {
         SqlValue::Null => Box::new(AnyNull),
@@ -96,8 +100,8 @@ fn boxed(v: &SqlValue) -> Box<dyn ToSql + Sync + Send> {
         SqlValue::Bytes(b) => Box::new(b.clone()),
         SqlValue::Json(j) => Box::new(j.clone()),
         SqlValue::Uuid(u) => Box::new(*u),
-        SqlValue::Timestamp(t) => Box::new(*t),
-        SqlValue::Int64Array(a) => Box::new(a.clone()),
+        SqlValue::Timestamp(t) => Box::new(t.naive_utc()),
+        SqlValue::Int64Array(a) => Box::new(a.iter().copied().map(Some).collect::<Vec<_>>()),
     }
 }
 
@@ -112,6 +116,12 @@ fn as_refs(owned: &[Box<dyn ToSql + Sync + Send>]) -> Vec<&(dyn ToSql + Sync)> {
         .collect()
 }
 
+/// A column as `spin::SpinSql` would see it under Spin 3.6: the same types
+/// read, the same refused (a `timestamptz` column fails the read, as Spin
+/// reads it as a zone-less date-time), the same fallbacks (`date` as text;
+/// types Spin does not map, such as `json` or `name`, as their raw bytes).
+/// Types `SpinSql` has no value for are refused (`numeric` among them,
+/// which `SpinSql` would take as text: nothing reads one today).
 fn value(row: &tokio_postgres::Row, i: usize) -> Result<SqlValue, SqlError> {
     let ty = row.columns()[i].type_().clone();
     let d = |e: tokio_postgres::Error| SqlError::Decode(e.to_string());
@@ -130,16 +140,49 @@ fn value(row: &tokio_postgres::Row, i: usize) -> Result<SqlValue, SqlError> {
         Type::INT8 => get!(i64, SqlValue::Int64),
         Type::FLOAT4 => get!(f32, |v| SqlValue::Float64(v.into())),
         Type::FLOAT8 => get!(f64, SqlValue::Float64),
-        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => get!(String, SqlValue::Text),
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR => get!(String, SqlValue::Text),
         Type::BYTEA => get!(Vec<u8>, SqlValue::Bytes),
-        Type::JSON | Type::JSONB => get!(serde_json::Value, SqlValue::Json),
+        Type::JSONB => get!(serde_json::Value, SqlValue::Json),
         Type::UUID => get!(uuid::Uuid, SqlValue::Uuid),
-        Type::TIMESTAMPTZ => get!(DateTime<Utc>, SqlValue::Timestamp),
-        Type::TIMESTAMP => get!(chrono::NaiveDateTime, |v: chrono::NaiveDateTime| {
-            SqlValue::Timestamp(v.and_utc())
-        }),
-        other => return Err(SqlError::Decode(format!("unsupported column type {other}"))),
+        Type::TIMESTAMP | Type::TIMESTAMPTZ => {
+            get!(chrono::NaiveDateTime, |v: chrono::NaiveDateTime| {
+                SqlValue::Timestamp(v.and_utc())
+            })
+        }
+        Type::DATE => get!(chrono::NaiveDate, |v: chrono::NaiveDate| SqlValue::Text(
+            v.format("%Y-%m-%d").to_string()
+        )),
+        Type::TIME
+        | Type::INTERVAL
+        | Type::NUMERIC
+        | Type::INT4_ARRAY
+        | Type::INT8_ARRAY
+        | Type::NUMERIC_ARRAY
+        | Type::TEXT_ARRAY
+        | Type::VARCHAR_ARRAY
+        | Type::BPCHAR_ARRAY
+        | Type::INT4_RANGE
+        | Type::INT8_RANGE
+        | Type::NUM_RANGE => {
+            return Err(SqlError::Decode(format!(
+                "column type {ty} has no SqlValue (cast it in the statement)"
+            )));
+        }
+        _ => get!(RawBytes, |r: RawBytes| SqlValue::Bytes(r.0)),
     })
+}
+
+/// A type Spin hands over as `unsupported`: its binary wire bytes.
+struct RawBytes(Vec<u8>);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for RawBytes {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(RawBytes(raw.to_vec()))
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
 }
 
 impl Sql for NativeSql {

@@ -596,7 +596,9 @@ macro_rules! cron_component {
 
         impl Guest for Component {
             fn handle_cron_event(metadata: Metadata) -> Result<(), Error> {
-                spin_sdk::http::run($run(metadata.timestamp)).map_err(Error::Other)
+                let outcome = spin_sdk::http::run($run(metadata.timestamp));
+                $crate::log::cron_finished(env!("CARGO_PKG_NAME"), metadata.timestamp, &outcome);
+                outcome.map_err(Error::Other)
             }
         }
 

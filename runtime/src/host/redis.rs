@@ -90,9 +90,17 @@ impl r::HostConnection for InstanceState {
         &mut self,
         address: String,
     ) -> wasmtime::Result<Result<Resource<RedisConnection>, Error>> {
-        if let Err(denied) = self.component.allow_list.allows_url(&address) {
+        // Spin answers `invalid-address` for an address it cannot parse and
+        // for one the component may not reach alike; an address without a
+        // scheme is read as `redis://`.
+        let url = if address.contains("://") {
+            address.clone()
+        } else {
+            format!("redis://{address}")
+        };
+        if let Err(denied) = self.component.allow_list.allows_url(&url) {
             tracing::warn!(component = %self.component.id, "redis connection refused: {denied}");
-            return Ok(Err(Error::Other(denied.to_string())));
+            return Ok(Err(Error::InvalidAddress));
         }
         match self.shared.redis.get(&address).await {
             Ok(conn) => Ok(Ok(self.table.push(RedisConnection { conn })?)),

@@ -10,7 +10,10 @@
 
 use std::fmt;
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::config::SslMode;
+use tokio_postgres::{Client, Config, NoTls};
+
+pub mod tls;
 
 refinery::embed_migrations!("../../migrations");
 
@@ -21,6 +24,8 @@ const LOCK_KEY: i64 = 0x5649_4c4c_4147_4531;
 pub enum MigrateError {
     #[error("failed to connect to Postgres: {0}")]
     Connect(#[source] tokio_postgres::Error),
+    #[error("failed to set up TLS for Postgres: {0}")]
+    Tls(String),
     #[error("failed to take the migration lock: {0}")]
     Lock(#[source] tokio_postgres::Error),
     #[error("migration failed: {0}")]
@@ -53,16 +58,26 @@ pub struct MigrationStatus {
     pub applied: bool,
 }
 
+/// Connects as the application's components do: plain text only with
+/// `sslmode=disable`, verified TLS otherwise (see [`tls`]).
 async fn connect(url: &str) -> Result<Client, MigrateError> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .map_err(MigrateError::Connect)?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            eprintln!("migrate: connection ended: {e}");
-        }
-    });
-    Ok(client)
+    let config: Config = url.parse().map_err(MigrateError::Connect)?;
+    if config.get_ssl_mode() == SslMode::Disable {
+        let (client, connection) = config.connect(NoTls).await.map_err(MigrateError::Connect)?;
+        tokio::spawn(drive(connection));
+        Ok(client)
+    } else {
+        let tls = tls::connector().map_err(MigrateError::Tls)?;
+        let (client, connection) = config.connect(tls).await.map_err(MigrateError::Connect)?;
+        tokio::spawn(drive(connection));
+        Ok(client)
+    }
+}
+
+async fn drive<F: std::future::Future<Output = Result<(), tokio_postgres::Error>>>(connection: F) {
+    if let Err(e) = connection.await {
+        eprintln!("migrate: connection ended: {e}");
+    }
 }
 
 /// Applies every pending migration, holding the advisory lock throughout.
@@ -131,17 +146,30 @@ pub async fn status(url: &str) -> Result<Vec<MigrationStatus>, MigrateError> {
 pub mod testing {
     use super::*;
 
-    /// The server tests use; override with `VILLAGE_TEST_PG`.
+    /// The server tests use; override with `VILLAGE_TEST_PG`. The local
+    /// cluster's certificate is a self-signed one, so tests say `disable`.
     pub fn admin_url() -> String {
-        std::env::var("VILLAGE_TEST_PG")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+        std::env::var("VILLAGE_TEST_PG").unwrap_or_else(|_| {
+            "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable".into()
+        })
     }
 
+    /// `admin` with its database replaced by `db`, options kept.
     fn with_database(admin: &str, db: &str) -> String {
-        match admin.rsplit_once('/') {
-            Some((base, _)) => format!("{base}/{db}"),
-            None => format!("{admin}/{db}"),
+        let (url, query) = match admin.split_once('?') {
+            Some((url, query)) => (url, format!("?{query}")),
+            None => (admin, String::new()),
+        };
+        match url.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{db}{query}"),
+            None => format!("{url}/{db}{query}"),
         }
+    }
+
+    /// The database a URL names (the last path segment, before any options).
+    pub fn database_name(url: &str) -> &str {
+        let url = url.split_once('?').map_or(url, |(u, _)| u);
+        url.rsplit_once('/').map_or(url, |(_, db)| db)
     }
 
     /// The template's name changes whenever the set of migrations does.
@@ -201,6 +229,12 @@ pub mod testing {
                 Err(e) => return Err(MigrateError::History(e)),
             }
         }
+        // A clone does not inherit its template's per-database settings:
+        // pin the time zone as migration V18 did for the template.
+        client
+            .batch_execute(&format!("ALTER DATABASE \"{name}\" SET TimeZone = 'UTC'"))
+            .await
+            .map_err(MigrateError::History)?;
         Ok(with_database(&admin, &name))
     }
 
