@@ -7,6 +7,11 @@
 -- `timestamptz`: every statement that read or bound a `timestamptz` failed in
 -- production. A `timestamp` column holding UTC is read and bound as is.
 --
+-- One step, not expand-then-contract (migrations/README.md, rule 3): the
+-- version running before this one could not read these columns under Spin
+-- at all, so there is no working reader to keep working; and with the
+-- session in UTC the change rewrites no table (below).
+--
 -- The pinned TimeZone keeps server-side time right: `now()` (a timestamptz)
 -- is stored into these columns, and compared with them, through the
 -- session's TimeZone. New sessions of this database get UTC whatever the
@@ -16,7 +21,11 @@ DO $$
 BEGIN
     EXECUTE format('ALTER DATABASE %I SET TimeZone = %L', current_database(), 'UTC');
 END $$;
+-- With the session in UTC the timestamptz → timestamp cast is the identity on
+-- the stored value, so Postgres (12+) changes each column's type without
+-- rewriting its table (no USING clause: an expression would force one).
 SET LOCAL TimeZone = 'UTC';
+SET LOCAL lock_timeout = '10s';
 
 -- Every timestamptz column of an ordinary table (partitions excepted: the
 -- evaluation log is rebuilt below, as a partition key cannot change type).
@@ -28,8 +37,8 @@ DECLARE
 BEGIN
     FOR tab IN
         SELECT c.relname AS name,
-               string_agg(format('ALTER COLUMN %I TYPE timestamp USING %I AT TIME ZONE %L',
-                                 a.attname, a.attname, 'UTC'), ', ' ORDER BY a.attnum) AS changes
+               string_agg(format('ALTER COLUMN %I TYPE timestamp', a.attname), ', '
+                          ORDER BY a.attnum) AS changes
         FROM pg_attribute a
         JOIN pg_class c ON c.oid = a.attrelid
         JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -42,9 +51,10 @@ BEGIN
     END LOOP;
 END $$;
 
--- The flag evaluation log: detach the monthly partitions, convert each,
--- rebuild the parent on `timestamp` and attach them again (their indexes
--- are adopted by the new parent's).
+-- The flag evaluation log: detach the monthly partitions (remembering
+-- which), convert each, rebuild the parent on `timestamp` and attach exactly
+-- those again (their indexes are adopted by the new parent's).
+CREATE TEMP TABLE v18_detached (name text PRIMARY KEY) ON COMMIT DROP;
 DO $$
 DECLARE
     part record;
@@ -53,9 +63,12 @@ BEGIN
         SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
         WHERE i.inhparent = 'feature_flag_evaluations'::regclass
     LOOP
+        IF part.relname !~ '^feature_flag_evaluations_[0-9]{4}_[0-9]{2}$' THEN
+            RAISE EXCEPTION 'unexpected partition % of feature_flag_evaluations', part.relname;
+        END IF;
         EXECUTE format('ALTER TABLE feature_flag_evaluations DETACH PARTITION %I', part.relname);
-        EXECUTE format('ALTER TABLE %I ALTER COLUMN evaluated_at TYPE timestamp
-                            USING evaluated_at AT TIME ZONE %L', part.relname, 'UTC');
+        EXECUTE format('ALTER TABLE %I ALTER COLUMN evaluated_at TYPE timestamp', part.relname);
+        INSERT INTO v18_detached VALUES (part.relname);
     END LOOP;
 END $$;
 
@@ -117,15 +130,11 @@ DECLARE
     part record;
     month_start date;
 BEGIN
-    FOR part IN
-        SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = 'public' AND c.relkind = 'r' AND NOT c.relispartition
-          AND c.relname ~ '^feature_flag_evaluations_[0-9]{4}_[0-9]{2}$'
-    LOOP
-        month_start := to_date(right(part.relname, 7), 'YYYY_MM');
+    FOR part IN SELECT name FROM v18_detached LOOP
+        month_start := to_date(right(part.name, 7), 'YYYY_MM');
         EXECUTE format('ALTER TABLE feature_flag_evaluations ATTACH PARTITION %I
                             FOR VALUES FROM (%L) TO (%L)',
-                       part.relname, month_start::timestamp,
+                       part.name, month_start::timestamp,
                        (month_start + interval '1 month')::timestamp);
     END LOOP;
 END $$;
@@ -133,13 +142,21 @@ END $$;
 SELECT feature_flag_evaluations_partition((now() AT TIME ZONE 'UTC') + interval '1 month');
 SELECT feature_flag_evaluations_partition((now() AT TIME ZONE 'UTC') + interval '2 months');
 
+-- A point in time as text with its zone (ISO 8601, `Z`), for JSON and
+-- messages: a bare `timestamp` renders without one, which readers (and
+-- JavaScript's Date) would take as local time.
+CREATE FUNCTION utc_text(t timestamp) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT to_char(t, 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+$$;
+
 -- A flag as the application reads it (and the audit log records it): its
--- time keeps the explicit UTC offset clients already parse.
+-- time keeps the explicit UTC zone clients already parse.
 CREATE OR REPLACE FUNCTION feature_flag_json(f feature_flags) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
         'key', f.key, 'description', f.description, 'enabled', f.enabled,
         'rollout_percent', f.rollout_percent, 'allow_user_ids', to_jsonb(f.allow_user_ids),
         'kill_switch', f.kill_switch,
-        'updated_at', to_char(f.updated_at, 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
+        'updated_at', utc_text(f.updated_at))
 $$;

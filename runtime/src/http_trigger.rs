@@ -114,7 +114,13 @@ fn empty(status: StatusCode) -> Response<ResponseBody> {
 fn well_known(path: &str) -> Option<Response<ResponseBody>> {
     let rest = path.strip_prefix("/.well-known/spin/")?;
     Some(match rest {
-        "health" => plain(StatusCode::OK, "OK"),
+        "health" => {
+            let mut ok = empty(StatusCode::OK);
+            *ok.body_mut() = Full::new(Bytes::from_static(b"OK"))
+                .map_err(|never: Infallible| match never {})
+                .boxed_unsync();
+            ok
+        }
         _ => empty(StatusCode::NOT_FOUND),
     })
 }

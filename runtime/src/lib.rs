@@ -36,10 +36,26 @@ pub struct Running {
     pub addr: SocketAddr,
     pub app: Arc<App>,
     shutdown: watch::Sender<bool>,
+    /// Set when a trigger stops on its own (a Redis subscription lost): the
+    /// application must then stop, as `spin up` does.
+    failed: watch::Receiver<Option<String>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Running {
+    /// Waits until a trigger fails on its own; returns why.
+    pub async fn trigger_failure(&mut self) -> String {
+        loop {
+            if let Some(why) = self.failed.borrow().clone() {
+                return why;
+            }
+            if self.failed.changed().await.is_err() {
+                // Every trigger ended without failing: nothing will fail now.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
     /// Stops accepting, lets in-flight requests finish, stops the triggers.
     pub async fn stop(self) {
         // Receivers live in the tasks; if they are gone there is nothing to stop.
@@ -75,8 +91,16 @@ pub async fn start(options: Options, listen: SocketAddr) -> anyhow::Result<Runni
     } else {
         listen
     };
+    let (fail, failed) = watch::channel(None);
     if app.components.values().any(|c| c.redis.is_some()) {
-        tasks.push(tokio::spawn(redis_trigger::run(app.clone(), rx.clone())));
+        let subscribers = redis_trigger::connect(&app).await?;
+        let (app, rx) = (app.clone(), rx.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = redis_trigger::run(app, subscribers, rx).await {
+                tracing::error!("redis trigger: {e:#}");
+                fail.send_replace(Some(format!("{e:#}")));
+            }
+        }));
     }
     if app.components.values().any(|c| c.cron.is_some()) {
         tasks.push(tokio::spawn(cron_trigger::run(app.clone(), rx)));
@@ -85,6 +109,7 @@ pub async fn start(options: Options, listen: SocketAddr) -> anyhow::Result<Runni
         addr,
         app,
         shutdown,
+        failed,
         tasks,
     })
 }

@@ -125,16 +125,25 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             .context("failed to migrate the database")?;
         println!("Migrations: {report}");
     }
-    let running = start(options, args.listen).await?;
+    let mut running = start(options, args.listen).await?;
     println!("Serving http://{}", running.addr);
     println!("Available Routes:");
     for line in describe_routes(&running.app, running.addr) {
         println!("{line}");
     }
-    shutdown_signal().await;
-    println!("Shutting down: finishing in-flight requests");
-    running.stop().await;
-    Ok(())
+    tokio::select! {
+        _ = shutdown_signal() => {
+            println!("Shutting down: finishing in-flight requests");
+            running.stop().await;
+            Ok(())
+        }
+        why = running.trigger_failure() => {
+            // As `spin up`: a trigger that stops stops the application.
+            println!("A trigger exited unexpectedly. Terminating.");
+            running.stop().await;
+            anyhow::bail!("{why}")
+        }
+    }
 }
 
 /// The project's database, from its application variables `db_user`,
@@ -152,7 +161,7 @@ fn database_url(options: &Options) -> anyhow::Result<String> {
             .with_context(|| format!("--migrate needs the application variable `{name}`"))
     };
     // TLS as the components connect (`db_sslmode`; verified unless `disable`).
-    let sslmode = vars.app_value("db_sslmode").unwrap_or("prefer");
+    let sslmode = vars.app_value("db_sslmode").unwrap_or("require");
     Ok(format!(
         "postgres://{}:{}@{}/{}?sslmode={sslmode}",
         get("db_user")?,

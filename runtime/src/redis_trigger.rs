@@ -1,19 +1,38 @@
 //! The Redis trigger: subscribes to every `[[trigger.redis]]` channel and runs
-//! the component once per message. A lost subscription is re-established
-//! with backoff; messages published while it was down are lost, as in Spin
-//! (which is why the job system never relies on a wake-up alone).
+//! the component once per message, as Spin 3.6.3's trigger does
+//! (`crates/trigger-redis`):
+//!
+//! - one connection per address, made at start-up: an unreachable Redis
+//!   stops the application from starting ("Redis trigger failed to connect
+//!   to …");
+//! - no reconnection: when a subscription ends (Redis restarted or killed)
+//!   the trigger fails with "disconnected from …", and the application stops
+//!   (`village up` exits non-zero, as `spin up` does when a trigger exits);
+//!   the platform restarts it. Messages published meanwhile are lost, which
+//!   is why the job system never relies on a wake-up alone;
+//! - one message at a time per connection, each component subscribed to its
+//!   channel run concurrently in a fresh instance; a failing or trapping
+//!   component is logged and the next message is handled.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
+use anyhow::Context;
 use futures::StreamExt;
 use tokio::sync::watch;
 
 use crate::app::App;
 
-/// Subscribes per address; returns when `shutdown` turns true.
-pub async fn run(app: Arc<App>, shutdown: watch::Receiver<bool>) {
+/// One address's subscription, connected.
+pub struct Subscriber {
+    address: String,
+    channels: BTreeMap<String, Vec<String>>,
+    pubsub: redis::aio::PubSub,
+}
+
+/// Connects to every address and subscribes to its channels; fails as
+/// Spin's trigger does when one cannot be reached.
+pub async fn connect(app: &Arc<App>) -> anyhow::Result<Vec<Subscriber>> {
     let app_address = app
         .manifest
         .application
@@ -27,24 +46,24 @@ pub async fn run(app: Arc<App>, shutdown: watch::Receiver<bool>) {
         if !app.components.contains_key(&t.component) {
             continue;
         }
-        let Some(template) = t.address.clone().or_else(|| app_address.clone()) else {
-            continue; // validation guarantees an address; nothing to do without one
-        };
-        let address = match app.shared.variables.render(&template) {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::error!("redis trigger for `{}`: {e}", t.component);
-                continue;
-            }
-        };
+        let template = t
+            .address
+            .clone()
+            .or_else(|| app_address.clone())
+            .with_context(|| format!("redis trigger for `{}` has no address", t.component))?;
+        let address = app.shared.variables.render(&template).map_err(|e| {
+            anyhow::anyhow!(
+                "failed to resolve redis trigger address {template:?} for component {}: {e}",
+                t.component
+            )
+        })?;
         // Spin renders application variables in both `address` and `channel`.
-        let channel = match app.shared.variables.render(&t.channel) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!("redis trigger for `{}`: {e}", t.component);
-                continue;
-            }
-        };
+        let channel = app.shared.variables.render(&t.channel).map_err(|e| {
+            anyhow::anyhow!(
+                "failed to resolve redis trigger channel {:?}: {e}",
+                t.channel
+            )
+        })?;
         subscriptions
             .entry(address)
             .or_default()
@@ -52,82 +71,81 @@ pub async fn run(app: Arc<App>, shutdown: watch::Receiver<bool>) {
             .or_default()
             .push(t.component.clone());
     }
-    let tasks: Vec<_> = subscriptions
-        .into_iter()
-        .map(|(address, channels)| {
-            tokio::spawn(subscribe_loop(
-                app.clone(),
-                address,
-                channels,
-                shutdown.clone(),
-            ))
-        })
-        .collect();
-    for t in tasks {
-        if let Err(e) = t.await {
-            tracing::error!("redis trigger task failed: {e}");
+    let mut subscribers = Vec::new();
+    for (address, channels) in subscriptions {
+        let shown = app.shared.variables.redact(&address);
+        let client = redis::Client::open(address.as_str())
+            .with_context(|| format!("invalid redis trigger address {shown}"))?;
+        let mut pubsub = client
+            .get_async_pubsub()
+            .await
+            .with_context(|| format!("Redis trigger failed to connect to {shown}"))?;
+        for channel in channels.keys() {
+            pubsub.subscribe(channel).await.with_context(|| {
+                format!("Redis trigger failed to subscribe to channel {channel:?} on {shown}")
+            })?;
         }
+        tracing::info!(
+            "redis trigger: subscribed to {:?} on {shown}",
+            channels.keys().collect::<Vec<_>>()
+        );
+        subscribers.push(Subscriber {
+            address,
+            channels,
+            pubsub,
+        });
     }
+    Ok(subscribers)
 }
 
-async fn subscribe_loop(
+/// Delivers messages until `shutdown` turns true (`Ok`) or a subscription
+/// ends (`Err`: the application must stop, as under Spin).
+pub async fn run(
     app: Arc<App>,
-    address: String,
-    channels: BTreeMap<String, Vec<String>>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        if *shutdown.borrow() {
-            return;
-        }
-        match subscribe_once(&app, &address, &channels, &mut shutdown).await {
-            Ok(()) => return,
-            Err(e) => {
-                let shown = app.shared.variables.redact(&e.to_string());
-                tracing::warn!("redis trigger: {shown}; retrying in {backoff:?}");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed() => return,
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
+    subscribers: Vec<Subscriber>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    if subscribers.is_empty() {
+        return Ok(());
     }
+    let listeners = subscribers
+        .into_iter()
+        .map(|s| Box::pin(listen(app.clone(), s, shutdown.clone())));
+    let (first, _, _rest) = futures::future::select_all(listeners).await;
+    first
 }
 
-async fn subscribe_once(
-    app: &Arc<App>,
-    address: &str,
-    channels: &BTreeMap<String, Vec<String>>,
-    shutdown: &mut watch::Receiver<bool>,
+async fn listen(
+    app: Arc<App>,
+    subscriber: Subscriber,
+    mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let client = redis::Client::open(address)?;
-    let mut pubsub = client.get_async_pubsub().await?;
-    for channel in channels.keys() {
-        pubsub.subscribe(channel).await?;
-    }
-    tracing::info!(
-        "redis trigger: subscribed to {:?}",
-        channels.keys().collect::<Vec<_>>()
-    );
+    let Subscriber {
+        address,
+        channels,
+        mut pubsub,
+    } = subscriber;
+    let shown = app.shared.variables.redact(&address);
     let mut messages = pubsub.on_message();
     loop {
         tokio::select! {
             msg = messages.next() => {
-                let Some(msg) = msg else { anyhow::bail!("subscription closed") };
+                let Some(msg) = msg else {
+                    anyhow::bail!("disconnected from {shown}");
+                };
                 let channel = msg.get_channel_name().to_owned();
                 let payload: Vec<u8> = msg.get_payload_bytes().to_vec();
-                for component in channels.get(&channel).into_iter().flatten() {
+                let runs = channels.get(&channel).into_iter().flatten().map(|component| {
                     let app = app.clone();
-                    let component = component.clone();
                     let payload = payload.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = app.invoke_redis(&component, payload).await {
+                    async move {
+                        if let Err(e) = app.invoke_redis(component, payload).await {
                             tracing::error!(component = %component, "{}", app.shared.variables.redact(&format!("{e:#}")));
                         }
-                    });
-                }
+                    }
+                });
+                // One message at a time per connection, as Spin's trigger.
+                futures::future::join_all(runs).await;
             }
             _ = shutdown.changed() => return Ok(()),
         }

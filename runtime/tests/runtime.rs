@@ -473,6 +473,56 @@ async fn fires_cron_components_on_a_seconds_schedule() {
 }
 
 #[tokio::test]
+async fn start_up_fails_when_a_redis_trigger_cannot_connect_as_spin_does() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port");
+    let mut options = Options::new(fixtures().join("spin.toml"));
+    options.components = vec!["redis-fixture".into()];
+    options.env_lookup = std::sync::Arc::new(|_| None);
+    options
+        .variables
+        .insert("redis_url".into(), format!("redis://{closed}"));
+    let err = start(options, "127.0.0.1:0".parse().expect("addr"))
+        .await
+        .err()
+        .expect("start-up fails");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains(&format!(
+            "Redis trigger failed to connect to redis://{closed}"
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn village_build_runs_in_the_folder_of_a_bare_spin_toml() {
+    // `village build` with no `-f` in the project root: the manifest's
+    // parent is the empty path, which must mean "here", as for `spin build`.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("spin.toml"),
+        "spin_manifest_version = 2\n[application]\nname = \"x\"\n[[trigger.http]]\nroute = \"/\"\ncomponent = \"web\"\n[component.web]\nsource = \"web.wasm\"\n[component.web.build]\ncommand = \"touch built\"\n",
+    )
+    .expect("write manifest");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_village"))
+        .arg("build")
+        .current_dir(dir.path())
+        .output()
+        .expect("village runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        dir.path().join("built").exists(),
+        "the build command ran here"
+    );
+}
+
+#[tokio::test]
 async fn start_up_fails_naming_a_missing_import() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(

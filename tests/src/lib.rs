@@ -19,10 +19,34 @@ pub mod oidc;
 pub mod spin;
 pub mod stub;
 
-/// What a test may set before its app starts: application variables.
+/// What a test may set before its app starts: application variables, and
+/// which components run (all when empty; `-c` under both runtimes).
 #[derive(Debug, Default)]
 pub struct AppOptions {
     pub variables: BTreeMap<String, String>,
+    pub components: Vec<String>,
+}
+
+/// The components with an HTTP route: the experience app production runs
+/// apart from the workers and crons.
+pub fn http_components() -> Vec<String> {
+    let text = std::fs::read_to_string(repo_root().join("spin.toml")).expect("spin.toml");
+    let doc: toml::Table = text.parse().expect("spin.toml parses");
+    let mut ids: Vec<String> = doc
+        .get("trigger")
+        .and_then(|t| t.get("http"))
+        .and_then(|h| h.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|t| {
+            t.get("component")
+                .and_then(|c| c.as_str())
+                .map(str::to_owned)
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
 }
 
 /// The runtime serving a test app.
@@ -95,7 +119,12 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut AppOptions)) -> TestApp 
             .await
             .expect("default feeds removed");
     }
-    let (server, addr) = serve(&repo_root().join("spin.toml"), &options.variables).await;
+    let (server, addr) = serve(
+        &repo_root().join("spin.toml"),
+        &options.variables,
+        &options.components,
+    )
+    .await;
     let client_ip = random_loopback();
     TestApp {
         addr,
@@ -115,12 +144,17 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut AppOptions)) -> TestApp 
 
 /// Serves a manifest with these application variables on the selected
 /// runtime: `village` in-process, or `spin up` ([`spin::selected`]).
-async fn serve(manifest: &Path, variables: &BTreeMap<String, String>) -> (Server, SocketAddr) {
+async fn serve(
+    manifest: &Path,
+    variables: &BTreeMap<String, String>,
+    components: &[String],
+) -> (Server, SocketAddr) {
     if spin::selected() {
-        let (process, addr) = spin::up(manifest, variables).await;
+        let (process, addr) = spin::up(manifest, variables, components).await;
         (Server::Spin(process), addr)
     } else {
         let mut runtime = Options::new(manifest.to_path_buf());
+        runtime.components = components.to_vec();
         // Tests never read SPIN_VARIABLE_* from the developer's shell.
         runtime.env_lookup = std::sync::Arc::new(|_| None);
         runtime.variables = variables.clone();
@@ -144,7 +178,7 @@ pub struct FixtureApp {
 impl FixtureApp {
     pub async fn start(variables: BTreeMap<String, String>) -> FixtureApp {
         let manifest = repo_root().join("runtime/fixtures/spin.toml");
-        let (server, addr) = serve(&manifest, &variables).await;
+        let (server, addr) = serve(&manifest, &variables, &[]).await;
         FixtureApp {
             addr,
             _server: server,

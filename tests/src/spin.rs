@@ -25,7 +25,7 @@ use tokio::sync::Notify;
 /// How long `spin up` may take to serve (it compiles every component on a
 /// cold cache) and a cron run to finish.
 const START_TIMEOUT: Duration = Duration::from_secs(180);
-const CRON_TIMEOUT: Duration = Duration::from_secs(60);
+const CRON_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Whether the end-to-end tests run on the real Spin CLI.
 pub fn selected() -> bool {
@@ -39,6 +39,9 @@ fn binary() -> PathBuf {
 /// One `spin up`: its process group and everything it printed.
 pub struct SpinProcess {
     child: Child,
+    /// The process group (Spin's pid), kept: `Child::id` forgets it once
+    /// the leader has been reaped, and its triggers may outlive it.
+    group: Option<u32>,
     output: Arc<Output>,
 }
 
@@ -78,6 +81,7 @@ impl SpinProcess {
         manifest: &Path,
         listen: Option<SocketAddr>,
         variables: &BTreeMap<String, String>,
+        components: &[String],
     ) -> SpinProcess {
         let scratch = std::env::temp_dir().join("village-e2e-spin");
         std::fs::create_dir_all(&scratch).expect("a scratch directory for spin");
@@ -86,11 +90,19 @@ impl SpinProcess {
         if let Some(addr) = listen {
             cmd.arg("--listen").arg(addr.to_string());
         }
+        // As environment variables, Spin's other way in: a password on the
+        // command line would show in `ps`.
         for (k, v) in variables {
-            cmd.arg("--variable").arg(format!("{k}={v}"));
+            cmd.env(format!("SPIN_VARIABLE_{}", k.to_ascii_uppercase()), v);
+        }
+        for c in components {
+            cmd.arg("-c").arg(c);
         }
         for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("SPIN_VARIABLE_") {
+            let name = k.to_string_lossy().to_ascii_lowercase();
+            if let Some(var) = name.strip_prefix("spin_variable_")
+                && !variables.contains_key(var)
+            {
                 cmd.env_remove(k);
             }
         }
@@ -109,6 +121,7 @@ impl SpinProcess {
                 binary().display()
             )
         });
+        let group = child.id();
         let output = Arc::new(Output::default());
         if let Some(out) = child.stdout.take() {
             tokio::spawn(collect(out, output.clone()));
@@ -116,7 +129,11 @@ impl SpinProcess {
         if let Some(err) = child.stderr.take() {
             tokio::spawn(collect(err, output.clone()));
         }
-        SpinProcess { child, output }
+        SpinProcess {
+            child,
+            group,
+            output,
+        }
     }
 
     /// Waits until the output satisfies `done`; panics with the output if it
@@ -152,7 +169,7 @@ impl SpinProcess {
 
     /// Kills Spin and its trigger processes (the whole process group).
     pub fn kill(&mut self) {
-        if let Some(pid) = self.child.id() {
+        if let Some(pid) = self.group {
             // `kill` the command: the workspace has no unsafe code for libc.
             let status = std::process::Command::new("kill")
                 .args(["-KILL", "--", &format!("-{pid}")])
@@ -184,13 +201,15 @@ pub fn free_addr() -> SocketAddr {
     l.local_addr().expect("its address")
 }
 
-/// Serves the whole application under `spin up`; returns once it serves.
+/// Serves the application (`components`, or all when empty) under
+/// `spin up`; returns once it serves.
 pub async fn up(
     manifest: &Path,
     variables: &BTreeMap<String, String>,
+    components: &[String],
 ) -> (SpinProcess, SocketAddr) {
     let addr = free_addr();
-    let mut spin = SpinProcess::spawn(manifest, Some(addr), variables);
+    let mut spin = SpinProcess::spawn(manifest, Some(addr), variables, components);
     spin.wait_for("that it serves", START_TIMEOUT, |out| {
         out.contains(&format!("Serving http://{addr}"))
     })
@@ -200,12 +219,13 @@ pub async fn up(
 
 /// Runs one cron component once under Spin's cron trigger: a manifest of
 /// just that component (the same `.wasm`, variables and allow-list) whose
-/// schedule is every second, killed as soon as the component reports its
-/// first run over (`village_platform::log::cron_finished`). Spin has no way
-/// to fire a cron trigger on demand.
+/// schedule is one second of the minute a few seconds from now, killed as
+/// soon as the component reports the run over
+/// (`village_platform::log::cron_finished`), long before it could fire
+/// again. Spin has no way to fire a cron trigger on demand.
 pub async fn fire_cron(repo: &Path, component: &str, variables: &BTreeMap<String, String>) {
     let manifest = cron_manifest(repo, component);
-    let mut spin = SpinProcess::spawn(&manifest.path, None, variables);
+    let mut spin = SpinProcess::spawn(&manifest.path, None, variables, &[]);
     let needle = format!("\"cron\":\"{component}\"");
     spin.wait_for(&format!("a run of {component}"), CRON_TIMEOUT, |out| {
         out.lines()
@@ -248,7 +268,13 @@ fn cron_manifest(repo: &Path, component: &str) -> TempManifest {
         .cloned()
         .unwrap_or_else(|| panic!("spin.toml has no cron trigger for {component}"));
     let mut cron = cron.as_table().cloned().expect("a cron trigger table");
-    cron.insert("cron_expression".into(), "* * * * * *".into());
+    // Spin starts in about two seconds with its compiled-module cache warm;
+    // a slower start waits for the same second of the next minute.
+    let second = chrono::Timelike::second(&(chrono::Utc::now() + chrono::Duration::seconds(4)));
+    cron.insert(
+        "cron_expression".into(),
+        format!("{second} * * * * *").into(),
+    );
     let mut trigger = toml::Table::new();
     trigger.insert("cron".into(), toml::Value::Array(vec![cron.into()]));
     doc.insert("trigger".into(), trigger.into());

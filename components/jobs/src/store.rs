@@ -278,7 +278,7 @@ pub async fn fail(
             "UPDATE delayed_jobs SET status = $3, run_at = $4, locked_by = NULL, locked_at = NULL, \
                  last_error = $5, \
                  error_chain = error_chain || jsonb_build_array(jsonb_build_object( \
-                     'attempt', attempts, 'at', $6::timestamp, 'error', $5::text)), \
+                     'attempt', attempts, 'at', utc_text($6::timestamp), 'error', $5::text)), \
                  finished_at = CASE WHEN $3 = 'dead' THEN $6::timestamp END, updated_at = $6 \
              WHERE id = $1 AND locked_by = $2 AND status = 'running'",
             &[
@@ -319,9 +319,9 @@ pub async fn rescue_stale(
         .query(
             "UPDATE delayed_jobs SET \
                  status = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'pending' END, \
-                 last_error = 'the worker running this job stopped (lock held by ' || locked_by || ' since ' || locked_at || ')', \
+                 last_error = 'the worker running this job stopped (lock held by ' || locked_by || ' since ' || utc_text(locked_at) || ')', \
                  error_chain = error_chain || jsonb_build_array(jsonb_build_object( \
-                     'attempt', attempts, 'at', $2::timestamp, 'error', 'worker lost: ' || locked_by)), \
+                     'attempt', attempts, 'at', utc_text($2::timestamp), 'error', 'worker lost: ' || locked_by)), \
                  finished_at = CASE WHEN attempts >= max_attempts THEN $2::timestamp END, \
                  run_at = $2, locked_by = NULL, locked_at = NULL, updated_at = $2 \
              WHERE status = 'running' AND locked_at < $1 \

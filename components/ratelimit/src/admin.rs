@@ -330,7 +330,7 @@ async fn lift_ban(
              audit AS ( \
                  SELECT audit_record($4, \
                      jsonb_build_object('ban', l.id, 'action', l.action, 'scope', l.scope, \
-                                        'subject', l.subject, 'expires_at', l.expires_at), \
+                                        'subject', l.subject, 'expires_at', utc_text(l.expires_at)), \
                      jsonb_build_object('lifted', true)) AS id \
                  FROM lifted l) \
              SELECT l.id, l.action, l.scope, l.subject FROM lifted l, audit",

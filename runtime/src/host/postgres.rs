@@ -103,13 +103,21 @@ fn parse_address(
     let config: tokio_postgres::Config = address
         .parse()
         .map_err(|e: tokio_postgres::Error| pg::Error::ConnectionFailed(e.to_string()))?;
+    // `hostaddr` makes the client connect to an address no host name
+    // shows: the allow-list could not see where it goes. Spin does not check
+    // it at all (a hole, not a behaviour to copy): refused here.
+    if !config.get_hostaddrs().is_empty() {
+        return Err(pg::Error::ConnectionFailed(
+            "hostaddr is not permitted: name the host in `host`".into(),
+        ));
+    }
     let ports = config.get_ports();
     for (i, host) in config.get_hosts().iter().enumerate() {
         match host {
             Host::Tcp(name) => {
-                // Spin pairs hosts with ports by position: a host without
-                // its own port is checked as 5432.
-                let port = ports.get(i).copied();
+                // The client pairs hosts with ports by position and uses a
+                // single port for every host; that is the port checked.
+                let port = ports.get(i).or(ports.first()).copied();
                 if !allow_list.allows("postgres", name, Some(port.unwrap_or(5432))) {
                     let port = port.map(|p| format!(":{p}")).unwrap_or_default();
                     return Err(pg::Error::ConnectionFailed(format!(

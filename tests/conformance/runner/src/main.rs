@@ -28,6 +28,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -105,16 +106,29 @@ fn wait_for_port(port: u16, limit: Duration, child: &mut Child, what: &str) -> a
     }
 }
 
-/// A child process stopped (SIGTERM, then SIGKILL) when dropped.
+/// A child process stopped (SIGTERM to it, or to its process group, then
+/// SIGKILL) when dropped.
 struct Guard {
     child: Child,
     name: String,
+    /// Signal the whole process group (a runtime and its trigger processes).
+    group: bool,
 }
 
 impl Guard {
     fn stop(&mut self) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let pid = self.child.id();
+        let mut target = if self.group { format!("-{pid}") } else { pid.to_string() };
+        let signalled = Command::new("kill")
+            .args(["-TERM", "--", &target])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !signalled {
+            // No such group (the leader already gone): the process alone.
+            target = pid.to_string();
+            let _ = Command::new("kill").args(["-TERM", &target]).stderr(Stdio::null()).status();
+        }
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if matches!(self.child.try_wait(), Ok(Some(_))) {
@@ -123,7 +137,10 @@ impl Guard {
             std::thread::sleep(Duration::from_millis(20));
         }
         eprintln!("{} did not stop on SIGTERM: killing it", self.name);
-        let _ = self.child.kill();
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &target])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.wait();
     }
 }
@@ -135,6 +152,10 @@ impl Drop for Guard {
 }
 
 /// The suite's services, on this machine.
+///
+/// Postgres is stopped with `pg_ctl stop -m fast` (the server runs under
+/// `runuser`, which a signal to the wrapper may not reach) before the other
+/// guards drop.
 struct Services {
     ports: HashMap<u16, u16>,
     work: PathBuf,
@@ -174,6 +195,12 @@ fn postgres_bin() -> anyhow::Result<PathBuf> {
     versions.pop().context("no initdb under /usr/lib/postgresql")
 }
 
+impl Drop for Services {
+    fn drop(&mut self) {
+        self.stop_postgres();
+    }
+}
+
 impl Services {
     fn start(work: &Path) -> anyhow::Result<Services> {
         let mut guards = Vec::new();
@@ -210,6 +237,7 @@ impl Services {
         let mut pg = Guard {
             child,
             name: "postgres".into(),
+            group: false,
         };
         wait_for_port(pg_port, Duration::from_secs(30), &mut pg.child, "postgres")?;
         guards.push(pg);
@@ -228,6 +256,7 @@ impl Services {
         let mut redis = Guard {
             child,
             name: "redis".into(),
+            group: false,
         };
         wait_for_port(redis_port, Duration::from_secs(10), &mut redis.child, "redis")?;
         guards.push(redis);
@@ -250,6 +279,7 @@ impl Services {
         let mut mqtt = Guard {
             child,
             name: "mosquitto".into(),
+            group: false,
         };
         wait_for_port(mqtt_port, Duration::from_secs(10), &mut mqtt.child, "mosquitto")?;
         guards.push(mqtt);
@@ -265,6 +295,17 @@ impl Services {
             redis_port,
             _guards: guards,
         })
+    }
+
+    fn stop_postgres(&self) {
+        let _ = as_postgres_user(
+            Command::new(self.pg_bin.join("pg_ctl"))
+                .args(["stop", "-m", "fast", "-w", "-D"])
+                .arg(self.work.join("pg")),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
     }
 
     fn psql(&self, db: &str, sql_file: Option<&Path>, command: Option<&str>) -> anyhow::Result<()> {
@@ -436,11 +477,13 @@ fn run_test(
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(dir.join("stdout.log"))?)
         .stderr(std::fs::File::create(dir.join("stderr.log"))?)
+        .process_group(0)
         .spawn()
         .with_context(|| format!("running {}", args.cli.display()))?;
     let mut runtime = Guard {
         child,
         name: "the runtime".into(),
+        group: true,
     };
     let outcome = (|| {
         wait_for_port(port, Duration::from_secs(120), &mut runtime.child, "the runtime")?;
