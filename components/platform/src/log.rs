@@ -82,6 +82,21 @@ fn event_line(severity: &'static str, message: &str, fields: serde_json::Value) 
     serde_json::Value::Object(obj).to_string()
 }
 
+/// The line every cron component writes when a run ends, whatever its
+/// outcome (`village_platform::cron_component!`): ops see every run, and the
+/// end-to-end harness knows when a run it started under Spin is over.
+pub fn cron_finished(component: &str, scheduled: u64, outcome: &Result<(), String>) {
+    event(
+        if outcome.is_ok() { "INFO" } else { "ERROR" },
+        "cron run finished",
+        serde_json::json!({
+            "cron": component,
+            "scheduled": scheduled,
+            "error": outcome.as_ref().err(),
+        }),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,19 +142,4 @@ mod tests {
         assert_eq!(v["severity"], "INFO");
         assert!(!line.contains("supersecret"), "{line}");
     }
-}
-
-/// The line every cron component writes when a run ends, whatever its
-/// outcome (`village_platform::cron_component!`): ops see every run, and the
-/// end-to-end harness knows when a run it started under Spin is over.
-pub fn cron_finished(component: &str, scheduled: u64, outcome: &Result<(), String>) {
-    event(
-        if outcome.is_ok() { "INFO" } else { "ERROR" },
-        "cron run finished",
-        serde_json::json!({
-            "cron": component,
-            "scheduled": scheduled,
-            "error": outcome.as_ref().err(),
-        }),
-    );
 }

@@ -27,8 +27,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -118,7 +118,11 @@ struct Guard {
 impl Guard {
     fn stop(&mut self) {
         let pid = self.child.id();
-        let mut target = if self.group { format!("-{pid}") } else { pid.to_string() };
+        let mut target = if self.group {
+            format!("-{pid}")
+        } else {
+            pid.to_string()
+        };
         let signalled = Command::new("kill")
             .args(["-TERM", "--", &target])
             .stderr(Stdio::null())
@@ -127,7 +131,10 @@ impl Guard {
         if !signalled {
             // No such group (the leader already gone): the process alone.
             target = pid.to_string();
-            let _ = Command::new("kill").args(["-TERM", &target]).stderr(Stdio::null()).status();
+            let _ = Command::new("kill")
+                .args(["-TERM", &target])
+                .stderr(Stdio::null())
+                .status();
         }
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
@@ -192,7 +199,9 @@ fn postgres_bin() -> anyhow::Result<PathBuf> {
         .filter(|p| p.join("initdb").exists())
         .collect();
     versions.sort();
-    versions.pop().context("no initdb under /usr/lib/postgresql")
+    versions
+        .pop()
+        .context("no initdb under /usr/lib/postgresql")
 }
 
 impl Drop for Services {
@@ -211,7 +220,11 @@ impl Services {
         let data = work.join("pg");
         std::fs::create_dir_all(&data)?;
         if Command::new("id").arg("-u").output()?.stdout.trim_ascii() == b"0" {
-            Command::new("chown").arg("-R").arg("postgres").arg(work).status()?;
+            Command::new("chown")
+                .arg("-R")
+                .arg("postgres")
+                .arg(work)
+                .status()?;
         }
         let out = as_postgres_user(
             Command::new(pg_bin.join("initdb"))
@@ -258,7 +271,12 @@ impl Services {
             name: "redis".into(),
             group: false,
         };
-        wait_for_port(redis_port, Duration::from_secs(10), &mut redis.child, "redis")?;
+        wait_for_port(
+            redis_port,
+            Duration::from_secs(10),
+            &mut redis.child,
+            "redis",
+        )?;
         guards.push(redis);
         ports.insert(6379, redis_port);
 
@@ -281,7 +299,12 @@ impl Services {
             name: "mosquitto".into(),
             group: false,
         };
-        wait_for_port(mqtt_port, Duration::from_secs(10), &mut mqtt.child, "mosquitto")?;
+        wait_for_port(
+            mqtt_port,
+            Duration::from_secs(10),
+            &mut mqtt.child,
+            "mosquitto",
+        )?;
         guards.push(mqtt);
         ports.insert(1883, mqtt_port);
 
@@ -310,8 +333,17 @@ impl Services {
 
     fn psql(&self, db: &str, sql_file: Option<&Path>, command: Option<&str>) -> anyhow::Result<()> {
         let mut cmd = Command::new(self.pg_bin.join("psql"));
-        cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres"])
-            .args(["-p", &self.pg_port.to_string(), "-d", db]);
+        cmd.args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+        ])
+        .args(["-p", &self.pg_port.to_string(), "-d", db]);
         if let Some(f) = sql_file {
             cmd.arg("-f").arg(f);
         }
@@ -328,7 +360,11 @@ impl Services {
     /// `spin_dev`, fresh, loaded with the suite's SQL (the test inserts rows
     /// and counts them, so every run starts from the same tables).
     fn reset_postgres(&self, suite: &Path) -> anyhow::Result<()> {
-        self.psql("postgres", None, Some("DROP DATABASE IF EXISTS spin_dev WITH (FORCE)"))?;
+        self.psql(
+            "postgres",
+            None,
+            Some("DROP DATABASE IF EXISTS spin_dev WITH (FORCE)"),
+        )?;
         self.psql("postgres", None, Some("CREATE DATABASE spin_dev"))?;
         let init = suite.join("crates/test-environment/services/postgres-init");
         let mut files: Vec<PathBuf> = std::fs::read_dir(&init)?
@@ -344,7 +380,13 @@ impl Services {
 
     fn reset_redis(&self) -> anyhow::Result<()> {
         let status = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &self.redis_port.to_string(), "FLUSHALL"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.redis_port.to_string(),
+                "FLUSHALL",
+            ])
             .stdout(Stdio::null())
             .status()?;
         anyhow::ensure!(status.success(), "redis FLUSHALL failed");
@@ -418,7 +460,10 @@ fn substitute(
     let mut rest = text;
     while let Some(start) = rest.find("%{") {
         out.push_str(&rest[..start]);
-        let end = rest[start..].find('}').context("unclosed %{ in a template")? + start;
+        let end = rest[start..]
+            .find('}')
+            .context("unclosed %{ in a template")?
+            + start;
         let (key, value) = rest[start + 2..end]
             .split_once('=')
             .context("a template is %{key=value}")?;
@@ -437,8 +482,9 @@ fn run_test(
     let dir = services.work.join("tests").join(&test.name);
     std::fs::create_dir_all(&dir)?;
     let mut component = None;
-    let manifest = substitute(&std::fs::read_to_string(&test.manifest)?, |key, value| {
-        match key {
+    let manifest = substitute(
+        &std::fs::read_to_string(&test.manifest)?,
+        |key, value| match key {
             "source" => {
                 component = Some(value.to_owned());
                 Ok("component.wasm".into())
@@ -452,8 +498,8 @@ fn run_test(
                     .to_string())
             }
             other => bail!("unknown template key {other}"),
-        }
-    })?;
+        },
+    )?;
     std::fs::write(dir.join("spin.toml"), manifest)?;
     let component = component.context("the manifest names no component")?;
     std::fs::copy(
@@ -486,7 +532,12 @@ fn run_test(
         group: true,
     };
     let outcome = (|| {
-        wait_for_port(port, Duration::from_secs(120), &mut runtime.child, "the runtime")?;
+        wait_for_port(
+            port,
+            Duration::from_secs(120),
+            &mut runtime.child,
+            "the runtime",
+        )?;
         for invocation in &test.config.invocations {
             let Invocation::Http(invocation) = invocation;
             let mut request = invocation.request.clone();
@@ -503,7 +554,16 @@ fn run_test(
     runtime.stop();
     outcome.map_err(|e: anyhow::Error| {
         let log = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
-        let tail = |s: String| s.lines().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n      ");
+        let tail = |s: String| {
+            s.lines()
+                .rev()
+                .take(8)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n      ")
+        };
         e.context(format!(
             "stderr (last lines):\n      {}\n    stdout (last lines):\n      {}",
             tail(log("stderr.log")),
@@ -529,14 +589,21 @@ fn main() -> anyhow::Result<()> {
             let expected_to_fail = args.expect_fail.contains(&test.name);
             match (&outcome, expected_to_fail) {
                 (Ok(()), false) => println!("conformance {}: pass", test.name),
-                (Ok(()), true) => println!("conformance {}: pass (listed as failing: take it off the list)", test.name),
-                (Err(e), true) => println!("conformance {}: fail, as listed: {}", test.name, first_line(e)),
+                (Ok(()), true) => println!(
+                    "conformance {}: pass (listed as failing: take it off the list)",
+                    test.name
+                ),
+                (Err(e), true) => println!(
+                    "conformance {}: fail, as listed: {}",
+                    test.name,
+                    first_line(e)
+                ),
                 (Err(e), false) => println!("conformance {}: FAIL: {e:#}", test.name),
             }
             if outcome.is_ok() {
                 passed += 1;
             }
-            if outcome.is_ok() == !expected_to_fail {
+            if outcome.is_ok() != expected_to_fail {
                 as_expected += 1;
             } else {
                 surprises.push(test.name.clone());
@@ -546,9 +613,16 @@ fn main() -> anyhow::Result<()> {
             "conformance: {passed} of {} tests pass on {}; {as_expected} as expected{}",
             tests.len(),
             args.cli.display(),
-            if surprises.is_empty() { String::new() } else { format!(", not as expected: {}", surprises.join(", ")) }
+            if surprises.is_empty() {
+                String::new()
+            } else {
+                format!(", not as expected: {}", surprises.join(", "))
+            }
         );
-        anyhow::ensure!(surprises.is_empty(), "conformance results differ from what is expected");
+        anyhow::ensure!(
+            surprises.is_empty(),
+            "conformance results differ from what is expected"
+        );
         Ok(())
     })();
     let _ = std::fs::remove_dir_all(&work);
