@@ -214,7 +214,35 @@ pub async fn up(
         out.contains(&format!("Serving http://{addr}"))
     })
     .await;
+    // Spin runs each trigger type in its own process: HTTP may serve before
+    // the Redis trigger has subscribed, and a wake-up published then is
+    // lost. It lists each channel once subscribed ("\t<addr>/<channel>: [..]").
+    let channels = redis_channels(manifest, components);
+    spin.wait_for("its Redis subscriptions", START_TIMEOUT, |out| {
+        channels.iter().all(|c| out.contains(&format!("/{c}: [")))
+    })
+    .await;
     (spin, addr)
+}
+
+/// The channels the selected components' Redis triggers subscribe to.
+fn redis_channels(manifest: &Path, components: &[String]) -> Vec<String> {
+    let text = std::fs::read_to_string(manifest).expect("the manifest");
+    let doc: toml::Table = text.parse().expect("the manifest parses");
+    doc.get("trigger")
+        .and_then(|t| t.get("redis"))
+        .and_then(|r| r.as_array())
+        .into_iter()
+        .flatten()
+        .filter(|t| {
+            let component = t
+                .get("component")
+                .and_then(|c| c.as_str())
+                .unwrap_or_default();
+            components.is_empty() || components.iter().any(|c| c == component)
+        })
+        .filter_map(|t| t.get("channel").and_then(|c| c.as_str()).map(str::to_owned))
+        .collect()
 }
 
 /// Runs one cron component once under Spin's cron trigger: a manifest of
