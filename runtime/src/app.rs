@@ -360,9 +360,11 @@ impl App {
             .allow_tcp(true)
             .allow_udp(true)
             .socket_addr_check({
-                let allow = loaded.config.allow_list.clone();
+                // The component's shared config, not a copy of its list:
+                // this runs for every instance.
+                let config = loaded.config.clone();
                 move |addr, used| {
-                    let allowed = socket_allowed(&allow, addr, used);
+                    let allowed = socket_allowed(&config.allow_list, addr, used);
                     Box::pin(async move { allowed })
                 }
             });

@@ -220,6 +220,41 @@ impl PgConnection {
     }
 }
 
+/// What `query` and `execute` both start with: the guest's parameters
+/// converted, its pooled client, and the statement prepared once per pooled
+/// connection (Spin prepares on every call: the same types are inferred,
+/// one round trip fewer).
+#[allow(clippy::result_large_err, clippy::type_complexity)] // the guest's WIT error
+async fn prepare<'a>(
+    state: &'a mut InstanceState,
+    conn: &Resource<PgConnection>,
+    call: Call,
+    statement: &str,
+    params: Vec<ParameterValue>,
+) -> wasmtime::Result<
+    Result<
+        (
+            &'a deadpool_postgres::Object,
+            tokio_postgres::Statement,
+            Params,
+        ),
+        pg::Error,
+    >,
+> {
+    let params = match self::params(call, params).map_err(wasmtime::Error::msg)? {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
+    let client = match state.table.get_mut(conn)?.client(statement) {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(match client.prepare_cached(statement).await {
+        Ok(stmt) => Ok((client, stmt, params)),
+        Err(e) => Err(query_error(&e)),
+    })
+}
+
 impl pg::Host for InstanceState {}
 
 impl pg::HostConnection for InstanceState {
@@ -251,21 +286,12 @@ impl pg::HostConnection for InstanceState {
         statement: String,
         params: Vec<ParameterValue>,
     ) -> wasmtime::Result<Result<RowSet, pg::Error>> {
-        let params = match self::params(Call::Query, params).map_err(wasmtime::Error::msg)? {
-            Ok(p) => p,
-            Err(e) => return Ok(Err(e)),
-        };
-        let client = match self.table.get_mut(&conn)?.client(&statement) {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(e)),
-        };
-        // Prepared once per pooled connection (Spin prepares every call:
-        // the same types are inferred, one round trip fewer).
-        let rows = match client.prepare_cached(&statement).await {
-            Ok(stmt) => client.query(&stmt, &refs(&params)).await,
-            Err(e) => Err(e),
-        };
-        let rows = match rows {
+        let (client, stmt, params) =
+            match prepare(self, &conn, Call::Query, &statement, params).await? {
+                Ok(p) => p,
+                Err(e) => return Ok(Err(e)),
+            };
+        let rows = match client.query(&stmt, &refs(&params)).await {
             Ok(rows) => rows,
             Err(e) => return Ok(Err(query_error(&e))),
         };
@@ -284,18 +310,12 @@ impl pg::HostConnection for InstanceState {
         statement: String,
         params: Vec<ParameterValue>,
     ) -> wasmtime::Result<Result<u64, pg::Error>> {
-        let params = match self::params(Call::Execute, params).map_err(wasmtime::Error::msg)? {
-            Ok(p) => p,
-            Err(e) => return Ok(Err(e)),
-        };
-        let client = match self.table.get_mut(&conn)?.client(&statement) {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(e)),
-        };
-        let done = match client.prepare_cached(&statement).await {
-            Ok(stmt) => client.execute(&stmt, &refs(&params)).await,
-            Err(e) => Err(e),
-        };
+        let (client, stmt, params) =
+            match prepare(self, &conn, Call::Execute, &statement, params).await? {
+                Ok(p) => p,
+                Err(e) => return Ok(Err(e)),
+            };
+        let done = client.execute(&stmt, &refs(&params)).await;
         Ok(done.map_err(|e| query_error(&e)))
     }
 
