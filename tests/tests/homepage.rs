@@ -88,7 +88,7 @@ async fn the_homepage_shows_the_saved_layout() {
         !html.contains("id=\"widget-weather\""),
         "only the saved widgets"
     );
-    assert!(html.contains("--columns: 2"));
+    assert!(html.contains("grid-cols-2"));
     app.stop().await;
 }
 

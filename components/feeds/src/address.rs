@@ -27,7 +27,13 @@ pub enum AddressError {
     NoHost,
     #[error("that address is not on the public internet")]
     NotPublic,
+    #[error("a feed URL may be at most {MAX_URL_LEN} characters")]
+    TooLong,
 }
+
+/// The longest feed URL accepted (what browsers and most servers handle;
+/// the unique index on `feeds.url` could not hold a much longer one).
+pub const MAX_URL_LEN: usize = 2_048;
 
 /// A feed URL that passed the checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +52,14 @@ impl FeedUrl {
 /// Checks `input`; `allowed_hosts` (`host` or `host:port`) are let through
 /// whatever their address (the tests' local feed server).
 pub fn check(input: &str, allowed_hosts: &[String]) -> Result<FeedUrl, AddressError> {
+    if input.trim().len() > MAX_URL_LEN {
+        return Err(AddressError::TooLong);
+    }
     let url = Url::parse(input.trim()).map_err(|e| AddressError::Malformed(e.to_string()))?;
+    if url.as_str().len() > MAX_URL_LEN {
+        // Normalising (percent-encoding) made it longer.
+        return Err(AddressError::TooLong);
+    }
     if !matches!(url.scheme(), "http" | "https") {
         return Err(AddressError::Scheme);
     }
@@ -177,6 +190,17 @@ mod tests {
             check("not a url", &[]),
             Err(AddressError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn urls_longer_than_2048_characters_are_refused() {
+        let long = format!("https://example.org/{}", "a".repeat(MAX_URL_LEN));
+        assert_eq!(check(&long, &[]), Err(AddressError::TooLong));
+        let fits = format!("https://example.org/{}", "a".repeat(MAX_URL_LEN - 40));
+        assert!(check(&fits, &[]).is_ok());
+        // Each space becomes `%20`: the stored form is what is measured.
+        let grows = format!("https://example.org/{}", " x".repeat(800));
+        assert_eq!(check(&grows, &[]), Err(AddressError::TooLong));
     }
 
     #[test]

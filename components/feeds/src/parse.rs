@@ -6,6 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
+use village_platform::boundary::storable;
 
 /// The longest summary kept, in bytes of source HTML (cut before
 /// sanitising, which repairs whatever the cut broke).
@@ -65,18 +66,20 @@ pub fn parse(body: &[u8], feed_url: &str) -> Result<ParsedFeed, ParseError> {
                 Some(l) => hash(&normalise(l)),
                 None => hash(&format!("{}\n{}", e.id, title)),
             };
+            // Text from a stranger's server is cleaned of what Postgres
+            // cannot store (one `&#0;` would fail the whole insert).
             Item {
-                guid: e.id,
-                title,
-                link,
-                summary_html: sanitise(&summary_source),
+                guid: storable(&e.id).into_owned(),
+                title: storable(&title).into_owned(),
+                link: link.map(|l| storable(&l).into_owned()),
+                summary_html: storable(&sanitise(&summary_source)).into_owned(),
                 published: e.published.or(e.updated),
                 content_hash,
             }
         })
         .collect();
     Ok(ParsedFeed {
-        title: feed.title.as_ref().map(plain_text).unwrap_or_default(),
+        title: storable(&feed.title.as_ref().map(plain_text).unwrap_or_default()).into_owned(),
         items,
     })
 }
@@ -108,6 +111,9 @@ pub fn sanitise(html: &str) -> String {
             .collect(),
         )
         .url_schemes(["http", "https"].into_iter().collect())
+        // ammonia keeps `cite` on quotes without checking its scheme; a
+        // card has no use for it, so it goes (`javascript:` and all).
+        .rm_tag_attributes("blockquote", &["cite"])
         .link_rel(Some("noopener noreferrer nofollow"))
         .clean(&html[..cut])
         .to_string()
@@ -255,5 +261,24 @@ mod tests {
         let clean = sanitise(&long);
         assert!(clean.len() <= MAX_SUMMARY_BYTES + 16);
         assert!(clean.ends_with("</p>"), "the cut is repaired");
+    }
+
+    #[test]
+    fn nul_characters_from_a_feed_are_removed_before_storing() {
+        let json = r#"{"version": "https://jsonfeed.org/version/1.1", "title": "Vale\u0000 JSON",
+"items": [{"id": "j\u00001", "url": "https://news.example.org/nul", "title": "Bridge\u0000 reopens",
+"content_html": "<p>Op\u0000en</p>"}]}"#;
+        let feed = parse(json.as_bytes(), "https://vale.example.org/feed.json").expect("json");
+        let item = &feed.items[0];
+        for text in [&feed.title, &item.title, &item.guid, &item.summary_html] {
+            assert!(!text.contains('\0'), "{text:?}");
+        }
+        assert_eq!(item.title, "Bridge reopens");
+    }
+
+    #[test]
+    fn quote_citations_cannot_carry_script() {
+        let clean = sanitise(r#"<blockquote cite="javascript:alert(1)">Said</blockquote>"#);
+        assert_eq!(clean, "<blockquote>Said</blockquote>");
     }
 }

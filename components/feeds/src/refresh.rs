@@ -98,7 +98,7 @@ pub async fn refresh(
         return failed(sql, feed, &format!("the feed answered {status}"), now).await;
     }
     if response.body().len() > MAX_BODY_BYTES {
-        return failed(sql, feed, "the feed is larger than 5 MiB", now).await;
+        return failed(sql, feed, "could not fetch the feed (too large)", now).await;
     }
     let header = |name: http::header::HeaderName| {
         response
@@ -115,7 +115,20 @@ pub async fn refresh(
         Ok(p) => p,
         Err(e) => return failed(sql, feed, &e.to_string(), now).await,
     };
-    let (new_items, seen_items) = store_items(sql, feed.id, &parsed.items, now).await?;
+    let (new_items, seen_items) = match store_items(sql, feed.id, &parsed.items, now).await {
+        Ok(counts) => counts,
+        // Postgres refused what the feed carried: recorded on the feed with
+        // its backoff (retrying the job would only fail the same way).
+        Err(SqlError::Query { code, message }) => {
+            village_platform::log::event(
+                "WARNING",
+                "feed items not stored",
+                serde_json::json!({ "feed_id": feed.id, "code": code, "error": message }),
+            );
+            return failed(sql, feed, "its items could not be stored", now).await;
+        }
+        Err(e) => return Err(e),
+    };
     succeeded(
         sql,
         feed,
@@ -182,31 +195,17 @@ async fn get(
     Err(format!("more than {MAX_REDIRECTS} redirects"))
 }
 
-/// What readers are told when a feed's server gave no answer — the widget
-/// shows it — with the transport's own words kept for the log.
+/// What readers are told when the fetch failed — the widget shows it:
+/// "could not fetch" and a category, never the transport's own words
+/// (those would tell a port scanner which ports answered). The detail goes
+/// to the log.
 fn unreachable(url: &FeedUrl, e: HttpError) -> String {
-    let said = match &e {
-        HttpError::Timeout(t) => return format!("no answer within {t:?}"),
-        HttpError::Refused(_) => "this address may not be fetched",
-        HttpError::Failed(detail) => {
-            let d = detail.to_ascii_lowercase();
-            if d.contains("dns") {
-                "its host name could not be found"
-            } else if d.contains("refused") {
-                "its server refused the connection"
-            } else if d.contains("tls") || d.contains("certificate") {
-                "its secure connection failed"
-            } else {
-                "its server could not be reached"
-            }
-        }
-    };
     village_platform::log::event(
         "WARNING",
         &format!("feed fetch failed: {e}"),
         serde_json::json!({ "url": url.as_str() }),
     );
-    said.to_owned()
+    format!("could not fetch the feed ({})", e.category())
 }
 
 /// Stores `items` for `feed_id` in one statement: an article already known
@@ -335,23 +334,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn readers_are_told_in_words_why_a_feed_was_unreachable() {
+    fn readers_are_told_a_category_never_the_transport_detail() {
         let url = address::check("https://news.example.org/rss", &[]).expect("url");
-        let dns = HttpError::Failed(
-            "ErrorCode::DnsError(DnsErrorPayload { rcode: Some(\"address not available\"), \
-             info-code: None })"
-                .into(),
-        );
-        assert_eq!(unreachable(&url, dns), "its host name could not be found");
-        let refused = HttpError::Failed("ErrorCode::ConnectionRefused".into());
+        let refused = HttpError::from_transport("ErrorCode::ConnectionRefused".into());
+        let dns = HttpError::from_transport("ErrorCode::DnsError(..)".into());
+        // A closed port and an unknown name read the same: nothing to scan.
         assert_eq!(
             unreachable(&url, refused),
-            "its server refused the connection"
+            "could not fetch the feed (connection failed)"
         );
-        let other = HttpError::Failed("error sending request".into());
-        assert_eq!(unreachable(&url, other), "its server could not be reached");
+        assert_eq!(
+            unreachable(&url, dns),
+            "could not fetch the feed (connection failed)"
+        );
+        let blocked = HttpError::from_transport("ErrorCode::DestinationIpProhibited".into());
+        assert_eq!(
+            unreachable(&url, blocked),
+            "could not fetch the feed (address not allowed)"
+        );
+        let big = HttpError::TooLarge {
+            limit: MAX_BODY_BYTES,
+        };
+        assert_eq!(
+            unreachable(&url, big),
+            "could not fetch the feed (too large)"
+        );
         let slow = HttpError::Timeout(std::time::Duration::from_secs(3));
-        assert_eq!(unreachable(&url, slow), "no answer within 3s");
+        assert_eq!(
+            unreachable(&url, slow),
+            "could not fetch the feed (timed out)"
+        );
     }
 
     #[test]

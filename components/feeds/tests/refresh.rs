@@ -23,6 +23,10 @@ const ATOM: &str = r#"<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/A
 <link href="https://news.example.org/bridge/"/><updated>2026-11-27T09:00:00Z</updated></entry>
 </feed>"#;
 
+/// A JSON Feed whose title carries a NUL (`\u0000`): Postgres cannot store it.
+const NUL_FEED: &str = r#"{"version": "https://jsonfeed.org/version/1.1", "title": "Nul",
+"items": [{"id": "n1", "url": "https://news.example.org/nul", "title": "Null\u0000 island"}]}"#;
+
 /// A feed server: `/rss` (ETag "v1", 304 on a match), `/atom`, `/broken`
 /// (500), `/garbage` (HTML), `/silent` (never answers). Counts requests.
 async fn feed_server() -> (String, Arc<AtomicUsize>) {
@@ -63,6 +67,21 @@ async fn feed_server() -> (String, Arc<AtomicUsize>) {
                         tokio::time::sleep(Duration::from_secs(10)).await;
                         return;
                     }
+                    "/huge" => {
+                        // 400 MB, no length announced: only a bound enforced
+                        // while reading stops it.
+                        let _ = s
+                            .write_all(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n<rss>")
+                            .await;
+                        let chunk = vec![b' '; 1 << 20];
+                        for _ in 0..400 {
+                            if s.write_all(&chunk).await.is_err() {
+                                return;
+                            }
+                        }
+                        return;
+                    }
+                    "/nul" => ("200 OK", "", NUL_FEED.to_owned()),
                     _ => ("404 Not Found", "", String::new()),
                 };
                 let reply = format!(
@@ -198,7 +217,8 @@ async fn broken_slow_and_unparsable_feeds_are_marked_and_back_off() {
     for (path, expect) in [
         ("/broken", "500"),
         ("/garbage", "not a feed"),
-        ("/silent", "no answer within"),
+        ("/silent", "could not fetch the feed (timed out)"),
+        ("/huge", "could not fetch the feed (too large)"),
     ] {
         let feed = add_feed(&sql, &format!("http://{addr}{path}")).await;
         let Refreshed::Failed { error, retry_at } =
@@ -233,7 +253,7 @@ async fn broken_slow_and_unparsable_feeds_are_marked_and_back_off() {
             "SELECT count(*) AS n FROM feeds WHERE last_error IS NOT NULL"
         )
         .await,
-        3
+        4
     );
 }
 
@@ -292,4 +312,27 @@ async fn redirects_are_followed_only_to_addresses_that_pass_the_check() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_nul_character_in_a_feed_item_is_dropped_not_fatal() {
+    let sql = db().await;
+    let (addr, _) = feed_server().await;
+    let feed = add_feed(&sql, &format!("http://{addr}/nul")).await;
+    let result = refresh::refresh(&sql, &http(), &feed, &[addr], Utc::now())
+        .await
+        .expect("refresh");
+    assert_eq!(
+        result,
+        Refreshed::Updated {
+            new_items: 1,
+            seen_items: 1
+        }
+    );
+    let row = sql
+        .query_opt("SELECT title FROM feed_items", &[])
+        .await
+        .expect("query")
+        .expect("stored");
+    assert_eq!(row.get::<String>("title").expect("title"), "Null island");
 }

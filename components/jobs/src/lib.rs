@@ -32,8 +32,8 @@ pub use policy::RetryPolicy;
 pub use queue::Queue;
 pub use store::{
     JobsError, QueueStats, claim, complete, delete, due_queues, enqueue, enqueue_many, fail, find,
-    pause, purge_finished, queue_stats, recent_failures, release, requeue, rescue_stale, resume,
-    wake,
+    pause, purge_finished, queue_stats, recent_failures, release, release_lapsed_claims, requeue,
+    rescue_stale, resume, start, wake,
 };
 pub use worker::{DEFAULT_BATCH, DrainReport, drain};
 

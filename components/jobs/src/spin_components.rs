@@ -1,14 +1,27 @@
 //! The glue the job system's Spin components run: a queue's worker (Redis
 //! trigger), the minute sweep and the retention purge (cron triggers).
 //! Variables: `database_url`, `redis_url`, `worker_budget_ms`,
-//! `job_lock_timeout_seconds`.
+//! `job_lock_timeout_seconds`, `job_claim_lease_seconds`.
 
 use std::time::Duration;
 
 use village_platform::clock::Clock;
 use village_platform::spin::Env;
 
-use crate::{Queue, Registry, drain, due_queues, purge_finished, rescue_stale, store};
+use crate::{
+    Queue, Registry, drain, due_queues, purge_finished, release_lapsed_claims, rescue_stale, store,
+};
+
+/// Frees the claimed, never-started jobs of workers that stopped renewing
+/// their locks `job_claim_lease_seconds` ago (see `release_lapsed_claims`).
+async fn release_lapsed(env: &Env) -> Result<usize, String> {
+    let now = env.clock.now();
+    let lease = i64::try_from(variable("job_claim_lease_seconds", 60)).unwrap_or(60);
+    release_lapsed_claims(&env.sql, now - chrono::Duration::seconds(lease), now)
+        .await
+        .map(|ids| ids.len())
+        .map_err(|e| format!("releasing lapsed claims failed: {e}"))
+}
 
 /// Finished jobs are kept this long for ops to look at, then purged.
 const KEEP_SUCCEEDED_DAYS: i64 = 7;
@@ -41,6 +54,9 @@ pub async fn run_worker(
 ) -> Result<(), String> {
     let budget = Duration::from_millis(variable("worker_budget_ms", 25_000));
     let id = worker_id(component);
+    // A worker that died in a job left the rest of its batch claimed: hand
+    // it back before claiming, so it runs now rather than after a rescue.
+    let freed = release_lapsed(env).await?;
     let report = drain(
         &env.sql,
         &env.cache,
@@ -64,6 +80,7 @@ pub async fn run_worker(
             "retried": report.retried,
             "dead": report.dead,
             "released": report.released,
+            "lapsed_claims_freed": freed,
             "lost": report.lost,
         }),
     );
@@ -79,6 +96,7 @@ pub async fn sweep(scheduled: u64) -> Result<(), String> {
     let rescued = rescue_stale(&env.sql, now - chrono::Duration::seconds(timeout), now)
         .await
         .map_err(|e| format!("rescue failed: {e}"))?;
+    let freed = release_lapsed(env).await?;
     let due = due_queues(&env.sql, now)
         .await
         .map_err(|e| format!("due queues: {e}"))?;
@@ -96,6 +114,7 @@ pub async fn sweep(scheduled: u64) -> Result<(), String> {
             "job": "jobs.sweep",
             "scheduled": scheduled,
             "rescued": rescued.len(),
+            "lapsed_claims_freed": freed,
             "woken": woken,
         }),
     );

@@ -192,7 +192,8 @@ pub async fn wake(
     Ok(())
 }
 
-/// Claims up to `limit` due jobs, taking the queues in the order given.
+/// Claims up to `limit` due jobs, taking the queues in the order given. A
+/// claim is not an attempt: [`start`] counts it when the job runs.
 pub async fn claim(
     sql: &impl Sql,
     queues: &[Queue],
@@ -219,7 +220,7 @@ pub async fn claim(
                          LIMIT $3 \
                          FOR UPDATE SKIP LOCKED) \
                      UPDATE delayed_jobs SET status = 'running', locked_by = $4, locked_at = $2, \
-                         attempts = attempts + 1, updated_at = $2 \
+                         started_at = NULL, updated_at = $2 \
                      FROM picked WHERE id = picked.pid \
                      RETURNING {COLUMNS}"
                 ),
@@ -294,22 +295,68 @@ pub async fn fail(
     Ok((n == 1).then_some(status))
 }
 
+/// Marks `job` started by `worker`: its attempt counts from here, and the
+/// lock of everything else the worker holds is renewed (the worker is
+/// alive). Returns the job's attempt number, or `None` if the worker no
+/// longer holds it (its claim lapsed and another worker has it).
+pub async fn start(
+    sql: &impl Sql,
+    job: JobId,
+    worker: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<i32>, SqlError> {
+    let row = sql
+        .query_opt(
+            "WITH held AS ( \
+                 UPDATE delayed_jobs SET locked_at = $3, updated_at = $3, \
+                     attempts = attempts + (id = $1)::int, \
+                     started_at = CASE WHEN id = $1 THEN $3::timestamp ELSE started_at END \
+                 WHERE locked_by = $2 AND status = 'running' \
+                 RETURNING id, attempts) \
+             SELECT attempts FROM held WHERE id = $1",
+            &[SqlValue::Int64(job), text(worker), SqlValue::Timestamp(now)],
+        )
+        .await?;
+    row.map(|r| r.get("attempts")).transpose()
+}
+
 /// Gives back claimed jobs this worker will not start (its time budget ran
-/// out): they return to `pending` and the claim does not count as an attempt.
+/// out): they return to `pending`, no attempt counted.
 pub async fn release(sql: &impl Sql, ids: &[JobId], worker: &str) -> Result<u64, SqlError> {
     if ids.is_empty() {
         return Ok(0);
     }
     sql.execute(
-        "UPDATE delayed_jobs SET status = 'pending', attempts = attempts - 1, locked_by = NULL, locked_at = NULL \
-         WHERE id = ANY($1) AND locked_by = $2 AND status = 'running'",
+        "UPDATE delayed_jobs SET status = 'pending', locked_by = NULL, locked_at = NULL \
+         WHERE id = ANY($1) AND locked_by = $2 AND status = 'running' AND started_at IS NULL",
         &[SqlValue::Int64Array(ids.to_vec()), text(worker)],
     )
     .await
 }
 
-/// Frees jobs whose worker stopped holding them (locked before `cutoff`):
-/// back to `pending` now, or `dead` if that was their last attempt.
+/// Frees claimed jobs that never started and whose worker has not renewed
+/// its lock since `cutoff` (it died — in another job, say): back to
+/// `pending` at once, their attempts untouched. Returns their ids.
+pub async fn release_lapsed_claims(
+    sql: &impl Sql,
+    cutoff: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Vec<JobId>, SqlError> {
+    let rows = sql
+        .query(
+            "UPDATE delayed_jobs SET status = 'pending', locked_by = NULL, locked_at = NULL, \
+                 updated_at = $2 \
+             WHERE status = 'running' AND started_at IS NULL AND locked_at < $1 \
+             RETURNING id",
+            &[SqlValue::Timestamp(cutoff), SqlValue::Timestamp(now)],
+        )
+        .await?;
+    rows.iter().map(|r| r.get("id")).collect()
+}
+
+/// Frees started jobs whose worker stopped holding them (locked before
+/// `cutoff`): back to `pending` now, or `dead` if that was their last
+/// attempt. (Claimed jobs that never started: [`release_lapsed_claims`].)
 pub async fn rescue_stale(
     sql: &impl Sql,
     cutoff: DateTime<Utc>,
@@ -324,7 +371,7 @@ pub async fn rescue_stale(
                      'attempt', attempts, 'at', utc_text($2::timestamp), 'error', 'worker lost: ' || locked_by)), \
                  finished_at = CASE WHEN attempts >= max_attempts THEN $2::timestamp END, \
                  run_at = $2, locked_by = NULL, locked_at = NULL, updated_at = $2 \
-             WHERE status = 'running' AND locked_at < $1 \
+             WHERE status = 'running' AND started_at IS NOT NULL AND locked_at < $1 \
              RETURNING id, status",
             &[SqlValue::Timestamp(cutoff), SqlValue::Timestamp(now)],
         )

@@ -10,7 +10,7 @@ use village_platform::sql::{Sql, SqlError};
 use crate::handlers::{JobError, Registry};
 use crate::metrics::{HandlerStats, record};
 use crate::policy::random_unit;
-use crate::{JobStatus, Queue, RetryPolicy, claim, complete, fail, release};
+use crate::{JobStatus, Queue, RetryPolicy, claim, complete, fail, release, start};
 
 /// What one drain did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -64,6 +64,16 @@ pub async fn drain(
                 report.lost += complete_batch(sql, &done, worker, clock, &mut report).await?;
                 break 'batches;
             }
+            // The attempt counts from here, and only for this job: should
+            // it kill the worker, the rest of the batch is not charged.
+            let Some(attempt) = start(sql, job.id, worker, clock.now()).await? else {
+                report.lost += 1;
+                continue;
+            };
+            let job = &crate::Job {
+                attempts: attempt,
+                ..job.clone()
+            };
             let t = Instant::now();
             let outcome = registry.run(job).await;
             let elapsed = t.elapsed();

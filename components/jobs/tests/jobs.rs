@@ -10,7 +10,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use futures::StreamExt;
 use village_jobs::{
     Job, JobError, JobHandler, JobStatus, NewJob, Queue, Registry, RetryPolicy, claim, complete,
-    drain, enqueue, pause, rescue_stale, resume,
+    drain, enqueue, pause, release_lapsed_claims, rescue_stale, resume, start,
 };
 use village_platform::clock::FixedClock;
 use village_platform::native::{NativeCache, NativeSql};
@@ -203,11 +203,15 @@ async fn a_job_whose_worker_died_is_rescued_and_completed_once() {
         NewJob::new(Queue::Default, "work", serde_json::json!({})),
     )
     .await;
-    // Worker A claims the job, then dies without finishing.
+    // Worker A claims and starts the job, then dies without finishing.
     let claimed = claim(&sql, &[Queue::Default], "worker-a", 10, now)
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 1);
+    assert_eq!(
+        start(&sql, id, "worker-a", now).await.expect("start"),
+        Some(1)
+    );
     // Nobody else can take it while the lock is fresh.
     assert!(
         claim(&sql, &[Queue::Default], "worker-b", 10, now)
@@ -253,6 +257,86 @@ async fn a_job_whose_worker_died_is_rescued_and_completed_once() {
         Some(1),
         "the lost worker is in the error chain"
     );
+}
+
+/// A worker that dies inside one job (a trap: out of memory, a panic)
+/// charges the attempt to that job alone; the rest of its batch goes back
+/// to `pending` once its claim lapses — a lease, not the lock timeout — with
+/// no attempt counted, and a poison job reaches the dead letter queue on
+/// its own.
+#[tokio::test]
+async fn a_worker_dying_in_one_job_charges_only_that_job() {
+    let url = db().await;
+    let sql = sql(&url).await;
+    let redis = cache().await;
+    let mut now = t0();
+    let poison = job(
+        &sql,
+        &redis,
+        now,
+        NewJob::new(Queue::Default, "poison", serde_json::json!({}))
+            .priority(-1)
+            .max_attempts(3),
+    )
+    .await;
+    let mut innocent = Vec::new();
+    for i in 0..5 {
+        innocent.push(
+            job(
+                &sql,
+                &redis,
+                now,
+                NewJob::new(Queue::Default, "work", serde_json::json!({ "i": i })),
+            )
+            .await,
+        );
+    }
+    let lease = chrono::Duration::seconds(60);
+    let timeout = chrono::Duration::minutes(5);
+    for round in 1..=3 {
+        // A worker claims the whole batch, starts the poison job first, and
+        // dies in it (nothing after `start` runs).
+        let worker = format!("dies-{round}");
+        let batch = claim(&sql, &[Queue::Default], &worker, 10, now)
+            .await
+            .expect("claim");
+        assert_eq!(batch.first().map(|j| j.id), Some(poison), "round {round}");
+        start(&sql, poison, &worker, now).await.expect("start");
+        // Within the lease nothing is handed back: the worker may be alive.
+        let early = release_lapsed_claims(&sql, now - lease, now + chrono::Duration::seconds(30))
+            .await
+            .expect("release");
+        assert!(early.is_empty(), "{early:?}");
+        // A lease later the unstarted rest of the batch is free again.
+        now += chrono::Duration::seconds(61);
+        let mut freed = release_lapsed_claims(&sql, now - lease, now)
+            .await
+            .expect("release");
+        freed.sort();
+        assert_eq!(freed, innocent, "round {round}");
+        for id in &innocent {
+            let (status, attempts, _, _) = status_of(&sql, *id).await;
+            assert_eq!((status.as_str(), attempts), ("pending", 0), "round {round}");
+        }
+        // The poison job is rescued after the lock timeout, its attempt
+        // counted; on the third it is dead.
+        now += timeout;
+        let rescued = rescue_stale(&sql, now - timeout, now)
+            .await
+            .expect("rescue");
+        assert_eq!(rescued.len(), 1, "only the job that was running");
+        let (status, attempts, _, _) = status_of(&sql, poison).await;
+        assert_eq!(attempts, round);
+        assert_eq!(status, if round == 3 { "dead" } else { "pending" });
+    }
+    // The innocent jobs then run, each on its first attempt.
+    let registry = Registry::new().with(Recorder::new("work", |_| Ok(())));
+    let report = drain_at(&sql, &redis, now, &registry, Queue::Default).await;
+    assert_eq!(report.succeeded, 5);
+    for id in &innocent {
+        let (status, attempts, _, _) = status_of(&sql, *id).await;
+        assert_eq!((status.as_str(), attempts), ("succeeded", 1));
+    }
 }
 
 #[tokio::test]

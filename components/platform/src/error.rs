@@ -4,8 +4,12 @@
 
 use serde::Serialize;
 
+use crate::boundary::MAX_FIELD_ERRORS;
 use crate::sql::SqlError;
 use crate::web::{self, Response};
+
+/// The longest field path an error echoes, in characters.
+pub const MAX_FIELD_NAME: usize = 128;
 
 /// One invalid input field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -16,9 +20,16 @@ pub struct FieldError {
 }
 
 impl FieldError {
+    /// A field path longer than [`MAX_FIELD_NAME`] characters (a hostile
+    /// key) is cut short: the answer echoes it.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let mut field = field.into();
+        if let Some((cut, _)) = field.char_indices().nth(MAX_FIELD_NAME) {
+            field.truncate(cut);
+            field.push('…');
+        }
         Self {
-            field: field.into(),
+            field,
             message: message.into(),
         }
     }
@@ -42,6 +53,8 @@ pub enum AppError {
     TooManyRequests { retry_after_secs: u64 },
     #[error("method not allowed")]
     MethodNotAllowed { allowed: &'static str },
+    #[error("unsupported media type (expected {expected})")]
+    UnsupportedMediaType { expected: &'static str },
     #[error("{dependency} unavailable: {detail}")]
     Unavailable {
         dependency: &'static str,
@@ -86,6 +99,7 @@ impl AppError {
             AppError::NotFound => S::NOT_FOUND,
             AppError::Conflict(_) => S::CONFLICT,
             AppError::MethodNotAllowed { .. } => S::METHOD_NOT_ALLOWED,
+            AppError::UnsupportedMediaType { .. } => S::UNSUPPORTED_MEDIA_TYPE,
             AppError::TooManyRequests { .. } => S::TOO_MANY_REQUESTS,
             AppError::Unavailable { .. } => S::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => S::INTERNAL_SERVER_ERROR,
@@ -110,6 +124,9 @@ impl AppError {
             AppError::MethodNotAllowed { .. } => {
                 ("Method not allowed", "/problems/method-not-allowed")
             }
+            AppError::UnsupportedMediaType { .. } => {
+                ("Unsupported media type", "/problems/unsupported-media-type")
+            }
             AppError::TooManyRequests { .. } => ("Too many requests", "/problems/rate-limited"),
             AppError::Unavailable { .. } => ("Temporarily unavailable", "/problems/unavailable"),
             AppError::Internal(_) => ("Something went wrong on our side", "/problems/internal"),
@@ -123,6 +140,13 @@ impl AppError {
                 Some(format!("The body may be at most {limit} bytes."))
             }
             AppError::MethodNotAllowed { allowed } => Some(format!("Allowed: {allowed}.")),
+            AppError::UnsupportedMediaType { expected } => {
+                Some(format!("Send the body as {expected}."))
+            }
+            AppError::Validation(errors) if errors.len() > MAX_FIELD_ERRORS => Some(format!(
+                "{} invalid fields; the first {MAX_FIELD_ERRORS} are listed.",
+                errors.len()
+            )),
             AppError::TooManyRequests { retry_after_secs } => Some(format!(
                 "Slow down: try again in {retry_after_secs} seconds."
             )),
@@ -137,8 +161,9 @@ impl AppError {
     /// `application/problem+json` for API callers.
     pub fn to_problem(&self) -> Response {
         let (title, kind) = self.title_and_type();
+        // However many fields a hostile body gets wrong, the answer stays small.
         let errors: &[FieldError] = match self {
-            AppError::Validation(e) => e,
+            AppError::Validation(e) => &e[..e.len().min(MAX_FIELD_ERRORS)],
             _ => &[],
         };
         let body = Problem {
@@ -164,6 +189,7 @@ impl AppError {
         if let AppError::Validation(errors) = self {
             detail = errors
                 .iter()
+                .take(MAX_FIELD_ERRORS)
                 .map(|e| format!("{}: {}", e.field, e.message))
                 .collect::<Vec<_>>()
                 .join("; ");
@@ -223,6 +249,25 @@ mod tests {
         assert_eq!(v["status"], 400);
         assert_eq!(v["errors"][0]["field"], "layout.columns");
         assert_eq!(v["errors"][1]["field"], "settings.theme");
+    }
+
+    #[test]
+    fn a_body_with_thousands_of_bad_fields_gets_a_short_answer() {
+        let many = (0..5000)
+            .map(|i| FieldError::new(format!("settings.unknown_{i}"), "unknown setting"))
+            .collect();
+        let r = AppError::Validation(many).to_problem();
+        let v: serde_json::Value = serde_json::from_slice(r.body()).expect("json");
+        assert_eq!(v["errors"].as_array().map(Vec::len), Some(MAX_FIELD_ERRORS));
+        assert!(v["detail"].as_str().unwrap_or_default().contains("5000"));
+        assert!(r.body().len() < 4096, "{} bytes", r.body().len());
+        let page = AppError::Validation(
+            (0..5000)
+                .map(|i| FieldError::new(format!("f{i}"), "bad"))
+                .collect(),
+        )
+        .to_page();
+        assert!(page.body().len() < 4096);
     }
 
     #[test]

@@ -14,8 +14,40 @@ pub enum HttpError {
     Refused(String),
     #[error("request timed out after {0:?}")]
     Timeout(Duration),
+    /// The host refused to connect: every address the name resolved to is
+    /// in a blocked network (Spin's `[outbound_networking] block_networks`).
+    #[error("destination address prohibited: {0}")]
+    Prohibited(String),
+    /// The answer's body passed the caller's bound (checked while reading).
+    #[error("answer larger than {limit} bytes")]
+    TooLarge { limit: usize },
     #[error("request failed: {0}")]
     Failed(String),
+}
+
+impl HttpError {
+    /// Classifies a transport error's text (`wasi:http`'s `ErrorCode` as
+    /// the SDK prints it).
+    pub fn from_transport(text: String) -> Self {
+        if text.contains("HttpRequestDenied") {
+            HttpError::Refused(text)
+        } else if text.contains("DestinationIpProhibited") {
+            HttpError::Prohibited(text)
+        } else {
+            HttpError::Failed(text)
+        }
+    }
+
+    /// What a user may be told: "could not fetch" and a category, never
+    /// the transport's own words (which tell a port scanner what answered).
+    pub fn category(&self) -> &'static str {
+        match self {
+            HttpError::Refused(_) | HttpError::Prohibited(_) => "address not allowed",
+            HttpError::Timeout(_) => "timed out",
+            HttpError::TooLarge { .. } => "too large",
+            HttpError::Failed(_) => "connection failed",
+        }
+    }
 }
 
 #[allow(async_fn_in_trait)] // used through generics, never as `dyn`

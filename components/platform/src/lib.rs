@@ -13,6 +13,7 @@ pub mod admin;
 pub mod assets;
 pub mod audit;
 pub mod blob;
+pub mod boundary;
 pub mod cache;
 pub mod clock;
 pub mod context;

@@ -314,6 +314,9 @@ impl Cache for NativeCache {
 pub struct NativeHttp {
     client: reqwest::Client,
     timeout: std::time::Duration,
+    /// Answers with a larger body fail with `TooLarge`, checked while
+    /// reading (as `SpinHttp` does).
+    pub max_body: usize,
 }
 
 impl NativeHttp {
@@ -324,6 +327,7 @@ impl NativeHttp {
                 .build()
                 .unwrap_or_default(),
             timeout,
+            max_body: 5 << 20,
         }
     }
 }
@@ -354,12 +358,31 @@ impl crate::http_client::HttpClient for NativeHttp {
         for (k, v) in resp.headers() {
             out = out.header(k, v);
         }
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| HttpError::Failed(e.to_string()))?;
-        out.body(bytes.to_vec())
-            .map_err(|e| HttpError::Failed(e.to_string()))
+        if resp
+            .content_length()
+            .is_some_and(|n| n > self.max_body as u64)
+        {
+            return Err(HttpError::TooLarge {
+                limit: self.max_body,
+            });
+        }
+        let mut resp = resp;
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| {
+            if e.is_timeout() {
+                HttpError::Timeout(self.timeout)
+            } else {
+                HttpError::Failed(e.to_string())
+            }
+        })? {
+            if body.len() + chunk.len() > self.max_body {
+                return Err(HttpError::TooLarge {
+                    limit: self.max_body,
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        out.body(body).map_err(|e| HttpError::Failed(e.to_string()))
     }
 }
 

@@ -257,16 +257,61 @@ impl Env {
     }
 }
 
-/// Which kind of caller a function answers: it decides how errors look and
-/// whether the visitor gets an anonymous-id cookie.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Surface {
-    /// HTML for browsers; sets the anonymous cookie.
-    Page,
-    /// JSON under `/api`; errors as problem+json; sets the anonymous cookie.
-    Api,
-    /// Probes, metrics, static files: no cookie, errors as plain text.
-    Plain,
+pub use crate::boundary::Surface;
+/// The request as Spin hands it to a component, body still unread.
+pub use spin_sdk::http::IncomingRequest;
+
+/// The largest request body a function reads: the body is read as a
+/// stream and refused with 413 as soon as it passes this, whatever its
+/// `Content-Length` says (or whether it has one).
+pub const MAX_REQUEST_BODY: usize = 1 << 20;
+
+fn malformed(what: &str) -> AppError {
+    AppError::Validation(vec![crate::error::FieldError::new(
+        "request",
+        what.to_owned(),
+    )])
+}
+
+/// The request line and headers of `incoming`.
+fn request_head(incoming: &IncomingRequest) -> Result<http::request::Parts, AppError> {
+    let mut builder = http::Request::builder()
+        .method(http::Method::from(incoming.method()))
+        .uri(incoming.uri());
+    for (name, value) in incoming.headers().entries() {
+        builder = builder.header(name, value);
+    }
+    builder
+        .body(())
+        .map(|r| r.into_parts().0)
+        .map_err(|_| malformed("the request line or headers are malformed"))
+}
+
+/// Reads the body of `incoming`, refusing it (413) as soon as it passes
+/// `limit` bytes — or before reading, when `Content-Length` says so.
+async fn read_body(
+    incoming: IncomingRequest,
+    head: &http::request::Parts,
+    limit: usize,
+) -> Result<Vec<u8>, AppError> {
+    use futures::StreamExt;
+    let declared = head
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(AppError::PayloadTooLarge { limit });
+    }
+    let mut body = Vec::new();
+    let mut stream = std::pin::pin!(incoming.into_body_stream());
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| malformed("the request body could not be read"))?;
+        if body.len() + chunk.len() > limit {
+            return Err(AppError::PayloadTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// Runs a handler with context, maps its error once, sets the anonymous
@@ -279,7 +324,7 @@ pub enum Surface {
 pub async fn serve<F>(
     component: &'static str,
     surface: Surface,
-    req: Request,
+    req: IncomingRequest,
     out: ResponseOutparam,
     handler: F,
 ) where
@@ -302,7 +347,7 @@ pub async fn serve<F>(
 pub async fn serve_guarded<G, F>(
     component: &'static str,
     surface: Surface,
-    req: Request,
+    incoming: IncomingRequest,
     out: ResponseOutparam,
     guard: G,
     handler: F,
@@ -311,13 +356,26 @@ pub async fn serve_guarded<G, F>(
     F: AsyncFnOnce(Request, &Env, &RequestContext) -> Result<Response, AppError>,
 {
     let started = Instant::now();
-    let mut ctx = RequestContext::from_headers(req.headers(), component);
-    let method = req.method().to_string();
+    let method = incoming.method().to_string();
+    let head = request_head(&incoming);
+    let mut ctx = RequestContext::from_headers(
+        head.as_ref()
+            .map_or(&http::HeaderMap::new(), |h| &h.headers),
+        component,
+    );
+    let read = match head {
+        Ok(head) => read_body(incoming, &head, MAX_REQUEST_BODY)
+            .await
+            .map(|body| Request::from_parts(head, body)),
+        Err(e) => Err(e),
+    };
     let env = Env::from_variables();
     let mut clear_access_cookie = false;
     let mut guard_headers = Vec::new();
-    let result = match &env {
-        Ok(env) => match authenticate(&req, env, surface, &mut ctx).await {
+    let checked = read.and_then(|req| crate::boundary::check(&req, surface).map(|()| req));
+    let result = match (&env, checked) {
+        (_, Err(e)) => Err(e),
+        (Ok(env), Ok(req)) => match authenticate(&req, env, surface, &mut ctx).await {
             Ok(Gate::Continue { clear_cookie }) => {
                 clear_access_cookie = clear_cookie;
                 let verdict = guard(&req, env, &ctx).await;
@@ -330,7 +388,7 @@ pub async fn serve_guarded<G, F>(
             Ok(Gate::Answer(r)) => Ok(r),
             Err(e) => Err(e),
         },
-        Err(e) => Err(AppError::Internal(e.to_string())),
+        (Err(e), Ok(_)) => Err(AppError::Internal(e.to_string())),
     };
     let mut error_text = None;
     let mut response = match result {
@@ -349,6 +407,7 @@ pub async fn serve_guarded<G, F>(
     for (name, value) in guard_headers {
         response.headers_mut().append(name, value);
     }
+    crate::boundary::security_headers(response.headers_mut(), surface);
     if ctx.anon_id_is_new && surface != Surface::Plain {
         let secure = env.as_ref().map(|e| e.cookie_secure).unwrap_or(true);
         if let Ok(v) = http::HeaderValue::from_str(&web::anon_cookie(ctx.anon_id, secure)) {
@@ -501,21 +560,28 @@ async fn authenticate(
 }
 
 /// Outbound HTTP through `wasi:http` (the host enforces the allow-list),
-/// each exchange bounded by `timeout`: a `wasi:clocks` timer is raced
-/// against it and the request is dropped (cancelled) when the timer wins.
+/// each exchange bounded by `timeout` — a `wasi:clocks` timer is raced
+/// against it and the request is dropped (cancelled) when the timer wins —
+/// and its answer's body by `max_body`: the body is read as a stream and
+/// the exchange abandoned as soon as it passes the bound, so a hostile
+/// server cannot make the component hold more than that in memory.
 pub struct SpinHttp {
     pub timeout: std::time::Duration,
+    pub max_body: usize,
 }
 
 impl SpinHttp {
     /// The bound on every outbound request unless a caller asks for less.
     pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+    /// The largest answer read unless a caller asks for another bound.
+    pub const DEFAULT_MAX_BODY: usize = 5 << 20;
 }
 
 impl Default for SpinHttp {
     fn default() -> Self {
         SpinHttp {
             timeout: Self::DEFAULT_TIMEOUT,
+            max_body: Self::DEFAULT_MAX_BODY,
         }
     }
 }
@@ -527,20 +593,49 @@ impl crate::http_client::HttpClient for SpinHttp {
     ) -> Result<crate::http_client::HttpResponse, crate::http_client::HttpError> {
         use crate::http_client::HttpError;
         use futures::future::{Either, select};
-        let send = std::pin::pin!(spin_sdk::http::send::<_, http::Response<Vec<u8>>>(request));
-        let timer = Timer::after(self.timeout);
-        match select(send, timer).await {
-            Either::Left((result, _)) => result.map_err(|e| {
-                let text = e.to_string();
-                if text.contains("HttpRequestDenied") {
-                    HttpError::Refused(text)
-                } else {
-                    HttpError::Failed(text)
-                }
-            }),
+        let exchange = std::pin::pin!(exchange(request, self.max_body));
+        match select(exchange, Timer::after(self.timeout)).await {
+            Either::Left((result, _)) => result,
             Either::Right(((), _)) => Err(HttpError::Timeout(self.timeout)),
         }
     }
+}
+
+/// Sends `request` and reads the answer, its body bounded by `max_body`.
+async fn exchange(
+    request: crate::http_client::HttpRequest,
+    max_body: usize,
+) -> Result<crate::http_client::HttpResponse, crate::http_client::HttpError> {
+    use crate::http_client::HttpError;
+    use futures::StreamExt;
+    let response: spin_sdk::http::IncomingResponse = spin_sdk::http::send(request)
+        .await
+        .map_err(|e| HttpError::from_transport(e.to_string()))?;
+    let mut builder = http::Response::builder().status(response.status());
+    let mut declared = None;
+    for (name, value) in response.headers().entries() {
+        if name.eq_ignore_ascii_case("content-length") {
+            declared = std::str::from_utf8(&value)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok());
+        }
+        builder = builder.header(name, value);
+    }
+    if declared.is_some_and(|n| n > max_body as u64) {
+        return Err(HttpError::TooLarge { limit: max_body });
+    }
+    let mut body = Vec::new();
+    let mut stream = std::pin::pin!(response.take_body_stream());
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| HttpError::Failed(format!("reading the body: {e:?}")))?;
+        if body.len() + chunk.len() > max_body {
+            return Err(HttpError::TooLarge { limit: max_body });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    builder
+        .body(body)
+        .map_err(|e| HttpError::Failed(format!("malformed answer: {e}")))
 }
 
 /// A future that completes at a `wasi:clocks` monotonic deadline, driven by

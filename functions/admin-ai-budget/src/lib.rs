@@ -11,10 +11,10 @@ use village_accounts::spin::serve_admin;
 use village_ai::admin::{BudgetRequest, handle as budget};
 use village_platform::AppError;
 use village_platform::clock::Clock;
-use village_platform::web::Request;
+use village_platform::spin::IncomingRequest;
 
 #[http_component]
-async fn handle(req: Request, out: ResponseOutparam) {
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     serve_admin("admin-ai-budget", req, out, async |req, env, ctx, admin| {
         let config = village_ai::spin_components::config().map_err(AppError::Internal)?;
         let request = BudgetRequest {

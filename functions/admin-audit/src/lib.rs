@@ -8,10 +8,11 @@ use spin_sdk::http::ResponseOutparam;
 use spin_sdk::http_component;
 use village_accounts::audit_log::{AuditQuery, read};
 use village_accounts::spin::serve_admin;
-use village_platform::web::{self, Request};
+use village_platform::spin::IncomingRequest;
+use village_platform::web;
 
 #[http_component]
-async fn handle(req: Request, out: ResponseOutparam) {
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     serve_admin("admin-audit", req, out, async |req, env, _ctx, _admin| {
         let query = AuditQuery::parse(req.uri().query().unwrap_or_default())?;
         let page = read(&env.sql, &query).await?;

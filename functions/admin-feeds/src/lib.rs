@@ -11,10 +11,10 @@ use spin_sdk::http_component;
 use village_accounts::spin::serve_admin;
 use village_feeds::admin::{FeedsAdminRequest, handle as feeds};
 use village_platform::clock::Clock;
-use village_platform::web::Request;
+use village_platform::spin::IncomingRequest;
 
 #[http_component]
-async fn handle(req: Request, out: ResponseOutparam) {
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     serve_admin("admin-feeds", req, out, async |req, env, ctx, admin| {
         let hosts = village_feeds::allowed_hosts(
             &spin_sdk::variables::get("feed_allowed_hosts").unwrap_or_default(),

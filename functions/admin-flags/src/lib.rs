@@ -9,10 +9,10 @@ use spin_sdk::http_component;
 use village_accounts::spin::serve_admin;
 use village_flags::admin::{FlagsRequest, handle as flags};
 use village_platform::clock::Clock;
-use village_platform::web::Request;
+use village_platform::spin::IncomingRequest;
 
 #[http_component]
-async fn handle(req: Request, out: ResponseOutparam) {
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     serve_admin("admin-flags", req, out, async |req, env, ctx, admin| {
         let request = FlagsRequest {
             method: req.method(),

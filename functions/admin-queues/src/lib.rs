@@ -10,10 +10,10 @@ use village_accounts::spin::serve_admin;
 use village_jobs::ops::{OpsRequest, handle as ops};
 use village_platform::admin::Actor;
 use village_platform::clock::Clock;
-use village_platform::web::Request;
+use village_platform::spin::IncomingRequest;
 
 #[http_component]
-async fn handle(req: Request, out: ResponseOutparam) {
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     serve_admin("admin-queues", req, out, async |req, env, ctx, admin| {
         let actor = Actor {
             user_id: Some(admin.user_id),

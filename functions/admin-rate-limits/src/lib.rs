@@ -8,11 +8,11 @@
 use spin_sdk::http::ResponseOutparam;
 use spin_sdk::http_component;
 use village_accounts::spin::serve_admin;
-use village_platform::web::Request;
+use village_platform::spin::IncomingRequest;
 use village_ratelimit::admin::{RateLimitsRequest, handle as rate_limits};
 
 #[http_component]
-async fn handle(req: Request, out: ResponseOutparam) {
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     serve_admin(
         "admin-rate-limits",
         req,

@@ -11,8 +11,8 @@ use spin_sdk::variables;
 use village_accounts::auth_routes::{AuthRequest, AuthSettings, handle as auth};
 use village_accounts::oidc::{AppleKey, Provider, ProviderConfig, ProviderOrigins};
 use village_platform::clock::Clock;
+use village_platform::spin::IncomingRequest;
 use village_platform::spin::{Env, SpinHttp, Surface, serve_guarded};
-use village_platform::web::Request;
 
 fn var(name: &str) -> String {
     variables::get(name).unwrap_or_default()
@@ -62,7 +62,7 @@ fn settings(env: &Env) -> AuthSettings {
 }
 
 #[http_component]
-async fn handle(req: Request, out: ResponseOutparam) {
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     serve_guarded(
         "auth",
         Surface::Page,

@@ -9,11 +9,12 @@ use spin_sdk::http_component;
 use village_flags::{Visitor, flags_for};
 use village_platform::AppError;
 use village_platform::clock::Clock;
+use village_platform::spin::IncomingRequest;
 use village_platform::spin::{Surface, serve_guarded};
-use village_platform::web::{self, Request};
+use village_platform::web;
 
 #[http_component]
-async fn handle(req: Request, out: ResponseOutparam) {
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     serve_guarded(
         "flags-api",
         Surface::Api,

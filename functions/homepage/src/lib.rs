@@ -6,8 +6,8 @@
 use spin_sdk::http::ResponseOutparam;
 use spin_sdk::http_component;
 use village_platform::clock::Clock;
+use village_platform::spin::IncomingRequest;
 use village_platform::spin::{Surface, serve_guarded};
-use village_platform::web::Request;
 
 /// Sign-in providers with a client id configured: only those get a link.
 fn providers() -> Vec<(&'static str, &'static str)> {
@@ -24,7 +24,7 @@ fn providers() -> Vec<(&'static str, &'static str)> {
 }
 
 #[http_component]
-async fn handle(req: Request, out: ResponseOutparam) {
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     serve_guarded(
         "homepage",
         Surface::Page,

@@ -9,11 +9,11 @@ use spin_sdk::http::ResponseOutparam;
 use spin_sdk::http_component;
 use village_platform::AppError;
 use village_platform::clock::Clock;
+use village_platform::spin::IncomingRequest;
 use village_platform::spin::{Surface, serve};
-use village_platform::web::Request;
 
 #[http_component]
-async fn handle(req: Request, out: ResponseOutparam) {
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     serve(
         "metrics",
         Surface::Plain,

@@ -9,11 +9,11 @@ use spin_sdk::http::ResponseOutparam;
 use spin_sdk::http_component;
 use village_feeds::api::{NewsRequest, handle as news};
 use village_platform::clock::Clock;
+use village_platform::spin::IncomingRequest;
 use village_platform::spin::{Surface, serve_guarded};
-use village_platform::web::Request;
 
 #[http_component]
-async fn handle(req: Request, out: ResponseOutparam) {
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     // The forms under /news/ answer browsers: errors as readable pages.
     let surface = if req.uri().path().starts_with("/api/") {
         Surface::Api

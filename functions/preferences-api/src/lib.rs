@@ -6,11 +6,11 @@
 
 use spin_sdk::http::ResponseOutparam;
 use spin_sdk::http_component;
+use village_platform::spin::IncomingRequest;
 use village_platform::spin::{Surface, serve_guarded};
-use village_platform::web::Request;
 
 #[http_component]
-async fn handle(req: Request, out: ResponseOutparam) {
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     serve_guarded(
         "preferences-api",
         Surface::Api,

@@ -10,11 +10,12 @@ use village_accounts::consent;
 use village_platform::AppError;
 use village_platform::admin::parse_body;
 use village_platform::clock::Clock;
+use village_platform::spin::IncomingRequest;
 use village_platform::spin::{Surface, serve_guarded};
-use village_platform::web::{self, Request};
+use village_platform::web;
 
 #[http_component]
-async fn handle(req: Request, out: ResponseOutparam) {
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     serve_guarded(
         "privacy-api",
         Surface::Api,
