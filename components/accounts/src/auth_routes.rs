@@ -121,7 +121,8 @@ pub async fn handle(
     ctx: &RequestContext,
     now: DateTime<Utc>,
 ) -> Result<Response, AppError> {
-    let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
+    // The same reading of the path the rate limits use (`path_segments`).
+    let segments = village_platform::web::path_segments(req.path);
     let m = req.method;
     match segments.as_slice() {
         [provider, "login"] if m == http::Method::GET => {
@@ -372,6 +373,16 @@ struct Refreshed {
     refreshed: bool,
 }
 
+/// Whether a GET comes from our own pages (or the address bar): Fetch
+/// Metadata says so, or — a client that sends none — is no browser a
+/// cross-site page could drive.
+fn same_origin_navigation(headers: &http::HeaderMap) -> bool {
+    match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        Some(site) => matches!(site, "same-origin" | "none"),
+        None => true,
+    }
+}
+
 async fn refresh(
     req: &AuthRequest<'_>,
     settings: &AuthSettings,
@@ -380,11 +391,23 @@ async fn refresh(
     now: DateTime<Utc>,
 ) -> Result<Response, AppError> {
     let key = settings.key()?;
-    let browser = req.method == http::Method::GET;
-    let return_to = safe_return_to(param(&pairs(req.query.as_bytes()), "return_to"));
+    let query = pairs(req.query.as_bytes());
+    // A navigation (or our continue form, which names where to go back to)
+    // is answered with a redirect; a script's POST with JSON.
+    let browser = req.method == http::Method::GET || param(&query, "return_to").is_some();
+    let return_to = safe_return_to(param(&query, "return_to"));
+    if req.method == http::Method::GET && !same_origin_navigation(req.headers) {
+        // A page on another site may link or redirect here, but may not
+        // make the browser spend its refresh token: one click on our own
+        // form (a same-origin POST) continues.
+        return Ok(web::html(
+            http::StatusCode::OK,
+            pages::continue_refresh(&return_to)?,
+        ));
+    }
     let token = web::cookie_value(req.headers, REFRESH_COOKIE);
     let outcome = match token.as_deref() {
-        Some(t) => sessions::rotate(sql, t, now).await,
+        Some(t) => sessions::rotate(sql, key, t, now).await,
         None => Err(RefreshError::Unknown),
     };
     match outcome {

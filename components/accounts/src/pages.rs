@@ -32,6 +32,18 @@ struct MessagePage<'a> {
     link_text: &'a str,
 }
 
+#[derive(Template)]
+#[template(path = "continue_refresh.html")]
+struct ContinueRefreshPage<'a> {
+    return_to: &'a str,
+}
+
+/// The one-click page that renews a session when `/auth/refresh` was
+/// reached from another site (a same-origin POST does the renewing).
+pub fn continue_refresh(return_to: &str) -> Result<String, AppError> {
+    rendered(ContinueRefreshPage { return_to }.render())
+}
+
 fn rendered(r: askama::Result<String>) -> Result<String, AppError> {
     r.map_err(|e| AppError::Internal(format!("failed to render a page: {e}")))
 }

@@ -3,11 +3,14 @@
 //! A session is a refresh-token family. Each refresh spends the presented
 //! token and issues the next one in the same family; presenting a spent token
 //! again means it was copied, so the whole family is revoked (OAuth 2.0
-//! Security BCP, "refresh token rotation"). Tokens are stored as SHA-256
-//! hashes: the database never holds one that works.
+//! Security BCP, "refresh token rotation") — except within a short grace
+//! window, where concurrent refreshes (two tabs) get the same successor.
+//! Tokens are stored as SHA-256 hashes: the database never holds one that
+//! works.
 
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
+use village_platform::session::SigningKey;
 use village_platform::sql::{Sql, SqlError, SqlValue};
 
 use crate::oidc::{random_token, sha256};
@@ -83,15 +86,33 @@ pub enum RefreshError {
     Sql(#[from] SqlError),
 }
 
+/// How long a just-spent refresh token still refreshes — to the same
+/// successor: two tabs (or a retried request) refreshing at once must not
+/// look like a stolen token. Outside it, a spent token is reuse.
+pub const REFRESH_GRACE_SECS: i64 = 30;
+
+/// The successor of refresh token `token`: derived from it under the
+/// server's key, so a concurrent refresh within the grace window can be
+/// handed the same successor without any token being stored in clear.
+pub fn successor(key: &SigningKey, token: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(key.mac("refresh-token-successor", token.as_bytes()))
+}
+
 /// Spends `token` and issues its successor, in one statement so two
-/// concurrent refreshes cannot both spend it.
+/// concurrent refreshes cannot both spend it. Within
+/// [`REFRESH_GRACE_SECS`] of being spent, `token` refreshes again to the
+/// same successor (as long as that one is unspent); later, or once the
+/// chain has moved on, presenting it is reuse and revokes the session.
 pub async fn rotate(
     sql: &impl Sql,
+    key: &SigningKey,
     token: &str,
     now: DateTime<Utc>,
 ) -> Result<Rotated, RefreshError> {
     let hash = sha256(token);
-    let next = random_token();
+    let next = successor(key, token);
     let row = sql
         .query_opt(
             "WITH spent AS ( \
@@ -135,6 +156,25 @@ pub async fn rotate(
         return Err(RefreshError::Unknown);
     };
     let rotated: Option<DateTime<Utc>> = known.get("rotated_at")?;
+    if let Some(at) = rotated
+        && now - at <= chrono::Duration::seconds(REFRESH_GRACE_SECS)
+        && let Some(again) = sql
+            .query_opt(
+                "SELECT s.id, s.user_id, s.impersonating_user_id FROM refresh_tokens t \
+                 JOIN sessions s ON s.id = t.session_id \
+                 WHERE t.token_hash = $1 AND t.rotated_at IS NULL \
+                   AND s.revoked_at IS NULL AND s.expires_at > $2",
+                &[SqlValue::Bytes(sha256(&next)), SqlValue::Timestamp(now)],
+            )
+            .await?
+    {
+        return Ok(Rotated {
+            session_id: again.get("id")?,
+            user_id: again.get("user_id")?,
+            impersonating: again.get("impersonating_user_id")?,
+            refresh_token: next,
+        });
+    }
     if rotated.is_some() {
         let session_id: Uuid = known.get("session_id")?;
         revoke(sql, session_id, "refresh_token_reuse", now).await?;

@@ -57,9 +57,87 @@ pub struct RequestContext {
     pub endpoint: String,
 }
 
+/// The reverse proxies (the production ingress) whose `X-Forwarded-For` is
+/// believed. Behind a proxy every peer address is the proxy's, so per-IP
+/// limits and bans would be shared by everyone; believing the header from
+/// anyone else would let a client pick its own address.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<ipnet::IpNet>);
+
+impl TrustedProxies {
+    /// Parses a comma-separated list of addresses and CIDR networks.
+    pub fn parse(list: &str) -> Result<Self, String> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<ipnet::IpNet>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| format!("`{s}` is not an address or CIDR network"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(TrustedProxies)
+    }
+
+    fn trusts(&self, ip: std::net::IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.0.iter().any(|n| n.contains(&ip))
+    }
+
+    /// The client's address: the peer's, unless the peer is a trusted
+    /// proxy — then the right-most `X-Forwarded-For` hop that is not one
+    /// (hops to its left were written by the client and prove nothing).
+    pub fn client_ip(
+        &self,
+        peer: Option<std::net::IpAddr>,
+        headers: &http::HeaderMap,
+    ) -> Option<std::net::IpAddr> {
+        let mut client = peer.map(canonical)?;
+        if !self.trusts(client) {
+            return Some(client);
+        }
+        let hops: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect();
+        for hop in hops.iter().rev() {
+            let Ok(ip) = hop.parse::<std::net::IpAddr>() else {
+                // Garbage in the chain: the last address we can vouch for.
+                break;
+            };
+            client = canonical(ip);
+            if !self.trusts(client) {
+                break;
+            }
+        }
+        Some(client)
+    }
+}
+
+/// `::ffff:a.b.c.d` is `a.b.c.d`.
+fn canonical(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+        v4 => v4,
+    }
+}
+
 impl RequestContext {
-    /// Builds the context from request headers.
+    /// Builds the context from request headers, the peer taken as the client.
     pub fn from_headers(headers: &http::HeaderMap, endpoint: &str) -> Self {
+        Self::from_headers_behind(headers, endpoint, &TrustedProxies::default())
+    }
+
+    /// Builds the context from request headers, believing `X-Forwarded-For`
+    /// from `proxies` (see [`TrustedProxies::client_ip`]).
+    pub fn from_headers_behind(
+        headers: &http::HeaderMap,
+        endpoint: &str,
+        proxies: &TrustedProxies,
+    ) -> Self {
         let existing = crate::web::cookie_value(headers, crate::web::ANON_COOKIE)
             .and_then(|v| AnonId::try_from(v.as_str()).ok());
         let trace_id = headers
@@ -72,10 +150,15 @@ impl RequestContext {
             anon_id: existing.unwrap_or_else(AnonId::generate),
             anon_id_is_new: existing.is_none(),
             principal: None,
-            client_ip: headers
-                .get("spin-client-addr")
-                .and_then(|v| v.to_str().ok())
-                .map(client_ip),
+            client_ip: proxies
+                .client_ip(
+                    headers
+                        .get("spin-client-addr")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(peer_ip),
+                    headers,
+                )
+                .map(|ip| ip.to_string()),
             user_agent: headers
                 .get(http::header::USER_AGENT)
                 .and_then(|v| v.to_str().ok())
@@ -87,11 +170,12 @@ impl RequestContext {
     }
 }
 
-/// The IP of a `host:port` / `[v6]:port` socket address.
-fn client_ip(addr: &str) -> String {
+/// The IP of a `host:port` / `[v6]:port` socket address (or a bare IP).
+fn peer_ip(addr: &str) -> Option<std::net::IpAddr> {
     addr.parse::<std::net::SocketAddr>()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|_| addr.to_owned())
+        .map(|a| a.ip())
+        .or_else(|_| addr.parse())
+        .ok()
 }
 
 impl RequestContext {
@@ -168,5 +252,40 @@ mod tests {
             ctx.anon_id.to_string(),
             "6f1c2b4e-8a8e-4d2b-9c1a-0b8f6a1e2d3c"
         );
+    }
+
+    fn forwarded(peer: &str, xff: &[&str]) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        h.insert("spin-client-addr", peer.parse().expect("header"));
+        for v in xff {
+            h.append("x-forwarded-for", v.parse().expect("header"));
+        }
+        h
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_a_trusted_proxy() {
+        let proxies = TrustedProxies::parse("10.42.0.0/16, 192.0.2.7").expect("parse");
+        // Through the ingress: the right-most hop it did not add itself.
+        let h = forwarded("10.42.1.5:5000", &["6.6.6.6, 203.0.113.9"]);
+        let ctx = RequestContext::from_headers_behind(&h, "t", &proxies);
+        assert_eq!(ctx.client_ip.as_deref(), Some("203.0.113.9"));
+        // Two trusted hops, and the header split over two lines.
+        let h = forwarded("10.42.1.5:5000", &["1.1.1.1, 203.0.113.9", "192.0.2.7"]);
+        let ctx = RequestContext::from_headers_behind(&h, "t", &proxies);
+        assert_eq!(ctx.client_ip.as_deref(), Some("203.0.113.9"));
+        // A client talking to us directly cannot pick its address.
+        let h = forwarded("198.51.100.4:4000", &["203.0.113.9"]);
+        let ctx = RequestContext::from_headers_behind(&h, "t", &proxies);
+        assert_eq!(ctx.client_ip.as_deref(), Some("198.51.100.4"));
+        // Without configured proxies the header is ignored altogether.
+        let h = forwarded("10.42.1.5:5000", &["203.0.113.9"]);
+        let ctx = RequestContext::from_headers(&h, "t");
+        assert_eq!(ctx.client_ip.as_deref(), Some("10.42.1.5"));
+        // Garbage stops the walk at the last address vouched for.
+        let h = forwarded("10.42.1.5:5000", &["203.0.113.9, nonsense"]);
+        let ctx = RequestContext::from_headers_behind(&h, "t", &proxies);
+        assert_eq!(ctx.client_ip.as_deref(), Some("10.42.1.5"));
+        assert!(TrustedProxies::parse("10.0.0.0/8, bogus").is_err());
     }
 }

@@ -41,6 +41,21 @@ impl std::fmt::Debug for SigningKey {
     }
 }
 
+impl SigningKey {
+    /// HMAC-SHA256 of `message` under this key, for `purpose` (a label that
+    /// keeps one use's values from standing in for another's).
+    pub fn mac(&self, purpose: &str, message: &[u8]) -> [u8; 32] {
+        use hmac::Mac;
+        // HMAC takes a key of any length: `new_from_slice` cannot fail.
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"));
+        mac.update(purpose.as_bytes());
+        mac.update(&[0]);
+        mac.update(message);
+        mac.finalize().into_bytes().into()
+    }
+}
+
 impl TryFrom<&str> for SigningKey {
     type Error = String;
 

@@ -376,16 +376,26 @@ pub async fn serve_guarded<G, F>(
     let result = match (&env, checked) {
         (_, Err(e)) => Err(e),
         (Ok(env), Ok(req)) => match authenticate(&req, env, surface, &mut ctx).await {
-            Ok(Gate::Continue { clear_cookie }) => {
-                clear_access_cookie = clear_cookie;
+            Ok((gate, rejection)) => {
+                // The rate limit runs before a rejected token is audited:
+                // a flood of forged cookies is refused without a row each.
                 let verdict = guard(&req, env, &ctx).await;
                 guard_headers = verdict.headers;
                 match verdict.refusal {
                     Some(refused) => Err(refused),
-                    None => handler(req, env, &ctx).await,
+                    None => match audit_rejection(env, &ctx, rejection).await {
+                        Err(e) => Err(e),
+                        Ok(()) => match gate {
+                            Gate::Continue { clear_cookie } => {
+                                clear_access_cookie = clear_cookie;
+                                handler(req, env, &ctx).await
+                            }
+                            Gate::Answer(r) => Ok(r),
+                            Gate::Refuse(e) => Err(e),
+                        },
+                    },
                 }
             }
-            Ok(Gate::Answer(r)) => Ok(r),
             Err(e) => Err(e),
         },
         (Err(e), Ok(_)) => Err(AppError::Internal(e.to_string())),
@@ -489,24 +499,86 @@ enum Gate {
     Continue { clear_cookie: bool },
     /// Answer without running the handler.
     Answer(Response),
+    /// Refuse (an API caller with a rejected token).
+    Refuse(AppError),
+}
+
+/// A rejected access token, audited once the rate limit has let the
+/// request through.
+struct Rejection {
+    route: String,
+    reason: String,
+}
+
+/// Repeated rejections from one client for one reason are audited once per
+/// this many seconds: the audit log records the attack, not each request.
+const REJECTION_AUDIT_WINDOW_SECS: i64 = 60;
+
+/// Audits `rejection`, at most once per client, reason and window (a Redis
+/// `SET NX EX`; without Redis every one is audited — the rate limit still
+/// bounds them).
+async fn audit_rejection(
+    env: &Env,
+    ctx: &RequestContext,
+    rejection: Option<Rejection>,
+) -> Result<(), AppError> {
+    use crate::cache::Cache;
+    let Some(rejection) = rejection else {
+        return Ok(());
+    };
+    let who = ctx
+        .client_ip
+        .clone()
+        .unwrap_or_else(|| ctx.anon_id.to_string());
+    let key = env
+        .cache
+        .key(&format!("audit:token_rejected:{who}:{}", rejection.reason));
+    let first = env
+        .cache
+        .execute(
+            "SET",
+            &[
+                key.into(),
+                "1".into(),
+                "NX".into(),
+                "EX".into(),
+                REJECTION_AUDIT_WINDOW_SECS.into(),
+            ],
+        )
+        .await
+        .map(|reply| !matches!(reply.first(), Some(crate::cache::CacheValue::Nil)))
+        .unwrap_or(true);
+    if !first {
+        return Ok(());
+    }
+    let mut entry = crate::audit::AuditEntry::for_request(ctx, None, "auth.token_rejected");
+    entry.target_type = Some("route".into());
+    entry.target_id = Some(rejection.route);
+    entry.reason = Some(rejection.reason);
+    crate::audit::record(&env.sql, &entry).await?;
+    Ok(())
 }
 
 /// Checks the access cookie. Signed in: `ctx.principal` is set. Expired: a
 /// browser navigating to a page is sent through `/auth/refresh` and back; an
 /// API caller gets 401 and refreshes itself. Forged, tampered or revoked:
-/// audited; 401 for the API, anonymous (cookie cleared) for pages.
+/// 401 for the API, anonymous (cookie cleared) for pages — and a
+/// [`Rejection`] to audit once the rate limit has passed the request.
 async fn authenticate(
     req: &Request,
     env: &Env,
     surface: Surface,
     ctx: &mut RequestContext,
-) -> Result<Gate, AppError> {
+) -> Result<(Gate, Option<Rejection>), AppError> {
     use crate::clock::Clock;
     use crate::session::{ACCESS_COOKIE, Authentication};
     let (Some(key), true) = (&env.signing_key, surface != Surface::Plain) else {
-        return Ok(Gate::Continue {
-            clear_cookie: false,
-        });
+        return Ok((
+            Gate::Continue {
+                clear_cookie: false,
+            },
+            None,
+        ));
     };
     let token = web::cookie_value(req.headers(), ACCESS_COOKIE);
     let outcome =
@@ -514,23 +586,32 @@ async fn authenticate(
     let path = req.uri().path();
     let reason = match outcome {
         Authentication::Anonymous => {
-            return Ok(Gate::Continue {
-                clear_cookie: false,
-            });
+            return Ok((
+                Gate::Continue {
+                    clear_cookie: false,
+                },
+                None,
+            ));
         }
         Authentication::SignedIn(p) => {
             ctx.principal = Some(p);
-            return Ok(Gate::Continue {
-                clear_cookie: false,
-            });
+            return Ok((
+                Gate::Continue {
+                    clear_cookie: false,
+                },
+                None,
+            ));
         }
         Authentication::Expired => {
             // The auth routes themselves (refresh, logout) expect expired
             // tokens: there it is simply not signed in.
             if path.starts_with("/auth/") {
-                return Ok(Gate::Continue {
-                    clear_cookie: false,
-                });
+                return Ok((
+                    Gate::Continue {
+                        clear_cookie: false,
+                    },
+                    None,
+                ));
             }
             let navigating =
                 req.method() == http::Method::GET || req.method() == http::Method::HEAD;
@@ -542,21 +623,20 @@ async fn authenticate(
                         .append_pair("return_to", here)
                         .finish()
                 );
-                return Ok(Gate::Answer(web::see_other(&target)));
+                return Ok((Gate::Answer(web::see_other(&target)), None));
             }
             "expired".to_owned()
         }
         Authentication::Rejected(why) => why,
     };
-    let mut entry = crate::audit::AuditEntry::for_request(ctx, None, "auth.token_rejected");
-    entry.target_type = Some("route".into());
-    entry.target_id = Some(format!("{} {path}", req.method()));
-    entry.reason = Some(reason);
-    crate::audit::record(&env.sql, &entry).await?;
-    match surface {
-        Surface::Api => Err(AppError::Unauthorized),
-        _ => Ok(Gate::Continue { clear_cookie: true }),
-    }
+    let rejection = Some(Rejection {
+        route: format!("{} {path}", req.method()),
+        reason,
+    });
+    Ok(match surface {
+        Surface::Api => (Gate::Refuse(AppError::Unauthorized), rejection),
+        _ => (Gate::Continue { clear_cookie: true }, rejection),
+    })
 }
 
 /// Outbound HTTP through `wasi:http` (the host enforces the allow-list),

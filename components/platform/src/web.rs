@@ -48,6 +48,13 @@ pub fn query_param(query: &[u8], name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// The segments of a path below a route (`spin-path-info`), the way every
+/// handler's router reads them: empty segments (a trailing or doubled
+/// slash) are ignored, as Spin's own route matching ignores them.
+pub fn path_segments(path: &str) -> Vec<&str> {
+    path.split('/').filter(|s| !s.is_empty()).collect()
+}
+
 pub fn text(status: http::StatusCode, body: &str) -> Response {
     with_type(
         status,

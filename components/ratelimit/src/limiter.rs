@@ -488,18 +488,17 @@ impl Decision {
     }
 }
 
-/// The pre-handler gate: the route's action (see [`crate::routes`]),
-/// checked for the request's caller. A database error while checking is
+/// The pre-handler gate: the route's action (see [`crate::routes`];
+/// `None`: not limited), checked for the request's caller. A database error while checking is
 /// the caller's 503, not a pass.
 pub async fn gate(
     sql: &impl Sql,
     cache: &impl Cache,
-    method: &http::Method,
-    path: &str,
+    action: Option<&str>,
     ctx: &RequestContext,
     now: DateTime<Utc>,
 ) -> Verdict {
-    let Some(action) = crate::routes::action_for(method, path) else {
+    let Some(action) = action else {
         return Verdict::pass();
     };
     match check(sql, cache, action, &Subjects::of(ctx), now).await {

@@ -1,30 +1,50 @@
 //! Which action each route counts against: one table, like the admin
 //! routes' permissions. A route not listed here is not limited (static
 //! files, probes, metrics).
+//!
+//! The action is chosen from the route Spin matched (`spin-matched-route`)
+//! and the path below it (`spin-path-info`) cut into segments the way the
+//! handlers' own routers cut it ([`village_platform::web::path_segments`]):
+//! a path the router accepts is counted as the route it reaches, trailing
+//! or doubled slashes and all — not by a second copy of the path rules.
 
-/// The action `method path` counts against.
-pub fn action_for(method: &http::Method, path: &str) -> Option<&'static str> {
+use village_platform::web::path_segments;
+
+/// The action a request to `route` (a manifest route such as
+/// `/auth/...`), with `path_info` below it, counts against.
+pub fn action_for(method: &http::Method, route: &str, path_info: &str) -> Option<&'static str> {
     let get = method == http::Method::GET || method == http::Method::HEAD;
-    if let Some(rest) = path.strip_prefix("/auth/") {
+    let route = route.trim_end_matches("/...").trim_end_matches('/');
+    match route {
         // Starting a sign-in and coming back from the provider are what a
         // credential-stuffing or state-guessing attack repeats.
-        return Some(if rest.ends_with("/login") || rest.ends_with("/callback") {
-            "sign_in"
-        } else {
-            "api"
-        });
+        "/auth" => Some(match path_segments(path_info).last() {
+            Some(&("login" | "callback")) => "sign_in",
+            _ => "api",
+        }),
+        "/bootstrap" => Some(if get { "page" } else { "bootstrap" }),
+        // `/news/...`: the homepage's feed forms, the same writes as `/api/feeds`.
+        "/news" => Some("api"),
+        r if r.starts_with("/api/") || r.starts_with("/admin/api/") => Some("api"),
+        // Spin reports the root route as an empty matched route.
+        "" if get => Some("page"),
+        _ => None,
     }
-    if path == "/bootstrap" {
-        return Some(if get { "page" } else { "bootstrap" });
-    }
-    // `/news/...`: the homepage's feed forms, the same writes as `/api/feeds`.
-    if path.starts_with("/api/") || path.starts_with("/admin/api/") || path.starts_with("/news/") {
-        return Some("api");
-    }
-    if path == "/" && get {
-        return Some("page");
-    }
-    None
+}
+
+/// [`action_for`] from the request's Spin routing headers.
+pub fn action_of(req: &http::Request<Vec<u8>>) -> Option<&'static str> {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    };
+    action_for(
+        req.method(),
+        header("spin-matched-route"),
+        header("spin-path-info"),
+    )
 }
 
 #[cfg(test)]
@@ -35,18 +55,42 @@ mod tests {
     fn routes_map_to_their_actions() {
         let get = http::Method::GET;
         let post = http::Method::POST;
-        assert_eq!(action_for(&get, "/auth/google/login"), Some("sign_in"));
-        assert_eq!(action_for(&post, "/auth/apple/callback"), Some("sign_in"));
-        assert_eq!(action_for(&post, "/auth/refresh"), Some("api"));
-        assert_eq!(action_for(&post, "/bootstrap"), Some("bootstrap"));
-        assert_eq!(action_for(&get, "/bootstrap"), Some("page"));
         assert_eq!(
-            action_for(&http::Method::PUT, "/api/preferences"),
+            action_for(&get, "/auth/...", "/google/login"),
+            Some("sign_in")
+        );
+        assert_eq!(
+            action_for(&post, "/auth/...", "/apple/callback"),
+            Some("sign_in")
+        );
+        assert_eq!(action_for(&post, "/auth/...", "/refresh"), Some("api"));
+        assert_eq!(action_for(&post, "/bootstrap", ""), Some("bootstrap"));
+        assert_eq!(action_for(&get, "/bootstrap", ""), Some("page"));
+        assert_eq!(
+            action_for(&http::Method::PUT, "/api/preferences", ""),
             Some("api")
         );
-        assert_eq!(action_for(&get, "/admin/api/flags"), Some("api"));
-        assert_eq!(action_for(&get, "/"), Some("page"));
-        assert_eq!(action_for(&get, "/static/site.css"), None);
-        assert_eq!(action_for(&get, "/healthz"), None);
+        assert_eq!(action_for(&get, "/admin/api/flags/...", "/x"), Some("api"));
+        assert_eq!(action_for(&post, "/news/...", "/feeds"), Some("api"));
+        assert_eq!(action_for(&get, "", "/"), Some("page"));
+        assert_eq!(action_for(&get, "/static/...", "/site.css"), None);
+        assert_eq!(action_for(&get, "/healthz", ""), None);
+    }
+
+    /// What the router accepts, the limit counts: a trailing or doubled
+    /// slash reaches the same handler, so it is the same action.
+    #[test]
+    fn non_canonical_paths_count_as_the_route_they_reach() {
+        let get = http::Method::GET;
+        let post = http::Method::POST;
+        for info in ["/google/login/", "//google//login", "/google/login//"] {
+            assert_eq!(
+                action_for(&get, "/auth/...", info),
+                Some("sign_in"),
+                "{info}"
+            );
+        }
+        // Spin matches `/bootstrap/` to the `/bootstrap` route.
+        assert_eq!(action_for(&post, "/bootstrap", "/"), Some("bootstrap"));
     }
 }

@@ -11,8 +11,7 @@ pub async fn gate(req: &Request, env: &Env, ctx: &RequestContext) -> Verdict {
     crate::limiter::gate(
         &env.sql,
         &env.cache,
-        req.method(),
-        req.uri().path(),
+        crate::routes::action_of(req),
         ctx,
         env.clock.now(),
     )
