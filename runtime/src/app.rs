@@ -66,6 +66,8 @@ pub struct Options {
     pub max_concurrent_instances: u32,
     /// Looks up `SPIN_VARIABLE_*`; the process environment by default.
     pub env_lookup: EnvLookup,
+    /// `[outbound_networking] block_networks` from `--runtime-config-file`.
+    pub blocked_networks: crate::blocked_networks::BlockedNetworks,
 }
 
 impl Options {
@@ -80,6 +82,7 @@ impl Options {
             max_request_body: 10 << 20,
             max_concurrent_instances: 200,
             env_lookup: Arc::new(|k| std::env::var(k).ok()),
+            blocked_networks: Default::default(),
         }
     }
 }
@@ -319,6 +322,7 @@ impl App {
             state_dir: manifest_dir.join(".spin"),
             key_value: crate::host::key_value::KvStores::new(manifest_dir.join(".spin")),
             app: OnceLock::new(),
+            blocked_networks: options.blocked_networks.clone(),
         });
         let app = Arc::new(App {
             engine,
@@ -363,8 +367,10 @@ impl App {
                 // The component's shared config, not a copy of its list:
                 // this runs for every instance.
                 let config = loaded.config.clone();
+                let blocked = self.shared.blocked_networks.clone();
                 move |addr, used| {
-                    let allowed = socket_allowed(&config.allow_list, addr, used);
+                    let allowed = socket_allowed(&config.allow_list, addr, used)
+                        && (addr.ip().is_unspecified() || !blocked.is_blocked(addr.ip()));
                     Box::pin(async move { allowed })
                 }
             });

@@ -9,6 +9,7 @@
 pub mod allowed_hosts;
 pub mod app;
 pub mod bindings;
+pub mod blocked_networks;
 pub mod build;
 pub mod compiled;
 pub mod cron_trigger;

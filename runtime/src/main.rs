@@ -68,6 +68,11 @@ struct UpArgs {
     /// component bounds its own bodies): this is `village`'s, kept on purpose.
     #[arg(long, default_value_t = 10)]
     max_request_body_mb: usize,
+    /// A Spin runtime-config file. `village` reads its
+    /// `[outbound_networking] block_networks` (Spin's semantics); any other
+    /// table is refused rather than silently ignored.
+    #[arg(long = "runtime-config-file")]
+    runtime_config_file: Option<PathBuf>,
     /// Apply pending database migrations first (to the database named by the
     /// `db_user`, `db_password`, `db_host`, `db_name`, `db_sslmode`
     /// application variables).
@@ -118,6 +123,20 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     options.max_instance_memory = args.max_instance_memory_mb << 20;
     options.timeout = Duration::from_millis(args.timeout_ms);
     options.max_request_body = args.max_request_body_mb << 20;
+    if let Some(path) = &args.runtime_config_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("failed to read {}", path.display()))?;
+        let table: toml::Table =
+            toml::from_str(&text).with_context(|| format!("failed to parse {}", path.display()))?;
+        if let Some(other) = table.keys().find(|k| *k != "outbound_networking") {
+            anyhow::bail!(
+                "{}: [{other}] is not supported by village (only [outbound_networking])",
+                path.display()
+            );
+        }
+        options.blocked_networks =
+            village_runtime::blocked_networks::BlockedNetworks::from_runtime_config(&table)?;
+    }
     if args.migrate {
         let url = database_url(&options)?;
         let report = village_migrate::migrate(&url)

@@ -44,6 +44,8 @@ pub struct Shared {
     /// The application itself, for `*.spin.internal` service chaining. Set
     /// once the app is built; weak so the app can be dropped.
     pub app: OnceLock<Weak<App>>,
+    /// Networks no outbound connection may reach (runtime config).
+    pub blocked_networks: crate::blocked_networks::BlockedNetworks,
 }
 
 /// The data of one instance's `Store`: a fresh one per request or event.

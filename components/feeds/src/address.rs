@@ -120,17 +120,26 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
 }
 
 fn is_public_v6(ip: Ipv6Addr) -> bool {
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return is_public_v4(v4);
+    let s = ip.segments();
+    // Forms that carry an IPv4 address: mapped (`::ffff:a.b.c.d`) and
+    // compatible (`::a.b.c.d`) — judged as that address.
+    if let Some(v4) = ip.to_ipv4() {
+        return !ip.is_loopback() && !ip.is_unspecified() && is_public_v4(v4);
     }
-    let first = ip.segments()[0];
-    !(ip.is_loopback()
-        || ip.is_unspecified()
-        || ip.is_multicast()
+    let first = s[0];
+    !(ip.is_multicast()
+        // ::ffff:0:a.b.c.d: IPv4-translated (RFC 2765).
+        || (s[..4] == [0, 0, 0, 0] && s[4] == 0xffff && s[5] == 0)
+        // 64:ff9b::/96 NAT64 and 2002::/16 6to4 reach IPv4 hosts through a
+        // gateway; 100::/64 discard-only; fec0::/10 deprecated site-local.
+        || (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0])
+        || first == 0x2002
+        || (s[..4] == [0x100, 0, 0, 0])
+        || (first & 0xffc0) == 0xfec0
         // fc00::/7 unique local, fe80::/10 link-local, 2001:db8::/32 documentation.
         || (first & 0xfe00) == 0xfc00
         || (first & 0xffc0) == 0xfe80
-        || (first == 0x2001 && ip.segments()[1] == 0x0db8))
+        || (first == 0x2001 && s[1] == 0x0db8))
 }
 
 #[cfg(test)]
@@ -168,6 +177,13 @@ mod tests {
             "http://[fd00::1]/",
             "http://[fe80::1]/",
             "http://[::ffff:10.0.0.1]/",
+            "http://[::127.0.0.1]/",
+            "http://[::ffff:0:127.0.0.1]/",
+            "http://[64:ff9b::7f00:1]/",
+            "http://[2002:7f00:1::]/",
+            "http://[fec0::1]/",
+            "http://[100::1]/",
+            "http://[::]/",
             "http://intranet/",
             "http://2130706433/",
         ] {

@@ -96,7 +96,7 @@ pub async fn sweep(scheduled: u64) -> Result<(), String> {
     let rescued = rescue_stale(&env.sql, now - chrono::Duration::seconds(timeout), now)
         .await
         .map_err(|e| format!("rescue failed: {e}"))?;
-    let freed = release_lapsed(env).await?;
+    let freed = release_lapsed(&env).await?;
     let due = due_queues(&env.sql, now)
         .await
         .map_err(|e| format!("due queues: {e}"))?;

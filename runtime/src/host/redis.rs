@@ -27,12 +27,35 @@ pub struct RedisClients {
 }
 
 impl RedisClients {
-    pub async fn get(&self, address: &str) -> Result<ConnectionManager, Error> {
+    /// The connection to `address`, opened on first use. With
+    /// `block_networks` configured, the host is resolved first and refused
+    /// when every address is blocked (as Spin's resolver does; the client
+    /// resolves again when it reconnects — see runtime/README.md).
+    pub async fn get(
+        &self,
+        address: &str,
+        blocked: &crate::blocked_networks::BlockedNetworks,
+    ) -> Result<ConnectionManager, Error> {
         let mut managers = self.managers.lock().await;
         if let Some(m) = managers.get(address) {
             return Ok(m.clone());
         }
         let client = redis::Client::open(address).map_err(|_| Error::InvalidAddress)?;
+        if !blocked.is_empty()
+            && let redis::ConnectionAddr::Tcp(host, port)
+            | redis::ConnectionAddr::TcpTls { host, port, .. } =
+                client.get_connection_info().addr()
+        {
+            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), *port))
+                .await
+                .map_err(|_| Error::Other("failed to resolve the Redis host".into()))?
+                .collect();
+            if !addrs.is_empty() && addrs.iter().all(|a| blocked.is_blocked(a.ip())) {
+                return Err(Error::Other(
+                    "destination IP prohibited by runtime config".into(),
+                ));
+            }
+        }
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(TIMEOUT))
             .set_response_timeout(Some(TIMEOUT))
@@ -102,7 +125,12 @@ impl r::HostConnection for InstanceState {
             tracing::warn!(component = %self.component.id, "redis connection refused: {denied}");
             return Ok(Err(Error::InvalidAddress));
         }
-        match self.shared.redis.get(&address).await {
+        match self
+            .shared
+            .redis
+            .get(&address, &self.shared.blocked_networks)
+            .await
+        {
             Ok(conn) => Ok(Ok(self.table.push(RedisConnection { conn })?)),
             Err(e) => Ok(Err(e)),
         }
