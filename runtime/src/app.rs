@@ -66,6 +66,11 @@ pub struct Options {
     pub max_concurrent_instances: u32,
     /// Looks up `SPIN_VARIABLE_*`; the process environment by default.
     pub env_lookup: EnvLookup,
+    /// How long a client may take to send a request's head (and how long
+    /// an idle keep-alive connection is kept).
+    pub header_read_timeout: Duration,
+    /// Connections open at once; more wait in the listen backlog.
+    pub max_connections: usize,
     /// `[outbound_networking] block_networks` from `--runtime-config-file`.
     pub blocked_networks: crate::blocked_networks::BlockedNetworks,
 }
@@ -82,6 +87,8 @@ impl Options {
             max_request_body: 10 << 20,
             max_concurrent_instances: 200,
             env_lookup: Arc::new(|k| std::env::var(k).ok()),
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 1024,
             blocked_networks: Default::default(),
         }
     }

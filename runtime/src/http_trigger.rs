@@ -207,16 +207,38 @@ pub async fn handle(
 }
 
 /// Serves HTTP on `listener` until `shutdown` turns true, then drains.
+///
+/// Hostile clients are bounded here: a request's head must arrive within
+/// `header_read_timeout` (a half-sent request — or an idle keep-alive
+/// connection — is closed after it), at most `max_connections` are open at
+/// once (beyond that the listener stops accepting and the kernel's backlog
+/// holds the rest), and a failing `accept` (out of file handles, say) backs
+/// off instead of spinning, its log line written at most once a second.
 pub async fn serve(app: Arc<App>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
     let graceful = GracefulShutdown::new();
-    let builder = http1::Builder::new();
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(app.options.header_read_timeout);
+    let slots = Arc::new(tokio::sync::Semaphore::new(app.options.max_connections));
+    let mut backoff = AcceptBackoff::default();
     loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+            _ = shutdown.changed() => break,
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, client) = match accepted {
-                    Ok(a) => a,
+                    Ok(a) => {
+                        backoff.reset();
+                        a
+                    }
                     Err(e) => {
-                        tracing::warn!("accept failed: {e}");
+                        backoff.failed(&e).await;
                         continue;
                     }
                 };
@@ -234,6 +256,7 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, mut shutdown: watch::Re
                     if let Err(e) = conn.await {
                         tracing::debug!("connection from {client} ended: {e}");
                     }
+                    drop(slot);
                 });
             }
             _ = shutdown.changed() => break,
@@ -243,5 +266,42 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, mut shutdown: watch::Re
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("all connections drained"),
         _ = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("shutdown: gave up waiting for connections to drain"),
+    }
+}
+
+/// Back-off after failed `accept`s: 5 ms doubling to 1 s, and one log line
+/// a second at most (with how many failures it stands for).
+#[derive(Default)]
+struct AcceptBackoff {
+    delay: Duration,
+    suppressed: u64,
+    last_log: Option<Instant>,
+}
+
+impl AcceptBackoff {
+    const FIRST: Duration = Duration::from_millis(5);
+    const MAX: Duration = Duration::from_secs(1);
+
+    fn reset(&mut self) {
+        self.delay = Duration::ZERO;
+    }
+
+    async fn failed(&mut self, e: &std::io::Error) {
+        let now = Instant::now();
+        if self
+            .last_log
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+        {
+            tracing::warn!(
+                suppressed = self.suppressed,
+                "accept failed: {e} (backing off; repeats within a second are counted, not logged)"
+            );
+            self.last_log = Some(now);
+            self.suppressed = 0;
+        } else {
+            self.suppressed += 1;
+        }
+        self.delay = (self.delay * 2).clamp(Self::FIRST, Self::MAX);
+        tokio::time::sleep(self.delay).await;
     }
 }

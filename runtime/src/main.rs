@@ -68,6 +68,13 @@ struct UpArgs {
     /// component bounds its own bodies): this is `village`'s, kept on purpose.
     #[arg(long, default_value_t = 10)]
     max_request_body_mb: usize,
+    /// Seconds a client may take to send a request's head; an idle
+    /// keep-alive connection is closed after as long.
+    #[arg(long, default_value_t = 10)]
+    header_read_timeout_secs: u64,
+    /// Connections served at once; more wait in the listen backlog.
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
     /// A Spin runtime-config file. `village` reads its
     /// `[outbound_networking] block_networks` (Spin's semantics); any other
     /// table is refused rather than silently ignored.
@@ -123,6 +130,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     options.max_instance_memory = args.max_instance_memory_mb << 20;
     options.timeout = Duration::from_millis(args.timeout_ms);
     options.max_request_body = args.max_request_body_mb << 20;
+    options.header_read_timeout = Duration::from_secs(args.header_read_timeout_secs.max(1));
+    options.max_connections = args.max_connections.max(1);
     if let Some(path) = &args.runtime_config_file {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("failed to read {}", path.display()))?;

@@ -637,3 +637,89 @@ async fn client_supplied_spin_headers_are_dropped() {
     );
     app.stop().await;
 }
+
+/// `block_networks` (runtime config): a name that resolves into a blocked
+/// network is refused at connect time — `localhost` is on the allow-list,
+/// and a live server listens there, yet no connection is made.
+#[tokio::test]
+async fn block_networks_refuses_names_that_resolve_to_a_blocked_address() {
+    let (server, hits) = tiny_server("internal secret").await;
+    let port = server.rsplit(':').next().expect("port").to_owned();
+    let upstream = format!("localhost:{port}");
+    let app = start_fixture(&["http-fixture"], |o| {
+        o.variables.insert("upstream".into(), upstream.clone());
+        o.blocked_networks =
+            village_runtime::blocked_networks::BlockedNetworks::parse(&["private".to_owned()])
+                .expect("parses");
+    })
+    .await;
+    let v = get_json(&app, &format!("/fixture/outbound?url=http://{upstream}/x")).await;
+    assert!(
+        v["error"]
+            .as_str()
+            .expect("error")
+            .contains("DestinationIpProhibited"),
+        "{v}"
+    );
+    assert_eq!(v.get("body"), None, "{v}");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    app.stop().await;
+    // The same request without the block reaches the server.
+    let open = start_fixture(&["http-fixture"], |o| {
+        o.variables.insert("upstream".into(), upstream.clone());
+    })
+    .await;
+    let v = get_json(&open, &format!("/fixture/outbound?url=http://{upstream}/x")).await;
+    assert_eq!(v["body"], "internal secret", "{v}");
+    open.stop().await;
+}
+
+/// Slow clients: half-sent requests are closed after the header timeout,
+/// and holding every connection slot only queues new clients — they are
+/// served as soon as a slot frees, and nothing spins or floods the log.
+#[tokio::test]
+async fn half_sent_requests_are_closed_and_a_full_server_still_serves() {
+    let app = start_fixture(&["http-fixture"], |o| {
+        o.header_read_timeout = Duration::from_secs(1);
+        o.max_connections = 8;
+    })
+    .await;
+    let mut slow = Vec::new();
+    for _ in 0..8 {
+        let mut s = tokio::net::TcpStream::connect(app.addr)
+            .await
+            .expect("connect");
+        s.write_all(b"GET /fixture/echo HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .expect("write");
+        slow.push(s);
+    }
+    // Every slot is held by a half-sent request; a real client still gets
+    // its answer once the header timeout frees them.
+    let started = std::time::Instant::now();
+    let status = tokio::time::timeout(
+        Duration::from_secs(10),
+        status_of(&app, "/.well-known/spin/health"),
+    )
+    .await
+    .expect("served once the slow clients were dropped");
+    assert_eq!(status, 200);
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "it had to wait for a slot"
+    );
+    for mut s in slow {
+        let mut buf = [0u8; 256];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("the server closed the connection");
+        // Closed (0) or answered 408 and closed: never left open.
+        let n = n.unwrap_or(0);
+        assert!(
+            n == 0 || String::from_utf8_lossy(&buf[..n]).contains("408"),
+            "{:?}",
+            &buf[..n]
+        );
+    }
+    app.stop().await;
+}

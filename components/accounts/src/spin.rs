@@ -1,7 +1,7 @@
 //! The edge every admin API function runs inside Spin.
 
 use spin_sdk::http::ResponseOutparam;
-use village_platform::spin::{Env, Surface, serve_guarded};
+use village_platform::spin::{Env, IncomingRequest, Surface, serve_guarded};
 use village_platform::web::{Request, Response};
 use village_platform::{AppError, RequestContext};
 
@@ -12,7 +12,7 @@ use crate::authz::{Admin, authorize};
 /// and answered 401/403), then `handler` with the admin who may act.
 pub async fn serve_admin<F>(
     component: &'static str,
-    req: Request,
+    req: IncomingRequest,
     out: ResponseOutparam,
     handler: F,
 ) where

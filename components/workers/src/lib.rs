@@ -30,6 +30,7 @@ pub async fn run(component: &str, queue: Queue) -> Result<(), String> {
     let ai = AiConfig::from_lookup(variable)?;
     let ai_http = SpinHttp {
         timeout: ai.timeout,
+        ..SpinHttp::default()
     };
     let hosts = village_feeds::allowed_hosts(&variable("feed_allowed_hosts").unwrap_or_default());
     let registry = Registry::new()
