@@ -180,4 +180,31 @@ mod tests {
             toml::from_str("[outbound_networking]\nallow = []\n").expect("toml");
         assert!(BlockedNetworks::from_runtime_config(&unknown).is_err());
     }
+
+    /// The fetch service's production runtime config blocks every form the
+    /// review named, under both runtimes' reading of the file.
+    #[test]
+    fn the_fetch_apps_runtime_config_blocks_every_private_form() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fetch/runtime-config.toml");
+        let text = std::fs::read_to_string(path).expect("fetch/runtime-config.toml");
+        let table: toml::Table = toml::from_str(&text).expect("toml");
+        let b = BlockedNetworks::from_runtime_config(&table).expect("config");
+        for private in [
+            "127.0.0.1",
+            "10.96.0.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "::1",
+            "::127.0.0.1",
+            "::ffff:10.0.0.1",
+            "::ffff:0:127.0.0.1",
+            "64:ff9b::a00:1",
+            "2002:a00:1::",
+            "fec0::1",
+            "100::1",
+        ] {
+            assert!(b.is_blocked(ip(private)), "{private}");
+        }
+        assert!(!b.is_blocked(ip("93.184.216.34")));
+    }
 }

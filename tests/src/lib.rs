@@ -25,6 +25,10 @@ pub mod stub;
 pub struct AppOptions {
     pub variables: BTreeMap<String, String>,
     pub components: Vec<String>,
+    /// Start the guarded fetch service (`fetch/spin.toml`) beside the app,
+    /// with these `block_networks` (empty: the tests' loopback feed servers
+    /// are reachable), and point `fetch_service_url` at it.
+    pub fetch_service: Option<Vec<String>>,
 }
 
 /// The components with an HTTP route: the experience app production runs
@@ -66,6 +70,7 @@ pub struct TestApp {
     pub client_ip: IpAddr,
     variables: BTreeMap<String, String>,
     server: Server,
+    fetch: Option<Server>,
 }
 
 /// A random source address in 127.0.0.0/8 (every one of them is local on
@@ -119,6 +124,16 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut AppOptions)) -> TestApp 
             .await
             .expect("default feeds removed");
     }
+    let fetch = match &options.fetch_service {
+        Some(blocked) => {
+            let (server, addr) = serve_fetch(blocked).await;
+            options
+                .variables
+                .insert("fetch_service_url".into(), format!("http://{addr}"));
+            Some(server)
+        }
+        None => None,
+    };
     let (server, addr) = serve(
         &repo_root().join("spin.toml"),
         &options.variables,
@@ -139,6 +154,53 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut AppOptions)) -> TestApp 
             .expect("client"),
         variables: options.variables,
         server,
+        fetch,
+    }
+}
+
+/// The guarded fetch service on the selected runtime, its runtime config
+/// blocking `blocked` networks.
+async fn serve_fetch(blocked: &[String]) -> (Server, SocketAddr) {
+    let manifest = repo_root().join("fetch/spin.toml");
+    if spin::selected() {
+        let config = tempfile::Builder::new()
+            .suffix(".toml")
+            .tempfile()
+            .expect("a runtime-config file");
+        let list = blocked
+            .iter()
+            .map(|b| format!("{b:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        std::fs::write(
+            config.path(),
+            format!("[outbound_networking]\nblock_networks = [{list}]\n"),
+        )
+        .expect("runtime config written");
+        let (process, addr) = spin::up_with(
+            &manifest,
+            &BTreeMap::new(),
+            &[],
+            &[
+                "--runtime-config-file".into(),
+                config.path().display().to_string(),
+            ],
+        )
+        .await;
+        // Spin has read it by the time it serves.
+        drop(config);
+        (Server::Spin(process), addr)
+    } else {
+        let mut runtime = Options::new(manifest);
+        runtime.env_lookup = std::sync::Arc::new(|_| None);
+        runtime.blocked_networks =
+            village_runtime::blocked_networks::BlockedNetworks::parse(blocked)
+                .expect("block_networks parse");
+        let running = village_runtime::start(runtime, "127.0.0.1:0".parse().expect("address"))
+            .await
+            .expect("the fetch service starts (was safe-fetch built? run scripts/test)");
+        let addr = running.addr;
+        (Server::Village(running), addr)
     }
 }
 
@@ -299,9 +361,11 @@ impl TestApp {
     }
 
     pub async fn stop(self) {
-        match self.server {
-            Server::Village(running) => running.stop().await,
-            Server::Spin(mut process) => process.kill(),
+        for server in std::iter::once(self.server).chain(self.fetch) {
+            match server {
+                Server::Village(running) => running.stop().await,
+                Server::Spin(mut process) => process.kill(),
+            }
         }
     }
 }

@@ -83,6 +83,17 @@ impl SpinProcess {
         variables: &BTreeMap<String, String>,
         components: &[String],
     ) -> SpinProcess {
+        Self::spawn_with(manifest, listen, variables, components, &[])
+    }
+
+    /// [`SpinProcess::spawn`], with more `spin up` arguments.
+    pub fn spawn_with(
+        manifest: &Path,
+        listen: Option<SocketAddr>,
+        variables: &BTreeMap<String, String>,
+        components: &[String],
+        extra: &[String],
+    ) -> SpinProcess {
         let scratch = std::env::temp_dir().join("village-e2e-spin");
         std::fs::create_dir_all(&scratch).expect("a scratch directory for spin");
         let mut cmd = Command::new(binary());
@@ -98,6 +109,7 @@ impl SpinProcess {
         for c in components {
             cmd.arg("-c").arg(c);
         }
+        cmd.args(extra);
         for (k, _) in std::env::vars_os() {
             let name = k.to_string_lossy().to_ascii_lowercase();
             if let Some(var) = name.strip_prefix("spin_variable_")
@@ -208,8 +220,18 @@ pub async fn up(
     variables: &BTreeMap<String, String>,
     components: &[String],
 ) -> (SpinProcess, SocketAddr) {
+    up_with(manifest, variables, components, &[]).await
+}
+
+/// [`up`], with more `spin up` arguments (a runtime-config file, say).
+pub async fn up_with(
+    manifest: &Path,
+    variables: &BTreeMap<String, String>,
+    components: &[String],
+    extra: &[String],
+) -> (SpinProcess, SocketAddr) {
     let addr = free_addr();
-    let mut spin = SpinProcess::spawn(manifest, Some(addr), variables, components);
+    let mut spin = SpinProcess::spawn_with(manifest, Some(addr), variables, components, extra);
     spin.wait_for("that it serves", START_TIMEOUT, |out| {
         out.contains(&format!("Serving http://{addr}"))
     })

@@ -91,6 +91,9 @@ async fn news_app_with_model_taking(delay: Option<Duration>) -> News {
         for (k, v) in vars {
             o.variables.insert(k.into(), v);
         }
+        // The tests' feed server is on loopback: nothing blocked here (the
+        // block is tested in `a_name_that_resolves_privately_is_never_fetched`).
+        o.fetch_service = Some(Vec::new());
     })
     .await;
     News {
@@ -590,5 +593,43 @@ async fn a_model_that_takes_seconds_to_answer_still_tags() {
         1,
         "answered once, not retried after a timeout"
     );
+    app.stop().await;
+}
+
+/// Server-side request forgery through a host name: `localhost` passes the
+/// URL check here (the test names it in `feed_allowed_hosts`, as an attacker
+/// would use a public name that resolves to a private address), yet the
+/// guarded fetch service — whose runtime config blocks private networks —
+/// never connects: the feed records "address not allowed" and the live
+/// server behind the name sees no request.
+#[tokio::test]
+async fn a_name_that_resolves_privately_is_never_fetched() {
+    let feeds = feed_site().await;
+    let name = format!("localhost:{}", feeds.addr.port());
+    let app = spawn_app_with(|o| {
+        o.variables
+            .insert("feed_allowed_hosts".into(), name.clone());
+        o.fetch_service = Some(vec!["private".into()]);
+    })
+    .await;
+    let (_, cookie) = app.signed_in_as(&[]).await;
+    let (status, body) = post_json(
+        &app,
+        "/api/feeds",
+        json!({"url": format!("http://{name}/rss")}),
+        Some(&cookie),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    wait_until(
+        &app,
+        "the refused fetch recorded",
+        "SELECT count(*) FROM feeds \
+         WHERE last_error = 'could not fetch the feed (address not allowed)'",
+        1,
+    )
+    .await;
+    assert!(feeds.requests().is_empty(), "{:?}", feeds.requests());
+    assert_eq!(app.count("SELECT count(*) FROM feed_items").await, 0);
     app.stop().await;
 }

@@ -38,6 +38,17 @@ impl HttpError {
         }
     }
 
+    /// The error a [`category`](Self::category) names (the guarded fetch
+    /// service answers with one).
+    pub fn from_category(category: &str) -> Self {
+        match category {
+            "address not allowed" => HttpError::Prohibited("by the fetch service".into()),
+            "timed out" => HttpError::Timeout(Duration::from_secs(3)),
+            "too large" => HttpError::TooLarge { limit: 5 << 20 },
+            other => HttpError::Failed(format!("the fetch service: {other}")),
+        }
+    }
+
     /// What a user may be told: "could not fetch" and a category, never
     /// the transport's own words (which tell a port scanner what answered).
     pub fn category(&self) -> &'static str {

@@ -18,6 +18,7 @@ pub mod cache;
 pub mod clock;
 pub mod context;
 pub mod error;
+pub mod fetch;
 pub mod guard;
 pub mod http_client;
 pub mod log;

@@ -341,6 +341,49 @@ pub async fn serve<F>(
     .await
 }
 
+/// Serves an internal service that needs neither Postgres, Redis nor a
+/// session (the fetch service): the body bounded to 64 KiB, the edge checks
+/// of an API, errors as problem+json, one log line.
+pub async fn serve_plain<F>(
+    component: &'static str,
+    incoming: IncomingRequest,
+    out: ResponseOutparam,
+    handler: F,
+) where
+    F: AsyncFnOnce(Request) -> Result<Response, AppError>,
+{
+    let started = Instant::now();
+    let method = incoming.method().to_string();
+    let head = request_head(&incoming);
+    let ctx = RequestContext::from_headers(
+        head.as_ref()
+            .map_or(&http::HeaderMap::new(), |h| &h.headers),
+        component,
+    );
+    let result = match head {
+        Ok(head) => match read_body(incoming, &head, 64 << 10).await {
+            Ok(body) => {
+                let req = Request::from_parts(head, body);
+                match crate::boundary::check(&req, Surface::Api) {
+                    Ok(()) => handler(req).await,
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    };
+    let mut response = result.unwrap_or_else(|e| e.to_problem());
+    crate::boundary::security_headers(response.headers_mut(), Surface::Plain);
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    respond(out, response).await;
+    println!(
+        "{}",
+        RequestLog::new(&ctx, &method, status, elapsed.as_secs_f64() * 1e3).line()
+    );
+}
+
 /// [`serve`], with `guard` run after authentication and before the
 /// handler: its headers go on the answer (refused or not) and its refusal,
 /// if any, is the answer. Functions pass `village_ratelimit::gate` here.
@@ -678,6 +721,45 @@ impl crate::http_client::HttpClient for SpinHttp {
             Either::Left((result, _)) => result,
             Either::Right(((), _)) => Err(HttpError::Timeout(self.timeout)),
         }
+    }
+}
+
+/// The guarded fetch service (`fetch/spin.toml`, see [`crate::fetch`]) as
+/// an `HttpClient`: each GET goes to `{base}/fetch`, which makes it from an
+/// application whose runtime config blocks private networks.
+pub struct FetchService {
+    /// Where the service listens, e.g. `http://127.0.0.1:3001`.
+    pub base: String,
+    /// The exchange with the service: its deadline covers the service's
+    /// own (3 s per hop) with room to spare.
+    pub http: SpinHttp,
+}
+
+impl FetchService {
+    pub fn new(base: impl Into<String>) -> Self {
+        FetchService {
+            base: base.into(),
+            http: SpinHttp {
+                timeout: std::time::Duration::from_secs(5),
+                ..SpinHttp::default()
+            },
+        }
+    }
+}
+
+impl crate::http_client::HttpClient for FetchService {
+    async fn send(
+        &self,
+        request: crate::http_client::HttpRequest,
+    ) -> Result<crate::http_client::HttpResponse, crate::http_client::HttpError> {
+        use crate::http_client::HttpError;
+        let hop = crate::fetch::FetchRequest::from_http(&request)?;
+        let body = serde_json::to_vec(&hop).map_err(|e| HttpError::Failed(e.to_string()))?;
+        let call = http::Request::post(format!("{}/fetch", self.base.trim_end_matches('/')))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .map_err(|e| HttpError::Failed(format!("fetch_service_url: {e}")))?;
+        crate::fetch::read_answer(self.http.send(call).await?)
     }
 }
 

@@ -13,7 +13,7 @@
 use village_ai::AiConfig;
 use village_jobs::Queue;
 use village_jobs::handlers::{Noop, Registry};
-use village_platform::spin::{Env, SpinHttp};
+use village_platform::spin::{Env, FetchService, SpinHttp};
 
 fn variable(name: &str) -> Option<String> {
     spin_sdk::variables::get(name).ok()
@@ -24,9 +24,11 @@ fn variable(name: &str) -> Option<String> {
 /// stay pending, nothing is lost, and the log says what to fix.
 pub async fn run(component: &str, queue: Queue) -> Result<(), String> {
     let env = Env::from_variables().map_err(|e| e.to_string())?;
-    // Feeds: the 3 s bound of every outbound request. The model: its own,
-    // longer bound (`ai_timeout_ms`), as its answers take seconds to write.
-    let http = SpinHttp::default();
+    // Feeds are URLs users gave us: fetched only through the guarded fetch
+    // service (`fetch_service_url`; `village_platform::fetch`), whose
+    // runtime refuses every private address. The model: its own, longer
+    // bound (`ai_timeout_ms`), as its answers take seconds to write.
+    let http = FetchService::new(variable("fetch_service_url").unwrap_or_default());
     let ai = AiConfig::from_lookup(variable)?;
     let ai_http = SpinHttp {
         timeout: ai.timeout,
