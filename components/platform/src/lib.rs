@@ -14,6 +14,7 @@ pub mod assets;
 pub mod audit;
 pub mod blob;
 pub mod boundary;
+pub mod breaker;
 pub mod cache;
 pub mod clock;
 pub mod context;

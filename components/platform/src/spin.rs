@@ -145,11 +145,18 @@ impl Sql for SpinSql {
     }
 }
 
-/// Redis, connected on first use.
+/// Redis, connected on first use, behind the circuit breaker
+/// ([`crate::breaker`]) whose state is kept in the key-value store
+/// `default` (components declare `key_value_stores = ["default"]`; without
+/// it every call goes to Redis).
 pub struct SpinCache {
     address: String,
     namespace: String,
     conn: OnceCell<redis::Connection>,
+    /// The key-value store holding the breaker, opened on first use.
+    kv: OnceCell<Option<spin_sdk::key_value::Store>>,
+    /// The breaker as this request last read or wrote it.
+    breaker: std::cell::Cell<Option<crate::breaker::BreakerState>>,
     /// Commands to run once the answer has gone out (see `Cache::defer`).
     deferred: std::cell::RefCell<Vec<(String, Vec<CacheArg>)>>,
 }
@@ -160,8 +167,62 @@ impl SpinCache {
             address: address.into(),
             namespace: namespace.into(),
             conn: OnceCell::new(),
+            kv: OnceCell::new(),
+            breaker: std::cell::Cell::new(None),
             deferred: Default::default(),
         }
+    }
+
+    /// The breaker's key: one breaker per Redis address (hashed: the
+    /// address may carry a password), as apps sharing a key-value store may
+    /// use different Redis servers.
+    fn breaker_key(&self) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(self.address.as_bytes());
+        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        format!("village.redis-breaker.{hex}")
+    }
+
+    fn kv(&self) -> Option<&spin_sdk::key_value::Store> {
+        self.kv
+            .get_or_init(|| spin_sdk::key_value::Store::open_default().ok())
+            .as_ref()
+    }
+
+    fn breaker_state(&self) -> crate::breaker::BreakerState {
+        if let Some(state) = self.breaker.get() {
+            return state;
+        }
+        let state = self
+            .kv()
+            .and_then(|kv| kv.get(&self.breaker_key()).ok().flatten())
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        self.breaker.set(Some(state));
+        state
+    }
+
+    fn store_breaker(&self, state: crate::breaker::BreakerState) {
+        let was = self.breaker.replace(Some(state));
+        if let (Some(kv), Ok(bytes)) = (self.kv(), serde_json::to_vec(&state)) {
+            let _ = kv.set(&self.breaker_key(), &bytes);
+        }
+        let opened = state.is_open() && !was.is_some_and(|w| w.is_open());
+        if opened || (!state.is_open() && was.is_some_and(|w| w.is_open())) {
+            crate::log::event(
+                if state.is_open() { "WARNING" } else { "INFO" },
+                if state.is_open() {
+                    "redis circuit open: calls fail fast"
+                } else {
+                    "redis circuit closed"
+                },
+                serde_json::json!({ "failures": state.failures }),
+            );
+        }
+    }
+
+    fn now_ms() -> u64 {
+        u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0)
     }
 
     /// Runs the deferred commands, in order. `serve` calls it after
@@ -194,6 +255,37 @@ impl Cache for SpinCache {
         command: &str,
         args: &[CacheArg],
     ) -> Result<Vec<CacheValue>, CacheError> {
+        use crate::breaker::Gate;
+        let state = self.breaker_state();
+        match state.gate(Self::now_ms()) {
+            Gate::FailFast => {
+                return Err(CacheError::Unavailable(
+                    "redis circuit open (recent failures)".into(),
+                ));
+            }
+            Gate::Probe { claim } => self.store_breaker(claim),
+            Gate::Call => {}
+        }
+        let started = Instant::now();
+        let result = self.call(command, args);
+        // Unavailable, or an error that took its time (a timeout): Redis is
+        // not answering. A slow success does not open the breaker.
+        let failed = match &result {
+            Err(CacheError::Unavailable(_)) => true,
+            Err(CacheError::Command(_)) => started.elapsed() >= crate::breaker::SLOW,
+            Ok(_) => false,
+        };
+        let current = self.breaker_state();
+        if let Some(next) = current.after(failed, Self::now_ms()) {
+            self.store_breaker(next);
+        }
+        result
+    }
+}
+
+impl SpinCache {
+    /// One Redis command, no breaker.
+    fn call(&self, command: &str, args: &[CacheArg]) -> Result<Vec<CacheValue>, CacheError> {
         let conn = match self.conn.get() {
             Some(c) => c,
             None => {

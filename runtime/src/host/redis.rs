@@ -19,7 +19,7 @@ use crate::state::InstanceState;
 
 /// Short: a component waiting on a dead Redis should fail (and fall back,
 /// where it has a fallback) well within its request budget.
-const TIMEOUT: Duration = Duration::from_secs(2);
+const TIMEOUT: Duration = Duration::from_millis(500);
 
 #[derive(Default)]
 pub struct RedisClients {
