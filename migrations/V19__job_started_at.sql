@@ -12,3 +12,7 @@
 -- before, that attempt counted: a poison job reaches the dead letter queue
 -- on its own.
 ALTER TABLE delayed_jobs ADD COLUMN started_at timestamp;
+
+-- Jobs running while this migrates were started by workers that predate
+-- `started_at`: they count as started (their lock is not a lapsed claim).
+UPDATE delayed_jobs SET started_at = locked_at WHERE status = 'running';

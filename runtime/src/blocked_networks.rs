@@ -190,6 +190,8 @@ mod tests {
         let table: toml::Table = toml::from_str(&text).expect("toml");
         let b = BlockedNetworks::from_runtime_config(&table).expect("config");
         for private in [
+            "::ffff:93.184.216.34",
+            "64:ff9b:1::a00:1",
             "127.0.0.1",
             "10.96.0.1",
             "169.254.169.254",
@@ -206,5 +208,30 @@ mod tests {
             assert!(b.is_blocked(ip(private)), "{private}");
         }
         assert!(!b.is_blocked(ip("93.184.216.34")));
+        // The cluster's copy (a Secret in infra/base/fetch.yaml) is the same.
+        let infra = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../infra/base/fetch.yaml"
+        ))
+        .expect("infra/base/fetch.yaml");
+        let line = infra
+            .lines()
+            .find(|l| l.trim_start().starts_with("block_networks"))
+            .expect("a block_networks line");
+        let cluster: toml::Table = toml::from_str(line.trim()).expect("toml");
+        let listed = |t: &toml::Value| -> Vec<String> {
+            let mut v: Vec<String> = t
+                .as_array()
+                .expect("array")
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            listed(&cluster["block_networks"]),
+            listed(&table["outbound_networking"]["block_networks"])
+        );
     }
 }

@@ -633,3 +633,88 @@ async fn a_name_that_resolves_privately_is_never_fetched() {
     assert_eq!(app.count("SELECT count(*) FROM feed_items").await, 0);
     app.stop().await;
 }
+
+/// A server that answers `/huge` with 400 MB and no length, and `/rss`
+/// with a small feed. Stops writing when the reader hangs up.
+async fn huge_feed_site() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if head.starts_with("GET /huge") {
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n<rss>")
+                        .await;
+                    let chunk = vec![b' '; 1 << 20];
+                    for _ in 0..400 {
+                        if s.write_all(&chunk).await.is_err() {
+                            return;
+                        }
+                    }
+                } else {
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/rss+xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{RSS}",
+                        RSS.len()
+                    );
+                    let _ = s.write_all(reply.as_bytes()).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A 400 MB feed used to exhaust the worker's memory and take the other
+/// jobs of its batch down with it. The answer is now read as a stream and
+/// abandoned at 5 MiB: the feed records "too large", and the feed fetched
+/// beside it is stored.
+#[tokio::test]
+async fn a_huge_feed_is_refused_while_reading_and_harms_no_other_job() {
+    let site = huge_feed_site().await;
+    let app = spawn_app_with(|o| {
+        o.variables
+            .insert("feed_allowed_hosts".into(), site.to_string());
+        o.fetch_service = Some(Vec::new());
+    })
+    .await;
+    let (_, cookie) = app.signed_in_as(&[]).await;
+    for path in ["/huge", "/rss"] {
+        let (status, body) = post_json(
+            &app,
+            "/api/feeds",
+            json!({"url": format!("http://{site}{path}")}),
+            Some(&cookie),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    wait_until(
+        &app,
+        "both feeds fetched",
+        "SELECT count(*) FROM feeds WHERE last_fetched_at IS NOT NULL",
+        2,
+    )
+    .await;
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM feeds WHERE url LIKE '%/huge' \
+             AND last_error = 'could not fetch the feed (too large)'"
+        )
+        .await,
+        1
+    );
+    assert!(app.count("SELECT count(*) FROM feed_items").await >= 1);
+    assert_eq!(
+        app.count("SELECT count(*) FROM delayed_jobs WHERE status = 'dead'")
+            .await,
+        0
+    );
+    app.stop().await;
+}

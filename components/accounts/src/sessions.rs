@@ -101,7 +101,8 @@ pub fn successor(key: &SigningKey, token: &str) -> String {
 }
 
 /// Spends `token` and issues its successor, in one statement so two
-/// concurrent refreshes cannot both spend it. Within
+/// concurrent refreshes cannot both spend it. A token of a session that has
+/// ended is not spent (so it is not later mistaken for reuse). Within
 /// [`REFRESH_GRACE_SECS`] of being spent, `token` refreshes again to the
 /// same successor (as long as that one is unspent); later, or once the
 /// chain has moved on, presenting it is reuse and revokes the session.
@@ -116,12 +117,13 @@ pub async fn rotate(
     let row = sql
         .query_opt(
             "WITH spent AS ( \
-                 UPDATE refresh_tokens SET rotated_at = $2 \
-                 WHERE token_hash = $1 AND rotated_at IS NULL RETURNING session_id), \
+                 UPDATE refresh_tokens t SET rotated_at = $2 FROM sessions s \
+                 WHERE t.token_hash = $1 AND t.rotated_at IS NULL AND s.id = t.session_id \
+                   AND s.revoked_at IS NULL AND s.expires_at > $2 \
+                 RETURNING t.session_id), \
              live AS ( \
                  SELECT s.id, s.user_id, s.impersonating_user_id FROM sessions s \
-                 JOIN spent ON s.id = spent.session_id \
-                 WHERE s.revoked_at IS NULL AND s.expires_at > $2), \
+                 JOIN spent ON s.id = spent.session_id), \
              fresh AS ( \
                  INSERT INTO refresh_tokens (token_hash, session_id, issued_at) \
                  SELECT $3, id, $2 FROM live RETURNING session_id), \

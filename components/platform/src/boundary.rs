@@ -50,9 +50,20 @@ fn state_changing(method: &http::Method) -> bool {
     )
 }
 
-/// Refuses state-changing requests a browser says come from another site.
+/// Whether `path` is a sign-in provider's callback (`/auth/<p>/callback`):
+/// Apple posts it from its own site (`response_mode=form_post`), and the
+/// one-time `state` and nonce — not the origin — are what protect it.
+fn provider_callback(path: &str) -> bool {
+    matches!(
+        crate::web::path_segments(path).as_slice(),
+        ["auth", _, "callback"]
+    )
+}
+
+/// Refuses state-changing requests a browser says come from another site
+/// (except a sign-in provider's callback, see [`provider_callback`]).
 pub fn check_origin(req: &Request) -> Result<(), AppError> {
-    if !state_changing(req.method()) {
+    if !state_changing(req.method()) || provider_callback(req.uri().path()) {
         return Ok(());
     }
     let header = |name: &str| {
@@ -138,9 +149,8 @@ pub fn check_text(req: &Request) -> Result<(), AppError> {
         form_fields_with_nul(query.as_bytes(), "", &mut errors);
     }
     let body = req.body();
-    if is_form(req) {
-        form_fields_with_nul(body, "", &mut errors);
-    } else if is_json(req) || body.first().is_some_and(|b| *b == b'{' || *b == b'[') {
+    let json_like = is_json(req) || body.first().is_some_and(|b| *b == b'{' || *b == b'[');
+    if json_like && !is_form(req) {
         // A JSON string can carry NUL only as the `\u0000` escape; parse
         // (to name the field) only when that text is there at all.
         if contains_ascii_ci(body, b"\\u0000")
@@ -148,6 +158,10 @@ pub fn check_text(req: &Request) -> Result<(), AppError> {
         {
             json_strings_with_nul(&value, "", &mut errors);
         }
+    } else if !body.is_empty() {
+        // Any other body is read as a form, whatever its declared type:
+        // some handlers parse form fields without looking at the type.
+        form_fields_with_nul(body, "", &mut errors);
     }
     if errors.is_empty() {
         Ok(())
@@ -309,6 +323,14 @@ mod tests {
             b"reason=a%00b",
         );
         assert_eq!(fields(check_text(&r).expect_err("refused")), ["reason"]);
+        // Whatever type it claims, a body read as a form is checked as one.
+        let r = request(
+            "POST",
+            "/auth/merge",
+            &[("content-type", "text/plain")],
+            b"offer=%00",
+        );
+        assert_eq!(fields(check_text(&r).expect_err("refused")), ["offer"]);
         let r = request("GET", "/news/a%00b", &[], b"");
         assert_eq!(fields(check_text(&r).expect_err("refused")), ["path"]);
     }

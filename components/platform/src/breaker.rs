@@ -1,11 +1,14 @@
 //! The Redis circuit breaker. A hung or dead Redis made every request wait
 //! out its Redis calls (seconds each), and nothing remembered that Redis was
-//! down. The breaker remembers: once a call fails for want of Redis (or
-//! takes longer than [`SLOW`]), it *opens* for [`OPEN_FOR`] and every Redis
-//! call fails at once, as if Redis were down — each caller's fail-open or
+//! down. The breaker remembers: once [`THRESHOLD`] calls in a row fail for
+//! want of Redis (or err after [`SLOW`] or more: a timeout), it *opens* for
+//! [`OPEN_FOR`] and every Redis call fails at once, as if Redis were down — each caller's fail-open or
 //! fail-closed rule then applies as before. When the window ends, one
 //! request *probes* (the others keep failing fast for [`PROBE_WINDOW`]);
-//! a healthy answer closes the breaker, a failed one opens it again.
+//! a healthy answer closes the breaker, a failed one opens it again. (The
+//! store has no compare-and-set: two requests may probe at once; and a
+//! request reads the state once, so one already past the gate finishes
+//! its calls.)
 //!
 //! A component instance lives for one request, so the state lives in the
 //! Spin key-value store `default` (local to the pod: each replica learns on
@@ -15,6 +18,9 @@ use serde::{Deserialize, Serialize};
 
 /// An error after this long is a timeout: Redis is not answering.
 pub const SLOW: std::time::Duration = std::time::Duration::from_millis(250);
+/// Failures in a row that open the breaker (one blip does not: while it is
+/// open, sign-in and `/bootstrap` refuse everyone).
+pub const THRESHOLD: u32 = 2;
 /// How long the breaker stays open after a failure, in milliseconds.
 pub const OPEN_FOR_MS: u64 = 5_000;
 /// How long one probe has before another request may probe, in milliseconds.
@@ -29,7 +35,7 @@ pub const PROBE_WINDOW: std::time::Duration = std::time::Duration::from_millis(P
 pub struct BreakerState {
     /// Unix milliseconds until which calls fail fast.
     pub open_until_ms: u64,
-    /// Failures in a row (for the log).
+    /// Failures in a row.
     pub failures: u32,
 }
 
@@ -71,11 +77,14 @@ impl BreakerState {
     /// (nothing to store).
     pub fn after(&self, failed: bool, now_ms: u64) -> Option<BreakerState> {
         if failed {
+            let failures = self.failures.saturating_add(1);
+            // Open at the threshold, and again after a failed probe.
+            let open = failures >= THRESHOLD || self.is_open();
             Some(BreakerState {
-                open_until_ms: now_ms + OPEN_FOR_MS,
-                failures: self.failures.saturating_add(1),
+                open_until_ms: if open { now_ms + OPEN_FOR_MS } else { 0 },
+                failures,
             })
-        } else if self.is_open() {
+        } else if self.is_open() || self.failures > 0 {
             Some(BreakerState::default())
         } else {
             None
@@ -92,7 +101,11 @@ mod tests {
         let closed = BreakerState::default();
         assert_eq!(closed.gate(1_000), Gate::Call);
         assert_eq!(closed.after(false, 1_000), None, "healthy: nothing stored");
-        let open = closed.after(true, 1_000).expect("opens");
+        let once = closed.after(true, 1_000).expect("counted");
+        assert!(!once.is_open(), "one blip does not open it");
+        assert_eq!(once.gate(1_000), Gate::Call);
+        assert_eq!(once.after(false, 1_000), Some(BreakerState::default()));
+        let open = once.after(true, 1_000).expect("opens");
         assert_eq!(open.open_until_ms, 1_000 + OPEN_FOR_MS);
         assert_eq!(open.gate(1_001), Gate::FailFast);
         assert_eq!(open.gate(1_000 + OPEN_FOR_MS - 1), Gate::FailFast);
@@ -100,7 +113,8 @@ mod tests {
 
     #[test]
     fn one_request_probes_after_the_window_and_its_outcome_decides() {
-        let open = BreakerState::default().after(true, 0).expect("opens");
+        let once = BreakerState::default().after(true, 0).expect("counted");
+        let open = once.after(true, 0).expect("opens");
         let Gate::Probe { claim } = open.gate(OPEN_FOR_MS) else {
             panic!("the window has ended: probe");
         };
@@ -114,6 +128,6 @@ mod tests {
         // ...a failed one opens it for another window.
         let again = claim.after(true, OPEN_FOR_MS + 5).expect("reopens");
         assert_eq!(again.open_until_ms, 2 * OPEN_FOR_MS + 5);
-        assert_eq!(again.failures, 2);
+        assert_eq!(again.failures, 3);
     }
 }

@@ -476,6 +476,23 @@ pub async fn serve_plain<F>(
     );
 }
 
+/// The component's `trusted_proxies` variable (see
+/// [`crate::context::TrustedProxies`]); absent or empty: none. A value that
+/// does not parse trusts nobody, and says so in the log.
+fn trusted_proxies() -> crate::context::TrustedProxies {
+    let Ok(list) = variables::get("trusted_proxies") else {
+        return Default::default();
+    };
+    crate::context::TrustedProxies::parse(&list).unwrap_or_else(|e| {
+        crate::log::event(
+            "ERROR",
+            &format!("trusted_proxies ignored: {e}"),
+            serde_json::json!({}),
+        );
+        Default::default()
+    })
+}
+
 /// [`serve`], with `guard` run after authentication and before the
 /// handler: its headers go on the answer (refused or not) and its refusal,
 /// if any, is the answer. Functions pass `village_ratelimit::gate` here.
@@ -493,10 +510,11 @@ pub async fn serve_guarded<G, F>(
     let started = Instant::now();
     let method = incoming.method().to_string();
     let head = request_head(&incoming);
-    let mut ctx = RequestContext::from_headers(
+    let mut ctx = RequestContext::from_headers_behind(
         head.as_ref()
             .map_or(&http::HeaderMap::new(), |h| &h.headers),
         component,
+        &trusted_proxies(),
     );
     let read = match head {
         Ok(head) => read_body(incoming, &head, MAX_REQUEST_BODY)
@@ -689,7 +707,7 @@ async fn audit_rejection(
     let mut entry = crate::audit::AuditEntry::for_request(ctx, None, "auth.token_rejected");
     entry.target_type = Some("route".into());
     entry.target_id = Some(rejection.route);
-    entry.reason = Some(rejection.reason);
+    entry.reason = Some(rejection.reason.chars().take(200).collect());
     crate::audit::record(&env.sql, &entry).await?;
     Ok(())
 }

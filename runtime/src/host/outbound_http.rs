@@ -191,10 +191,13 @@ mod guarded {
                 Err(_) => rustls::pki_types::ServerName::try_from(host.clone())
                     .map_err(|_| Error::HttpRequestUriInvalid)?,
             };
-            let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
-                .connect(name, stream)
-                .await
-                .map_err(Error::Tls)?;
+            let stream = tokio::time::timeout(
+                connect_timeout,
+                tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, stream),
+            )
+            .await
+            .map_err(|_| Error::ConnectionTimeout)?
+            .map_err(Error::Tls)?;
             exchange(TokioIo::new(stream), request, connect_timeout, first_byte).await
         } else {
             exchange(TokioIo::new(stream), request, connect_timeout, first_byte).await

@@ -46,8 +46,10 @@ impl RedisClients {
             | redis::ConnectionAddr::TcpTls { host, port, .. } =
                 client.get_connection_info().addr()
         {
-            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), *port))
+            let lookup = tokio::net::lookup_host((host.as_str(), *port));
+            let addrs: Vec<std::net::SocketAddr> = tokio::time::timeout(TIMEOUT, lookup)
                 .await
+                .map_err(|_| Error::Other("resolving the Redis host timed out".into()))?
                 .map_err(|_| Error::Other("failed to resolve the Redis host".into()))?
                 .collect();
             if !addrs.is_empty() && addrs.iter().all(|a| blocked.is_blocked(a.ip())) {
