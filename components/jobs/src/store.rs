@@ -295,18 +295,22 @@ pub async fn fail(
     Ok((n == 1).then_some(status))
 }
 
-/// Marks `job` started by `worker`: its attempt counts from here, and the
-/// lock of everything else the worker holds is renewed (the worker is
-/// alive). Returns the job's attempt number, or `None` if the worker no
-/// longer holds it (its claim lapsed and another worker has it).
+/// Marks `job` started by `worker`: its attempt counts from here. With
+/// `renew`, the lock of everything else the worker holds is renewed too
+/// (the worker is alive; see `release_lapsed_claims`) — the drain does that
+/// only every [`RENEW_EVERY`], as it rewrites every row the worker holds.
+/// Returns the job's attempt number, or `None` if the worker no longer
+/// holds it (its claim lapsed and another worker has it).
 pub async fn start(
     sql: &impl Sql,
     job: JobId,
     worker: &str,
     now: DateTime<Utc>,
+    renew: bool,
 ) -> Result<Option<i32>, SqlError> {
-    let row = sql
-        .query_opt(
+    let params = [SqlValue::Int64(job), text(worker), SqlValue::Timestamp(now)];
+    let row = if renew {
+        sql.query_opt(
             "WITH held AS ( \
                  UPDATE delayed_jobs SET locked_at = $3, updated_at = $3, \
                      attempts = attempts + (id = $1)::int, \
@@ -314,11 +318,24 @@ pub async fn start(
                  WHERE locked_by = $2 AND status = 'running' \
                  RETURNING id, attempts) \
              SELECT attempts FROM held WHERE id = $1",
-            &[SqlValue::Int64(job), text(worker), SqlValue::Timestamp(now)],
+            &params,
         )
-        .await?;
+        .await?
+    } else {
+        sql.query_opt(
+            "UPDATE delayed_jobs SET attempts = attempts + 1, started_at = $3, locked_at = $3, \
+                 updated_at = $3 \
+             WHERE id = $1 AND locked_by = $2 AND status = 'running' RETURNING attempts",
+            &params,
+        )
+        .await?
+    };
     row.map(|r| r.get("attempts")).transpose()
 }
+
+/// How often a draining worker renews the locks of the jobs it holds: well
+/// inside the claim lease (`job_claim_lease_seconds`, 60 s by default).
+pub const RENEW_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Gives back claimed jobs this worker will not start (its time budget ran
 /// out): they return to `pending`, no attempt counted.

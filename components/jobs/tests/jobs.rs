@@ -209,7 +209,9 @@ async fn a_job_whose_worker_died_is_rescued_and_completed_once() {
         .expect("claim");
     assert_eq!(claimed.len(), 1);
     assert_eq!(
-        start(&sql, id, "worker-a", now).await.expect("start"),
+        start(&sql, id, "worker-a", now, false)
+            .await
+            .expect("start"),
         Some(1)
     );
     // Nobody else can take it while the lock is fresh.
@@ -301,7 +303,9 @@ async fn a_worker_dying_in_one_job_charges_only_that_job() {
             .await
             .expect("claim");
         assert_eq!(batch.first().map(|j| j.id), Some(poison), "round {round}");
-        start(&sql, poison, &worker, now).await.expect("start");
+        start(&sql, poison, &worker, now, true)
+            .await
+            .expect("start");
         // Within the lease nothing is handed back: the worker may be alive.
         let early = release_lapsed_claims(&sql, now - lease, now + chrono::Duration::seconds(30))
             .await
