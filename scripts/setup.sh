@@ -107,7 +107,7 @@ ensure_spin() {
 
 # Every Spin component crate: the application's functions and the runtime's fixtures.
 wasm_crates() {
-  for d in functions/*/ runtime/fixtures/*/; do
+  for d in functions/*/ fetch/*/ runtime/fixtures/*/; do
     [ -f "$d/Cargo.toml" ] && basename "$d"
   done
 }
