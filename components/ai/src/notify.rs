@@ -9,7 +9,6 @@
 //! re-checks under the row lock, so two runs never send the same notice; a
 //! failed one is tried again after ten minutes, at most five times.
 
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use village_platform::http_client::HttpClient;
@@ -147,33 +146,22 @@ async fn send_email(
     subject: &str,
     text: &str,
 ) -> Result<(), String> {
-    let body = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("from", &config.from)
-        .append_pair("to", &config.ops_email)
-        .append_pair("subject", subject)
-        .append_pair("text", text)
-        .finish();
-    let auth =
-        base64::engine::general_purpose::STANDARD.encode(format!("api:{}", config.mailgun_api_key));
-    let url = format!(
-        "{}/v3/{}/messages",
-        config.mailgun_base_url.trim_end_matches('/'),
-        config.mailgun_domain
-    );
-    let request = http::Request::post(url)
-        .header(http::header::AUTHORIZATION, format!("Basic {auth}"))
-        .header(
-            http::header::CONTENT_TYPE,
-            "application/x-www-form-urlencoded",
+    let relay = village_platform::mail::Mailgun {
+        base_url: config.mailgun_base_url.clone(),
+        domain: config.mailgun_domain.clone(),
+        api_key: config.mailgun_api_key.clone(),
+    };
+    relay
+        .send(
+            http,
+            &village_platform::mail::Message {
+                from: &config.from,
+                to: &config.ops_email,
+                subject,
+                text,
+            },
         )
-        .body(body.into_bytes())
-        .map_err(|e| format!("mail relay address: {e}"))?;
-    let response = http.send(request).await.map_err(|e| e.to_string())?;
-    if response.status().is_success() {
-        Ok(())
-    } else {
-        Err(format!("the mail relay answered {}", response.status()))
-    }
+        .await
 }
 
 async fn send_slack(
