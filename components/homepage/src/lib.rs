@@ -19,6 +19,59 @@ struct WidgetView<'n> {
     empty: &'static str,
     /// The news widget's content (`None` for other widgets).
     news: Option<&'n NewsView>,
+    /// The marketplace widget's content (`None` for other widgets).
+    market: Option<&'n MarketView>,
+}
+
+/// What widgets with content of their own show.
+#[derive(Debug, Clone, Default)]
+pub struct WidgetContent {
+    pub news: Option<NewsView>,
+    pub market: Option<MarketView>,
+}
+
+/// The marketplace widget's content, ready to render.
+#[derive(Debug, Clone, Default)]
+pub struct MarketView {
+    /// "Portland, OR" when the visitor chose a place.
+    pub near: Option<String>,
+    pub radius_miles: u16,
+    pub items: Vec<MarketItemView>,
+    /// Set when listings could not be read (the page still renders).
+    pub unavailable: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct MarketItemView {
+    pub id: i64,
+    pub title: String,
+    pub price: String,
+    pub place: String,
+    pub thumbnail: Option<String>,
+}
+
+impl MarketView {
+    fn from_newest(n: village_marketplace::widget::Newest) -> Self {
+        MarketView {
+            near: n.near,
+            radius_miles: n.radius_miles,
+            items: n
+                .listings
+                .into_iter()
+                .map(|h| MarketItemView {
+                    id: h.id,
+                    title: h.title,
+                    price: village_marketplace::money(h.price_cents),
+                    place: h.place_name,
+                    thumbnail: h
+                        .thumbnail_key
+                        .as_deref()
+                        .map(village_marketplace::images::public_path),
+                })
+                .collect(),
+            unavailable: false,
+        }
+    }
 }
 
 /// The news widget's content, ready to render.
@@ -206,11 +259,11 @@ pub fn widget_flag(kind: WidgetKind) -> &'static str {
 }
 
 /// Renders the homepage for a set of preferences, with the widgets
-/// `visible` allows, the news widget filled with `news`.
+/// `visible` allows, the news and marketplace widgets filled from `content`.
 pub fn render(
     prefs: &Preferences,
     viewer: &Viewer,
-    news: Option<&NewsView>,
+    content: &WidgetContent,
     visible: impl Fn(WidgetKind) -> bool,
 ) -> Result<String, AppError> {
     let columns = prefs
@@ -226,11 +279,11 @@ pub fn render(
                     size: w.size.as_str(),
                     title: w.kind.title(),
                     empty: empty_text(w.kind),
-                    news: if w.kind == WidgetKind::News {
-                        news
-                    } else {
-                        None
-                    },
+                    news: content.news.as_ref().filter(|_| w.kind == WidgetKind::News),
+                    market: content
+                        .market
+                        .as_ref()
+                        .filter(|_| w.kind == WidgetKind::Marketplace),
                 })
                 .collect()
         })
@@ -286,7 +339,19 @@ pub async fn page(
     } else {
         None
     };
-    let html = render(&prefs, &viewer, news.as_ref(), |kind| {
+    let market = match prefs
+        .layout
+        .widgets
+        .iter()
+        .find(|w| w.kind == WidgetKind::Marketplace)
+    {
+        Some(w) if flags.is_on(widget_flag(WidgetKind::Marketplace)) => {
+            Some(load_market(sql, &w.settings).await)
+        }
+        _ => None,
+    };
+    let content = WidgetContent { news, market };
+    let html = render(&prefs, &viewer, &content, |kind| {
         flags.is_on(widget_flag(kind))
     })?;
     let mut r = web::html(http::StatusCode::OK, html);
@@ -296,6 +361,28 @@ pub async fn page(
         http::HeaderValue::from_static("private, no-store"),
     );
     Ok(r)
+}
+
+/// The newest listings near the visitor's place; a failure degrades the
+/// widget, never the page.
+async fn load_market(
+    sql: &impl Sql,
+    settings: &serde_json::Map<String, serde_json::Value>,
+) -> MarketView {
+    match village_marketplace::widget::newest(sql, settings).await {
+        Ok(n) => MarketView::from_newest(n),
+        Err(e) => {
+            village_platform::log::event(
+                "ERROR",
+                &format!("listings could not be read: {e}"),
+                serde_json::json!({ "widget": "marketplace" }),
+            );
+            MarketView {
+                unavailable: true,
+                ..MarketView::default()
+            }
+        }
+    }
 }
 
 /// The visitor's news; a failure degrades the widget, never the page.
@@ -330,8 +417,13 @@ mod tests {
 
     #[test]
     fn renders_the_header_and_one_section_per_widget() {
-        let html =
-            render(&Preferences::default(), &Viewer::default(), None, |_| true).expect("renders");
+        let html = render(
+            &Preferences::default(),
+            &Viewer::default(),
+            &WidgetContent::default(),
+            |_| true,
+        )
+        .expect("renders");
         assert!(html.contains("<h1"), "{html}");
         assert!(html.contains("Village Homepage"));
         for id in ["news", "weather", "stocks", "good-sites", "marketplace"] {
@@ -346,9 +438,12 @@ mod tests {
 
     #[test]
     fn widgets_whose_flag_is_off_are_not_rendered() {
-        let html = render(&Preferences::default(), &Viewer::default(), None, |k| {
-            widget_flag(k) != "stocks_widget"
-        })
+        let html = render(
+            &Preferences::default(),
+            &Viewer::default(),
+            &WidgetContent::default(),
+            |k| widget_flag(k) != "stocks_widget",
+        )
         .expect("renders");
         assert!(!html.contains("id=\"widget-stocks\""), "{html}");
         assert!(html.contains("id=\"widget-news\""));
@@ -362,7 +457,13 @@ mod tests {
             w.column = 0;
             w.position = 10 - i as u16;
         }
-        let html = render(&prefs, &Viewer::default(), None, |_| true).expect("renders");
+        let html = render(
+            &prefs,
+            &Viewer::default(),
+            &WidgetContent::default(),
+            |_| true,
+        )
+        .expect("renders");
         let at = |id: &str| html.find(&format!("id=\"widget-{id}\"")).expect("present");
         assert!(
             at("marketplace") < at("news"),
@@ -414,7 +515,10 @@ mod tests {
         let html = render(
             &Preferences::default(),
             &Viewer::default(),
-            Some(&n),
+            &WidgetContent {
+                news: Some(n),
+                market: None,
+            },
             |_| true,
         )
         .expect("renders");
@@ -446,12 +550,53 @@ mod tests {
         let html = render(
             &Preferences::default(),
             &Viewer::default(),
-            Some(&n),
+            &WidgetContent {
+                news: Some(n),
+                market: None,
+            },
             |_| true,
         )
         .expect("renders");
         assert!(html.contains("The news cannot be read right now."));
         assert!(html.contains("id=\"widget-weather\""));
+    }
+
+    #[test]
+    fn the_marketplace_widget_lists_the_newest_listings_near_the_chosen_place() {
+        let market = MarketView {
+            near: Some("Boise, ID".into()),
+            radius_miles: 25,
+            items: vec![MarketItemView {
+                id: 7,
+                title: "Oak <b>table</b>".into(),
+                price: "$125.00".into(),
+                place: "Boise, ID".into(),
+                thumbnail: Some("/marketplace/images/listings/7/a.png".into()),
+            }],
+            unavailable: false,
+        };
+        let html = render(
+            &Preferences::default(),
+            &Viewer::default(),
+            &WidgetContent {
+                news: None,
+                market: Some(market),
+            },
+            |_| true,
+        )
+        .expect("renders");
+        assert!(
+            html.contains("Newest within 25 miles of Boise, ID"),
+            "{html}"
+        );
+        assert!(
+            html.contains(
+                r#"<a href="/marketplace/listings/7">Oak &#60;b&#62;table&#60;/b&#62;</a>"#
+            ),
+            "{html}"
+        );
+        assert!(html.contains(r#"src="/marketplace/images/listings/7/a.png""#));
+        assert!(!html.contains(empty_text(WidgetKind::Marketplace)));
     }
 
     #[test]

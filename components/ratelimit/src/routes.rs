@@ -25,6 +25,15 @@ pub fn action_for(method: &http::Method, route: &str, path_info: &str) -> Option
         "/bootstrap" => Some(if get { "page" } else { "bootstrap" }),
         // `/news/...`: the homepage's feed forms, the same writes as `/api/feeds`.
         "/news" => Some("api"),
+        // Posting a listing (the API or the page's form) is what spam repeats.
+        "/api/marketplace" if !get && path_segments(path_info) == ["listings"] => {
+            Some("listing_post")
+        }
+        "/marketplace" => Some(match (get, path_segments(path_info).as_slice()) {
+            (false, ["new"]) => "listing_post",
+            (true, _) => "page",
+            (false, _) => "api",
+        }),
         r if r.starts_with("/api/") || r.starts_with("/admin/api/") => Some("api"),
         // Spin reports the root route as an empty matched route.
         "" if get => Some("page"),
@@ -50,6 +59,38 @@ pub fn action_of(req: &http::Request<Vec<u8>>) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn posting_a_listing_counts_against_listing_post() {
+        let get = http::Method::GET;
+        let post = http::Method::POST;
+        let put = http::Method::PUT;
+        assert_eq!(
+            action_for(&post, "/api/marketplace/...", "/listings"),
+            Some("listing_post")
+        );
+        assert_eq!(
+            action_for(&post, "/marketplace/...", "/new"),
+            Some("listing_post")
+        );
+        assert_eq!(
+            action_for(&put, "/api/marketplace/...", "/listings/4"),
+            Some("api")
+        );
+        assert_eq!(
+            action_for(&post, "/api/marketplace/...", "/listings/4/publish"),
+            Some("api")
+        );
+        assert_eq!(
+            action_for(&get, "/api/marketplace/...", "/listings"),
+            Some("api")
+        );
+        assert_eq!(action_for(&get, "/marketplace", ""), Some("page"));
+        assert_eq!(
+            action_for(&post, "/marketplace/...", "/listings/4/sold"),
+            Some("api")
+        );
+    }
 
     #[test]
     fn routes_map_to_their_actions() {

@@ -9,6 +9,7 @@
 //! | `jobs.noop`      | `village_jobs::handlers::Noop`    |
 //! | `feeds.refresh`  | `village_feeds::handler`          |
 //! | `ai.tag_items`   | `village_ai::tagging`             |
+//! | `marketplace.lifecycle` | `village_marketplace::lifecycle` |
 
 use village_ai::AiConfig;
 use village_jobs::Queue;
@@ -34,6 +35,27 @@ pub async fn run(component: &str, queue: Queue) -> Result<(), String> {
         timeout: ai.timeout,
         ..SpinHttp::default()
     };
+    // Object storage and the mail relay are ours, not user URLs: reached
+    // directly (their hosts are in the worker's allow-list).
+    let store_http = SpinHttp::default();
+    let store_config =
+        village_platform::objects::S3Config::from_lookup(variable).map_err(|e| e.to_string())?;
+    let store = store_config
+        .as_ref()
+        .map(|c| village_platform::objects::S3Store::new(c, &store_http))
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let mail_http = SpinHttp::default();
+    let mail = village_marketplace::lifecycle::Mail {
+        relay: village_platform::mail::Mailgun {
+            base_url: variable("mailgun_base_url").unwrap_or_default(),
+            domain: variable("mailgun_domain").unwrap_or_default(),
+            api_key: variable("mailgun_api_key").unwrap_or_default(),
+        },
+        from: variable("mail_from").unwrap_or_default(),
+        site_url: variable("public_base_url").unwrap_or_default(),
+        http: &mail_http,
+    };
     let hosts = village_feeds::allowed_hosts(&variable("feed_allowed_hosts").unwrap_or_default());
     let registry = Registry::new()
         .with(Noop)
@@ -51,6 +73,12 @@ pub async fn run(component: &str, queue: Queue) -> Result<(), String> {
             http: &ai_http,
             clock: &env.clock,
             config: &ai,
+        })
+        .with(village_marketplace::lifecycle::Lifecycle {
+            sql: &env.sql,
+            clock: &env.clock,
+            store,
+            mail,
         });
     village_jobs::spin_components::run_worker(component, queue, &env, &registry).await
 }

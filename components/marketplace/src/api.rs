@@ -1,0 +1,384 @@
+//! The marketplace over HTTP (component `marketplace`). JSON under
+//! `/api/marketplace/...` and `/api/places`; server-rendered pages under
+//! `/marketplace/...` that work without JavaScript (the image upload aside).
+//!
+//! | method | path | what |
+//! |---|---|---|
+//! | GET | `/api/places?q=` | places by name prefix, for the forms |
+//! | GET | `/api/marketplace/categories` | the category tree |
+//! | GET | `/api/marketplace/listings?near…` | radius search (see `search`) |
+//! | POST | `/api/marketplace/listings` | a new draft (signed in) |
+//! | GET | `/api/marketplace/listings/mine` | the caller's listings |
+//! | GET, PUT, DELETE | `/api/marketplace/listings/{id}` | read, edit, withdraw |
+//! | POST | `/api/marketplace/listings/{id}/{publish,renew,sold}` | lifecycle |
+//! | POST | `/api/marketplace/listings/{id}/remove` `{reason}` | moderators |
+//! | POST | `/api/marketplace/listings/{id}/images` | an upload URL |
+//! | POST | `/api/marketplace/listings/{id}/images/{image}/confirm` | attach |
+//! | DELETE | `/api/marketplace/listings/{id}/images/{image}` | drop an image |
+//! | GET | `/marketplace`, `/marketplace/listings/{id}`, `/marketplace/mine`, `/marketplace/new`, `/marketplace/listings/{id}/edit` | pages |
+//! | POST | `/marketplace/new`, `/marketplace/listings/{id}/{edit,publish,renew,sold,withdraw}`, `…/images/{image}/delete` | the pages' forms |
+//! | GET | `/marketplace/images/{key}` | a public listing's image (cacheable) |
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use uuid::Uuid;
+use village_accounts::roles::{Permission, grants};
+use village_platform::admin::parse_body;
+use village_platform::http_client::HttpClient;
+use village_platform::objects::S3Store;
+use village_platform::sql::Sql;
+use village_platform::web::{self, Response};
+use village_platform::{AppError, RequestContext};
+
+use crate::listings::{self, Actor, PlaceInput, PriceInput, RawListing};
+use crate::pages;
+use crate::search::SearchQuery;
+use crate::{categories, images, places};
+
+pub struct MarketRequest<'a> {
+    pub method: &'a http::Method,
+    pub path: &'a str,
+    pub query: &'a str,
+    pub body: &'a [u8],
+}
+
+/// What the handler needs besides the request.
+pub struct Services<'a, S, H> {
+    pub sql: &'a S,
+    pub store: Option<&'a S3Store<'a, H>>,
+    /// The store's origin, allowed in the pages' CSP (images, uploads).
+    pub store_origin: Option<String>,
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListingBody {
+    title: Option<String>,
+    body: Option<String>,
+    price_cents: Option<i64>,
+    category: Option<String>,
+    city_id: Option<i64>,
+    lat: Option<f64>,
+    lon: Option<f64>,
+    place: Option<String>,
+    contact_method: Option<String>,
+    contact_value: Option<String>,
+}
+
+impl From<ListingBody> for RawListing {
+    fn from(b: ListingBody) -> Self {
+        RawListing {
+            title: b.title,
+            body: b.body,
+            price: b.price_cents.map_or(PriceInput::None, PriceInput::Cents),
+            category: b.category,
+            place: match (b.city_id, b.lat, b.lon, b.place) {
+                (Some(id), ..) => PlaceInput::City(id),
+                (None, Some(lat), Some(lon), _) => PlaceInput::Point(lat, lon),
+                (None, _, _, Some(text)) => PlaceInput::Text(text),
+                _ => PlaceInput::None,
+            },
+            contact_method: b.contact_method,
+            contact_value: b.contact_value,
+        }
+    }
+}
+
+/// A form post's fields as a listing.
+pub(crate) fn form_listing(body: &[u8]) -> RawListing {
+    let get = |name: &str| web::query_param(body, name);
+    RawListing {
+        title: get("title"),
+        body: get("body"),
+        price: get("price").map_or(PriceInput::None, PriceInput::Text),
+        category: get("category"),
+        place: get("place").map_or(PlaceInput::None, PlaceInput::Text),
+        contact_method: get("contact_method"),
+        contact_value: get("contact_value"),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemoveBody {
+    reason: Option<String>,
+}
+
+fn user(ctx: &RequestContext) -> Result<Uuid, AppError> {
+    ctx.user_id().ok_or(AppError::Unauthorized)
+}
+
+fn id_of(segment: &str) -> Result<i64, AppError> {
+    segment.parse().map_err(|_| AppError::NotFound)
+}
+
+pub(crate) async fn is_moderator(sql: &impl Sql, ctx: &RequestContext) -> Result<bool, AppError> {
+    match &ctx.principal {
+        // Admin power is not used while impersonating.
+        Some(p) if p.impersonator.is_none() => Ok(grants(
+            &village_accounts::authz::roles_of(sql, p.user_id).await?,
+            Permission::ModerateContent,
+        )),
+        _ => Ok(false),
+    }
+}
+
+pub(crate) async fn actor<'c>(
+    sql: &impl Sql,
+    ctx: &'c RequestContext,
+) -> Result<Actor<'c>, AppError> {
+    Ok(Actor {
+        ctx,
+        user: user(ctx)?,
+        moderator: is_moderator(sql, ctx).await?,
+    })
+}
+
+/// Reads listing `id` for `ctx`: public ones for everyone, the rest only
+/// for their seller and moderators (404 for anyone else).
+pub(crate) async fn visible_listing(
+    sql: &impl Sql,
+    ctx: &RequestContext,
+    id: i64,
+) -> Result<listings::Listing, AppError> {
+    let listing = listings::get(sql, id).await?.ok_or(AppError::NotFound)?;
+    if listing.status.is_public()
+        || ctx.user_id() == Some(listing.seller_id)
+        || is_moderator(sql, ctx).await?
+    {
+        Ok(listing)
+    } else {
+        Err(AppError::NotFound)
+    }
+}
+
+/// The JSON of one listing: contact only for signed-in readers.
+async fn listing_json<S: Sql, H: HttpClient>(
+    s: &Services<'_, S, H>,
+    ctx: &RequestContext,
+    listing: listings::Listing,
+) -> Result<serde_json::Value, AppError> {
+    let images = images::of_listing(s.sql, s.store, &listing, s.now).await?;
+    let mut value =
+        serde_json::to_value(&listing).map_err(|e| AppError::Internal(e.to_string()))?;
+    if ctx.user_id().is_none()
+        && let Some(obj) = value.as_object_mut()
+    {
+        obj.remove("contact");
+    }
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert("images".into(), serde_json::json!(images));
+    }
+    Ok(value)
+}
+
+fn ok_json(value: serde_json::Value) -> Response {
+    web::json(http::StatusCode::OK, &value)
+}
+
+pub async fn handle<S: Sql, H: HttpClient>(
+    req: MarketRequest<'_>,
+    s: &Services<'_, S, H>,
+    ctx: &RequestContext,
+) -> Result<Response, AppError> {
+    use http::Method as M;
+    let segments: Vec<&str> = req.path.trim_end_matches('/').split('/').skip(1).collect();
+    let sql = s.sql;
+    let now = s.now;
+    match (req.method, segments.as_slice()) {
+        (&M::GET, ["api", "places"]) => {
+            let q = web::query_param(req.query.as_bytes(), "q").unwrap_or_default();
+            if q.chars().count() > places::MAX_QUERY {
+                return Err(AppError::Validation(vec![
+                    village_platform::FieldError::new(
+                        "q",
+                        format!("at most {} characters", places::MAX_QUERY),
+                    ),
+                ]));
+            }
+            let found = places::lookup(sql, &q, 10).await?;
+            let list: Vec<_> = found
+                .iter()
+                .map(|c| {
+                    serde_json::json!({ "id": c.id, "label": c.label(), "name": c.name,
+                    "admin_code": c.admin_code, "admin_name": c.admin_name, "country": c.country,
+                    "population": c.population, "lat": c.lat, "lon": c.lon })
+                })
+                .collect();
+            Ok(ok_json(serde_json::json!({ "places": list })))
+        }
+        (&M::GET, ["api", "marketplace", "categories"]) => Ok(ok_json(
+            serde_json::json!({ "categories": categories::all(sql).await? }),
+        )),
+        (&M::GET, ["api", "marketplace", "listings"]) => {
+            let search = SearchQuery::from_query(req.query).check(sql).await?;
+            let page = search.run(sql).await?;
+            Ok(ok_json(serde_json::json!({
+                "near": { "label": search.near.label(), "lat": search.near.point().lat,
+                          "lon": search.near.point().lon },
+                "radius_miles": search.radius.miles(),
+                "sort": search.sort.as_str(),
+                "listings": page.listings,
+                "next_cursor": page.next_cursor,
+            })))
+        }
+        (&M::POST, ["api", "marketplace", "listings"]) => {
+            let seller = user(ctx)?;
+            let body: ListingBody = parse_body(req.body)?;
+            let fields = listings::check(sql, body.into()).await?;
+            let id = listings::create(sql, seller, &fields, now).await?;
+            let listing = listings::get(sql, id).await?.ok_or(AppError::NotFound)?;
+            Ok(web::json(
+                http::StatusCode::CREATED,
+                &serde_json::json!({ "listing": listing_json(s, ctx, listing).await? }),
+            ))
+        }
+        (&M::GET, ["api", "marketplace", "listings", "mine"]) => {
+            let mine = listings::of_seller(sql, user(ctx)?).await?;
+            Ok(ok_json(serde_json::json!({ "listings": mine })))
+        }
+        (&M::GET, ["api", "marketplace", "listings", id]) => {
+            let listing = visible_listing(sql, ctx, id_of(id)?).await?;
+            Ok(ok_json(
+                serde_json::json!({ "listing": listing_json(s, ctx, listing).await? }),
+            ))
+        }
+        (&M::PUT, ["api", "marketplace", "listings", id]) => {
+            let actor = actor(sql, ctx).await?;
+            let id = id_of(id)?;
+            listings::for_seller(sql, &actor, id).await?;
+            let body: ListingBody = parse_body(req.body)?;
+            let fields = listings::check(sql, body.into()).await?;
+            listings::update(sql, &actor, id, &fields, now).await?;
+            let listing = listings::get(sql, id).await?.ok_or(AppError::NotFound)?;
+            Ok(ok_json(
+                serde_json::json!({ "listing": listing_json(s, ctx, listing).await? }),
+            ))
+        }
+        (&M::DELETE, ["api", "marketplace", "listings", id]) => {
+            let actor = actor(sql, ctx).await?;
+            listings::withdraw(sql, &actor, id_of(id)?, now).await?;
+            Ok(web::text(http::StatusCode::NO_CONTENT, ""))
+        }
+        (
+            &M::POST,
+            [
+                "api",
+                "marketplace",
+                "listings",
+                id,
+                action @ ("publish" | "renew" | "sold"),
+            ],
+        ) => {
+            let actor = actor(sql, ctx).await?;
+            let listing = change(sql, &actor, id_of(id)?, action, now).await?;
+            Ok(ok_json(
+                serde_json::json!({ "listing": listing_json(s, ctx, listing).await? }),
+            ))
+        }
+        (&M::POST, ["api", "marketplace", "listings", id, "remove"]) => {
+            let actor = actor(sql, ctx).await?;
+            let body: RemoveBody = parse_body(req.body)?;
+            listings::remove(
+                sql,
+                &actor,
+                id_of(id)?,
+                body.reason.as_deref().unwrap_or(""),
+                now,
+            )
+            .await?;
+            Ok(web::text(http::StatusCode::NO_CONTENT, ""))
+        }
+        (&M::POST, ["api", "marketplace", "listings", id, "images"]) => {
+            let actor = actor(sql, ctx).await?;
+            let body: images::UploadRequest = parse_body(req.body)?;
+            let upload = images::start(sql, s.store, &actor, id_of(id)?, body, now).await?;
+            Ok(web::json(http::StatusCode::CREATED, &upload))
+        }
+        (
+            &M::POST,
+            [
+                "api",
+                "marketplace",
+                "listings",
+                id,
+                "images",
+                image,
+                "confirm",
+            ],
+        ) => {
+            let actor = actor(sql, ctx).await?;
+            let (id, image) = (id_of(id)?, id_of(image)?);
+            images::confirm(sql, s.store, &actor, id, image, now).await?;
+            let listing = listings::get(sql, id).await?.ok_or(AppError::NotFound)?;
+            Ok(ok_json(
+                serde_json::json!({ "listing": listing_json(s, ctx, listing).await? }),
+            ))
+        }
+        (&M::DELETE, ["api", "marketplace", "listings", id, "images", image]) => {
+            let actor = actor(sql, ctx).await?;
+            images::delete(sql, &actor, id_of(id)?, id_of(image)?).await?;
+            Ok(web::text(http::StatusCode::NO_CONTENT, ""))
+        }
+        (&M::GET, ["marketplace", "images", rest @ ..]) if !rest.is_empty() => {
+            let key = rest.join("/");
+            match images::public(sql, s.store, &key, now).await? {
+                Some((content_type, bytes)) => {
+                    let mut r = http::Response::new(bytes);
+                    let h = r.headers_mut();
+                    h.insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_str(&content_type)
+                            .map_err(|e| AppError::Internal(e.to_string()))?,
+                    );
+                    // Keys are never reused: an image at a key never changes.
+                    h.insert(
+                        http::header::CACHE_CONTROL,
+                        http::HeaderValue::from_static("public, max-age=31536000, immutable"),
+                    );
+                    Ok(r)
+                }
+                None => Err(AppError::NotFound),
+            }
+        }
+        (&M::GET | &M::POST, ["marketplace", ..]) => pages::handle(req, s, ctx, &segments).await,
+        (
+            _,
+            ["api", "places"]
+            | ["api", "marketplace", "categories"]
+            | ["api", "marketplace", "listings", "mine"],
+        ) => Err(AppError::MethodNotAllowed { allowed: "GET" }),
+        (_, ["api", "marketplace", "listings"]) => Err(AppError::MethodNotAllowed {
+            allowed: "GET, POST",
+        }),
+        (_, ["api", "marketplace", "listings", _]) => Err(AppError::MethodNotAllowed {
+            allowed: "GET, PUT, DELETE",
+        }),
+        (_, ["api", "marketplace", "listings", _, "images", _]) => {
+            Err(AppError::MethodNotAllowed { allowed: "DELETE" })
+        }
+        (_, ["api", "marketplace", "listings", _, ..]) => {
+            Err(AppError::MethodNotAllowed { allowed: "POST" })
+        }
+        (_, ["marketplace", ..]) => Err(AppError::MethodNotAllowed {
+            allowed: "GET, POST",
+        }),
+        _ => Err(AppError::NotFound),
+    }
+}
+
+/// Publish, renew or mark sold.
+pub(crate) async fn change(
+    sql: &impl Sql,
+    actor: &Actor<'_>,
+    id: i64,
+    action: &str,
+    now: DateTime<Utc>,
+) -> Result<listings::Listing, AppError> {
+    match action {
+        "publish" => listings::publish(sql, actor, id, now).await,
+        "renew" => listings::renew(sql, actor, id, now).await,
+        _ => listings::mark_sold(sql, actor, id, now).await,
+    }
+}

@@ -1,0 +1,78 @@
+//! The homepage's `marketplace` widget: the newest listings near the
+//! visitor's chosen place (the widget's settings `city_id` and
+//! `radius_miles`, default 25), or the newest anywhere until they choose.
+
+use village_platform::sql::{Sql, SqlError};
+
+use crate::places::{self, Radius, Resolved};
+use crate::search::{Hit, SearchQuery};
+
+pub const WIDGET_ITEMS: usize = 5;
+
+/// What the widget shows.
+#[derive(Debug, Clone, Default)]
+pub struct Newest {
+    /// "Portland, OR" when a place is chosen.
+    pub near: Option<String>,
+    pub radius_miles: u16,
+    pub listings: Vec<Hit>,
+}
+
+/// The newest listings for the widget with `settings`.
+pub async fn newest(
+    sql: &impl Sql,
+    settings: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Newest, SqlError> {
+    let radius = settings
+        .get("radius_miles")
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|r| Radius::try_from(r.to_string().as_str()).ok())
+        .unwrap_or(Radius::DEFAULT);
+    let city = match settings.get("city_id").and_then(serde_json::Value::as_i64) {
+        Some(id) => places::by_id(sql, id).await?,
+        None => None,
+    };
+    let Some(city) = city else {
+        // No place chosen: the newest anywhere (the whole continent is
+        // within reach of a 250-mile search around nowhere, so ask SQL
+        // for the newest directly).
+        let rows = sql
+            .query(
+                "SELECT l.id, l.title, l.price_cents, l.place_name, c.slug AS category_slug, \
+                        c.name AS category_name, l.published_at, 0::float8 AS metres, \
+                        (SELECT i.key FROM marketplace_listing_images i \
+                         WHERE i.listing_id = l.id AND i.status = 'attached' \
+                         ORDER BY i.position, i.id LIMIT 1) AS thumbnail_key \
+                 FROM marketplace_listings l \
+                 JOIN marketplace_categories c ON c.id = l.category_id \
+                 WHERE l.status = 'active' ORDER BY l.published_at DESC, l.id DESC LIMIT $1",
+                &[village_platform::sql::SqlValue::Int64(WIDGET_ITEMS as i64)],
+            )
+            .await?;
+        return Ok(Newest {
+            near: None,
+            radius_miles: radius.miles(),
+            listings: rows
+                .iter()
+                .map(crate::search::hit)
+                .collect::<Result<_, _>>()?,
+        });
+    };
+    let query = SearchQuery {
+        city_id: Some(city.id.to_string()),
+        radius: Some(radius.miles().to_string()),
+        sort: Some("newest".into()),
+        limit: Some(WIDGET_ITEMS.to_string()),
+        ..SearchQuery::default()
+    };
+    let label = Resolved::City(city).label();
+    let listings = match query.check(sql).await {
+        Ok(search) => search.run(sql).await?.listings,
+        Err(_) => Vec::new(),
+    };
+    Ok(Newest {
+        near: Some(label),
+        radius_miles: radius.miles(),
+        listings,
+    })
+}

@@ -1,0 +1,62 @@
+//! `marketplace` — `/marketplace/...` (pages), `/api/marketplace/...` and
+//! `/api/places` (JSON). See `village_marketplace::api`.
+
+// The SDK's export macro generates the component ABI glue, which is `unsafe`.
+#![allow(unsafe_code)]
+
+use spin_sdk::http::ResponseOutparam;
+use spin_sdk::http_component;
+use village_marketplace::api::{MarketRequest, Services, handle as market};
+use village_platform::AppError;
+use village_platform::clock::Clock;
+use village_platform::objects::{S3Config, S3Store};
+use village_platform::spin::{IncomingRequest, SpinHttp, Surface, serve_guarded};
+
+#[http_component]
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    let surface = if req
+        .path_with_query()
+        .unwrap_or_default()
+        .starts_with("/api/")
+    {
+        Surface::Api
+    } else {
+        Surface::Page
+    };
+    serve_guarded(
+        "marketplace",
+        surface,
+        req,
+        out,
+        village_ratelimit::spin::gate,
+        async |req, env, ctx| {
+            let config = S3Config::from_lookup(|n| spin_sdk::variables::get(n).ok())
+                .map_err(|e| AppError::Internal(e.to_string()))?;
+            // Images are up to 8 MiB: reading one back needs more room
+            // than the default answer bound.
+            let http = SpinHttp {
+                max_body: 9 << 20,
+                ..SpinHttp::default()
+            };
+            let store = config
+                .as_ref()
+                .map(|c| S3Store::new(c, &http))
+                .transpose()
+                .map_err(|e| AppError::Internal(e.to_string()))?;
+            let services = Services {
+                sql: &env.sql,
+                store: store.as_ref(),
+                store_origin: config.as_ref().map(S3Config::origin),
+                now: env.clock.now(),
+            };
+            let request = MarketRequest {
+                method: req.method(),
+                path: req.uri().path(),
+                query: req.uri().query().unwrap_or_default(),
+                body: req.body(),
+            };
+            market(request, &services, ctx).await
+        },
+    )
+    .await
+}
