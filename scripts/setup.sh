@@ -118,3 +118,30 @@ build_components() {
   log "building $(( ${#args[@]} / 2 )) components for wasm32-wasip2 (release)"
   cargo build --quiet --target wasm32-wasip2 --release "${args[@]}"
 }
+
+# The local object store: `s3s-fs` (crates.io), an S3 server over a folder
+# that checks SigV4 signatures, presigned URLs' expiry and signed headers
+# included. 0.14.1 is the newest that builds with Rust 1.95 (0.15 wants
+# 1.96). Installed once into ~/.cache/village/tools.
+S3S_VERSION=0.14.1
+ensure_s3s() {
+  local root="$HOME/.cache/village/tools"
+  export PATH="$root/bin:$PATH"
+  if ! s3s-fs --version 2>/dev/null | grep -q "$S3S_VERSION"; then
+    log "installing s3s-fs $S3S_VERSION (the local S3 server)"
+    CARGO_TARGET_DIR="$HOME/.cache/village/tools-target" \
+      cargo install --quiet --locked --root "$root" --features binary --version "$S3S_VERSION" s3s-fs
+  fi
+}
+
+# Starts s3s-fs on 127.0.0.1:$1 over folder $2 with bucket `village`,
+# with the development keys, unless something already answers there.
+start_s3s() {
+  local port="$1" dir="$2"
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+  mkdir -p "$dir/village"
+  log "starting s3s-fs on 127.0.0.1:$port ($dir)"
+  s3s-fs --host 127.0.0.1 --port "$port" --access-key village-dev --secret-key village-dev-secret "$dir" \
+    >"$dir.log" 2>&1 &
+  for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+}

@@ -16,6 +16,7 @@ use village_runtime::{Options, Running};
 pub const TEST_SIGNING_KEY: &str = "test-signing-key-0123456789abcdef-0123456789";
 
 pub mod oidc;
+pub mod s3;
 pub mod spin;
 pub mod stub;
 
