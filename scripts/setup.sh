@@ -135,7 +135,9 @@ ensure_s3s() {
 }
 
 # Starts s3s-fs on 127.0.0.1:$1 over folder $2 with bucket `village`,
-# with the development keys, unless something already answers there.
+# with the development keys, unless something already answers there
+# (S3S_PID: the process started, if any).
+S3S_PID=""
 start_s3s() {
   local port="$1" dir="$2"
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
@@ -143,5 +145,6 @@ start_s3s() {
   log "starting s3s-fs on 127.0.0.1:$port ($dir)"
   s3s-fs --host 127.0.0.1 --port "$port" --access-key village-dev --secret-key village-dev-secret "$dir" \
     >"$dir.log" 2>&1 &
+  S3S_PID=$!
   for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 }
