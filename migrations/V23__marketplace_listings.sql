@@ -35,12 +35,20 @@ CREATE TABLE marketplace_listings (
     reminded_at     timestamp,
     ended_at        timestamp,
     archived_at     timestamp,
-    removed_reason  text
+    removed_reason  text,
+    -- How many image rows (pending or attached) the listing has: taking a
+    -- slot is an UPDATE of this row, which serialises concurrent uploads,
+    -- so no race passes the limit of 12.
+    image_slots     integer NOT NULL DEFAULT 0 CHECK (image_slots BETWEEN 0 AND 12)
 );
 
 -- Searches read active listings only: partial indexes keep them small.
+-- The location index also holds the id (btree_gist's float8 opclass), so a
+-- nearest-first search reads `ORDER BY location <-> point, id` straight
+-- from it (both are distances GiST orders by), ties and all.
+CREATE EXTENSION IF NOT EXISTS btree_gist;
 CREATE INDEX marketplace_listings_location_idx ON marketplace_listings
-    USING gist (location) WHERE status = 'active';
+    USING gist (location, (id::float8)) WHERE status = 'active';
 CREATE INDEX marketplace_listings_search_idx ON marketplace_listings
     USING gin (search) WHERE status = 'active';
 CREATE INDEX marketplace_listings_newest_idx ON marketplace_listings
@@ -55,9 +63,10 @@ CREATE INDEX marketplace_listings_ended_idx ON marketplace_listings (ended_at)
 
 -- A listing's pictures, in object storage under `key`. A row is `pending`
 -- from the moment an upload URL is handed out until the upload is confirmed
--- (a HEAD on the stored object), then `attached`. Pending rows older than
--- the upload URL's life are abandoned uploads: the lifecycle job deletes
--- them and their objects.
+-- (a HEAD on the stored object), then `attached`; either way it holds one of
+-- the listing's 12 `image_slots`. Pending rows an hour old are abandoned
+-- uploads: the lifecycle job deletes them (and their objects), freeing
+-- their slots.
 CREATE TABLE marketplace_listing_images (
     id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     listing_id    bigint NOT NULL REFERENCES marketplace_listings (id) ON DELETE CASCADE,

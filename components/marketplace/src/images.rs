@@ -87,7 +87,7 @@ pub async fn start<H: HttpClient>(
     now: DateTime<Utc>,
 ) -> Result<Upload, AppError> {
     let listing = for_seller(sql, actor, id).await?;
-    if matches!(listing.status, Status::Sold | Status::Removed) {
+    if matches!(listing.status, Status::Sold | Status::Removed) || listing.archived_at.is_some() {
         return Err(AppError::Conflict("this listing has ended".into()));
     }
     let mut errors = Vec::new();
@@ -114,20 +114,21 @@ pub async fn start<H: HttpClient>(
         uuid::Uuid::new_v4().simple(),
         extension(&content_type)
     );
-    // Twelve at most, counting uploads still in flight: the count and the
-    // insert are one statement, serialised per listing by its row lock.
+    // Twelve at most, uploads in flight included: the row takes one of the
+    // listing's `image_slots` by updating it, and concurrent updates of one
+    // row wait for each other and re-check the limit (READ COMMITTED), so
+    // no two requests take the last slot.
     let row = sql
         .query_opt(
-            "WITH listing AS (SELECT id FROM marketplace_listings WHERE id = $1 FOR UPDATE) \
+            "WITH slot AS ( \
+                 UPDATE marketplace_listings SET image_slots = image_slots + 1 \
+                 WHERE id = $1 AND image_slots < $6::bigint RETURNING id, image_slots) \
              INSERT INTO marketplace_listing_images (listing_id, key, content_type, byte_size, \
                  position, created_at) \
-             SELECT $1, $2, $3, $4::bigint, \
+             SELECT slot.id, $2, $3, $4::bigint, \
                  (SELECT coalesce(max(position), 0) + 1 FROM marketplace_listing_images \
                   WHERE listing_id = $1), $5::timestamp \
-             FROM listing \
-             WHERE (SELECT count(*) FROM marketplace_listing_images \
-                    WHERE listing_id = $1 \
-                      AND (status = 'attached' OR created_at > $5::timestamp - interval '15 minutes')) < $6 \
+             FROM slot \
              RETURNING id",
             &[
                 SqlValue::Int64(id),
@@ -206,7 +207,10 @@ pub async fn delete(
     for_seller(sql, actor, listing_id).await?;
     let gone = sql
         .execute(
-            "DELETE FROM marketplace_listing_images WHERE id = $1 AND listing_id = $2",
+            "WITH gone AS (DELETE FROM marketplace_listing_images \
+                 WHERE id = $1 AND listing_id = $2 RETURNING listing_id) \
+             UPDATE marketplace_listings SET image_slots = image_slots - 1 \
+             WHERE id IN (SELECT listing_id FROM gone)",
             &[SqlValue::Int64(image_id), SqlValue::Int64(listing_id)],
         )
         .await?;

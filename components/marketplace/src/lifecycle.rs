@@ -35,6 +35,9 @@ pub const NAME: &str = "marketplace.lifecycle";
 const DELETIONS_PER_RUN: i64 = 1000;
 /// Reminder emails per run at most.
 const REMINDERS_PER_RUN: i64 = 500;
+/// A key storage refused this many times stays queued for ops to look at
+/// (`last_error`), without holding up the keys behind it.
+const MAX_DELETE_ATTEMPTS: i32 = 20;
 
 /// What one run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -125,12 +128,21 @@ impl<S: Sql, C: Clock, H: HttpClient, M: HttpClient> Lifecycle<'_, S, C, H, M> {
             .await?;
         counts.abandoned_uploads = self
             .sql
-            .execute(
-                "DELETE FROM marketplace_listing_images \
-                 WHERE status = 'pending' AND created_at <= $1::timestamp - interval '1 hour'",
+            .query(
+                "WITH gone AS (DELETE FROM marketplace_listing_images \
+                     WHERE status = 'pending' AND created_at <= $1::timestamp - interval '1 hour' \
+                     RETURNING listing_id), \
+                 freed AS (UPDATE marketplace_listings l SET image_slots = image_slots - g.n \
+                     FROM (SELECT listing_id, count(*)::int AS n FROM gone GROUP BY listing_id) g \
+                     WHERE l.id = g.listing_id) \
+                 SELECT count(*) AS n FROM gone",
                 std::slice::from_ref(&t),
             )
-            .await?;
+            .await?
+            .first()
+            .map(|r| r.get::<i64>("n"))
+            .transpose()?
+            .unwrap_or(0) as u64;
         self.delete_objects(now, &mut counts).await?;
         self.sql
             .execute(
@@ -191,6 +203,13 @@ impl<S: Sql, C: Clock, H: HttpClient, M: HttpClient> Lifecycle<'_, S, C, H, M> {
                 Ok(()) => counts.reminded += 1,
                 Err(e) => {
                     counts.reminders_failed += 1;
+                    // Unclaimed: the next run tries again while it is due.
+                    self.sql
+                        .execute(
+                            "UPDATE marketplace_listings SET reminded_at = NULL WHERE id = $1",
+                            &[SqlValue::Int64(id)],
+                        )
+                        .await?;
                     village_platform::log::event(
                         "WARN",
                         "expiry reminder not sent",
@@ -213,8 +232,12 @@ impl<S: Sql, C: Clock, H: HttpClient, M: HttpClient> Lifecycle<'_, S, C, H, M> {
         let keys = self
             .sql
             .query(
-                "SELECT key FROM marketplace_image_deletions ORDER BY queued_at LIMIT $1",
-                &[SqlValue::Int64(DELETIONS_PER_RUN)],
+                "SELECT key FROM marketplace_image_deletions WHERE attempts < $2 \
+                 ORDER BY attempts, queued_at LIMIT $1",
+                &[
+                    SqlValue::Int64(DELETIONS_PER_RUN),
+                    SqlValue::Int32(MAX_DELETE_ATTEMPTS),
+                ],
             )
             .await?;
         for row in &keys {

@@ -272,9 +272,16 @@ pub async fn check(sql: &impl Sql, raw: RawListing) -> Result<ListingFields, App
             .await?
             .map(Resolved::City)
             .ok_or_else(|| FieldError::new("city_id", "not a known place")),
-        PlaceInput::Point(lat, lon) => Point::new(lat, lon)
-            .map(Resolved::Point)
-            .map_err(|e| FieldError::new("lat", e)),
+        PlaceInput::Point(lat, lon) => Point::new(lat, lon).map(Resolved::Point).map_err(|e| {
+            FieldError::new(
+                if e.contains("longitude") {
+                    "lon"
+                } else {
+                    "lat"
+                },
+                e,
+            )
+        }),
         PlaceInput::Text(t) if t.trim().is_empty() => Err(FieldError::new(
             "place",
             "required: a town, or latitude and longitude",
@@ -324,6 +331,8 @@ pub struct Listing {
     pub published_at: Option<DateTime<Utc>>,
     pub expires_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
+    /// Set once archived (30 days after ending): images gone, final.
+    pub archived_at: Option<DateTime<Utc>>,
     pub removed_reason: Option<String>,
 }
 
@@ -357,6 +366,7 @@ impl TryFrom<&Row> for Listing {
             published_at: r.get("published_at")?,
             expires_at: r.get("expires_at")?,
             ended_at: r.get("ended_at")?,
+            archived_at: r.get("archived_at")?,
             removed_reason: r.get("removed_reason")?,
         })
     }
@@ -370,7 +380,7 @@ macro_rules! listing_select {
                 c.fee_cents AS category_fee_cents, l.city_id, l.place_name, \
                 ST_Y(l.location::geometry) AS lat, ST_X(l.location::geometry) AS lon, \
                 l.contact_method, l.contact_value, l.status, l.created_at, l.updated_at, \
-                l.published_at, l.expires_at, l.ended_at, l.removed_reason \
+                l.published_at, l.expires_at, l.ended_at, l.archived_at, l.removed_reason \
          FROM marketplace_listings l \
          JOIN marketplace_categories c ON c.id = l.category_id \
          JOIN users u ON u.id = l.seller_id "
@@ -476,11 +486,28 @@ pub async fn update(
     now: DateTime<Utc>,
 ) -> Result<(), AppError> {
     let listing = for_seller(sql, actor, id).await?;
-    if matches!(listing.status, Status::Sold | Status::Removed) {
+    if matches!(listing.status, Status::Sold | Status::Removed) || listing.archived_at.is_some() {
         return Err(AppError::Conflict(format!(
             "a {} listing can no longer be edited",
             listing.status.as_str()
         )));
+    }
+    // A published listing cannot move into a paid category: that would
+    // skip the fee publishing asks for.
+    if fields.category.is_paid()
+        && fields.category.id != listing_category_id(sql, id).await?
+        && matches!(
+            listing.status,
+            Status::Active | Status::Expired | Status::Pending
+        )
+    {
+        return Err(AppError::Validation(vec![FieldError::new(
+            "category",
+            format!(
+                "“{}” is a paid category: a published listing cannot move into it",
+                fields.category.name
+            ),
+        )]));
     }
     let mut params = field_params(fields);
     params.push(SqlValue::Int64(id));
@@ -497,6 +524,26 @@ pub async fn update(
     Ok(())
 }
 
+async fn listing_category_id(sql: &impl Sql, id: i64) -> Result<i64, SqlError> {
+    sql.query_opt(
+        "SELECT category_id FROM marketplace_listings WHERE id = $1",
+        &[SqlValue::Int64(id)],
+    )
+    .await?
+    .map_or(Ok(0), |r| r.get("category_id"))
+}
+
+/// The refusal of a paid category's listing until payments exist.
+fn unpaid(listing: &Listing) -> AppError {
+    AppError::Conflict(format!(
+        "“{}” is a paid category (${:.2}); paid listings open with online payments, \
+         which are not available yet. Your listing is saved: publish it then, or move it \
+         to a free category.",
+        listing.category_name,
+        f64::from(listing.category_fee_cents) / 100.0
+    ))
+}
+
 /// Publishes a draft (or re-publishes an expired listing not yet archived):
 /// active for 30 days. A paid category refuses until payments exist.
 pub async fn publish(
@@ -507,13 +554,7 @@ pub async fn publish(
 ) -> Result<Listing, AppError> {
     let listing = for_seller(sql, actor, id).await?;
     if listing.category_fee_cents > 0 {
-        return Err(AppError::Conflict(format!(
-            "“{}” is a paid category (${:.2}); paid listings open with online payments, \
-             which are not available yet. Your draft is saved: publish it then, or move it \
-             to a free category.",
-            listing.category_name,
-            f64::from(listing.category_fee_cents) / 100.0
-        )));
+        return Err(unpaid(&listing));
     }
     transition(
         sql,
@@ -527,7 +568,8 @@ pub async fn publish(
     .await
 }
 
-/// Another 30 days from now, for an active or expired (not archived) listing.
+/// Another 30 days from now, for an active or expired (not archived)
+/// listing; a paid category's term is paid for, so it refuses for now.
 pub async fn renew(
     sql: &impl Sql,
     actor: &Actor<'_>,
@@ -535,6 +577,9 @@ pub async fn renew(
     now: DateTime<Utc>,
 ) -> Result<Listing, AppError> {
     let listing = for_seller(sql, actor, id).await?;
+    if listing.category_fee_cents > 0 {
+        return Err(unpaid(&listing));
+    }
     transition(
         sql,
         "UPDATE marketplace_listings SET status = 'active', updated_at = $2::timestamp, \

@@ -119,6 +119,7 @@ struct MineRow {
     status: &'static str,
     price: String,
     expires: String,
+    can_edit: bool,
     can_publish: bool,
     can_renew: bool,
     can_sell: bool,
@@ -260,7 +261,16 @@ pub(crate) async fn handle<S: Sql, H: HttpClient>(
         }
         (&M::GET, ["marketplace", "mine"]) => {
             let seller = ctx.user_id().ok_or(AppError::Unauthorized)?;
-            let notice = web::query_param(req.query.as_bytes(), "notice");
+            let notice = web::query_param(req.query.as_bytes(), "notice").map(|code| {
+                match code.as_str() {
+                    "paid" => {
+                        "That listing is in a paid category. Paid listings open with online \
+                         payments, which are not available yet; it is saved as it is."
+                    }
+                    _ => "That change is not possible for the listing as it is now.",
+                }
+                .to_owned()
+            });
             mine(sql, seller, notice, &csp, chrome()).await
         }
         (&M::GET, ["marketplace", "new"]) => {
@@ -373,16 +383,23 @@ pub(crate) async fn handle<S: Sql, H: HttpClient>(
             };
             match result {
                 Ok(()) => Ok(web::see_other("/marketplace/mine")),
-                // A refused change (say a paid category) is told on the page.
-                Err(AppError::Conflict(why)) => {
-                    let encoded: String =
-                        url::form_urlencoded::byte_serialize(why.as_bytes()).collect();
-                    Ok(web::see_other(&format!(
-                        "/marketplace/mine?notice={encoded}"
-                    )))
-                }
+                // A refused change is told on the page by a code: the page
+                // shows only its own words, never text from a link.
+                Err(AppError::Conflict(why)) => Ok(web::see_other(&format!(
+                    "/marketplace/mine?notice={}",
+                    if why.contains("paid category") {
+                        "paid"
+                    } else {
+                        "state"
+                    }
+                ))),
                 Err(e) => Err(e),
             }
+        }
+        (&M::POST, ["marketplace", "widget"]) => {
+            let near = web::query_param(req.body, "near").unwrap_or_default();
+            crate::widget::choose_place(sql, ctx, &near).await?;
+            Ok(web::see_other("/#widget-marketplace"))
         }
         (&M::POST, ["marketplace", "listings", id, "images", image, "delete"]) => {
             let actor = actor(sql, ctx).await?;
@@ -414,8 +431,11 @@ async fn mine(
                 .filter(|_| l.status == Status::Active)
                 .map(|t| t.format("%b %-d, %Y").to_string())
                 .unwrap_or_default(),
+            can_edit: !matches!(l.status, Status::Sold | Status::Removed)
+                && l.archived_at.is_none(),
             can_publish: l.status == Status::Draft,
-            can_renew: matches!(l.status, Status::Active | Status::Expired),
+            can_renew: matches!(l.status, Status::Active | Status::Expired)
+                && l.archived_at.is_none(),
             can_sell: l.status == Status::Active,
             can_withdraw: !matches!(l.status, Status::Removed),
             paid_note: (l.category_fee_cents > 0 && l.status == Status::Draft).then(|| {

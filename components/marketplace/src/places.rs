@@ -234,7 +234,7 @@ pub async fn resolve_text(
             ),
             &[
                 SqlValue::Text(name.to_owned()),
-                admin.map_or(SqlValue::Null, SqlValue::Text),
+                admin.clone().map_or(SqlValue::Null, SqlValue::Text),
             ],
         )
         .await?;
@@ -247,6 +247,10 @@ pub async fn resolve_text(
             "no place called “{name}”; type a US town as “Name, ST”, or “latitude, longitude”"
         )),
         [one] => Ok(Resolved::City(one.clone())),
+        // "Name, ST" names one town; the gazetteer sometimes holds a
+        // neighbourhood of the same name in the same state: the most
+        // populous is the town people mean.
+        [first, ..] if admin.is_some() => Ok(Resolved::City(first.clone())),
         many => Err(format!(
             "more than one place is called “{name}”: add the state, e.g. {}",
             many.iter()

@@ -2,7 +2,10 @@
 //! visitor's chosen place (the widget's settings `city_id` and
 //! `radius_miles`, default 25), or the newest anywhere until they choose.
 
+use village_platform::error::FieldError;
 use village_platform::sql::{Sql, SqlError};
+use village_platform::{AppError, RequestContext};
+use village_preferences::{Owner, Preferences, WidgetKind};
 
 use crate::places::{self, Radius, Resolved};
 use crate::search::{Hit, SearchQuery};
@@ -75,4 +78,48 @@ pub async fn newest(
         radius_miles: radius.miles(),
         listings,
     })
+}
+
+/// `POST /marketplace/widget` (form `near`): the visitor's place for the
+/// widget, kept in their preferences (`city_id` on every marketplace
+/// widget of their layout; an anonymous visitor's first save creates their
+/// row, as any preference does).
+pub async fn choose_place(
+    sql: &impl Sql,
+    ctx: &RequestContext,
+    near: &str,
+) -> Result<(), AppError> {
+    let city = match places::resolve_text(sql, near).await? {
+        Ok(Resolved::City(city)) => city,
+        Ok(Resolved::Point(_)) => {
+            return Err(AppError::Validation(vec![FieldError::new(
+                "near",
+                "a town, like “Portland, OR”",
+            )]));
+        }
+        Err(e) => return Err(AppError::Validation(vec![FieldError::new("near", e)])),
+    };
+    let owner = Owner::of(ctx);
+    let mut prefs = village_preferences::load(sql, owner)
+        .await?
+        .unwrap_or_else(Preferences::default);
+    let mut found = false;
+    for w in prefs
+        .layout
+        .widgets
+        .iter_mut()
+        .filter(|w| w.kind == WidgetKind::Marketplace)
+    {
+        w.settings
+            .insert("city_id".into(), serde_json::json!(city.id));
+        found = true;
+    }
+    if !found {
+        return Err(AppError::Validation(vec![FieldError::new(
+            "near",
+            "your homepage has no marketplace widget; add it first",
+        )]));
+    }
+    village_preferences::save(sql, owner, &prefs).await?;
+    Ok(())
 }

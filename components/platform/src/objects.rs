@@ -81,11 +81,15 @@ impl std::fmt::Debug for S3Config {
 
 impl S3Config {
     /// Reads the settings through `get` (Spin variables in a component);
-    /// `Ok(None)` when no endpoint is configured.
+    /// `Ok(None)` when no endpoint or no keys are configured (a site
+    /// without object storage: uploads say so, everything else works).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, ObjectError> {
         let value = |name: &str| get(name).unwrap_or_default().trim().to_owned();
         let endpoint = value("object_store_endpoint");
-        if endpoint.is_empty() {
+        if endpoint.is_empty()
+            || value("object_store_access_key").is_empty()
+            || value("object_store_secret_key").is_empty()
+        {
             return Ok(None);
         }
         let config = S3Config {
@@ -98,8 +102,6 @@ impl S3Config {
         for (name, v) in [
             ("object_store_bucket", &config.bucket),
             ("object_store_region", &config.region),
-            ("object_store_access_key", &config.access_key),
-            ("object_store_secret_key", &config.secret_key),
         ] {
             if v.is_empty() {
                 return Err(ObjectError::Config(format!("`{name}` is empty")));
@@ -302,8 +304,14 @@ mod tests {
     fn settings_need_every_field_once_an_endpoint_is_set() {
         let none = S3Config::from_lookup(|_| None).expect("no store");
         assert!(none.is_none());
-        let partial = S3Config::from_lookup(|n| {
+        let no_keys = S3Config::from_lookup(|n| {
             (n == "object_store_endpoint").then(|| "http://127.0.0.1:9000".to_owned())
+        });
+        assert!(matches!(no_keys, Ok(None)), "no keys: no object storage");
+        let partial = S3Config::from_lookup(|n| match n {
+            "object_store_endpoint" => Some("http://127.0.0.1:9000".to_owned()),
+            "object_store_access_key" | "object_store_secret_key" => Some("k".to_owned()),
+            _ => None,
         });
         assert!(
             matches!(partial, Err(ObjectError::Config(m)) if m.contains("object_store_bucket"))

@@ -31,6 +31,9 @@ pub fn action_for(method: &http::Method, route: &str, path_info: &str) -> Option
         }
         "/marketplace" => Some(match (get, path_segments(path_info).as_slice()) {
             (false, ["new"]) => "listing_post",
+            // Thumbnails: a results page loads up to 50, and they are not
+            // page views (no rule by default; ops may add one).
+            (true, ["images", ..]) => "image",
             (true, _) => "page",
             (false, _) => "api",
         }),
@@ -89,6 +92,10 @@ mod tests {
         assert_eq!(
             action_for(&post, "/marketplace/...", "/listings/4/sold"),
             Some("api")
+        );
+        assert_eq!(
+            action_for(&get, "/marketplace/...", "/images/listings/4/a.png"),
+            Some("image")
         );
     }
 

@@ -38,13 +38,24 @@ pub async fn run(component: &str, queue: Queue) -> Result<(), String> {
     // Object storage and the mail relay are ours, not user URLs: reached
     // directly (their hosts are in the worker's allow-list).
     let store_http = SpinHttp::default();
-    let store_config =
-        village_platform::objects::S3Config::from_lookup(variable).map_err(|e| e.to_string())?;
-    let store = store_config
-        .as_ref()
-        .map(|c| village_platform::objects::S3Store::new(c, &store_http))
-        .transpose()
-        .map_err(|e| e.to_string())?;
+    // Broken storage settings hold up image deletion (logged each run),
+    // never the other handlers.
+    let disabled = |e: village_platform::objects::ObjectError| {
+        village_platform::log::event(
+            "ERROR",
+            &format!("object storage disabled: {e}"),
+            serde_json::json!({ "component": component }),
+        );
+    };
+    let store = village_platform::objects::S3Config::from_lookup(variable)
+        .map_err(disabled)
+        .ok()
+        .flatten()
+        .and_then(|c| {
+            village_platform::objects::S3Store::new(&c, &store_http)
+                .map_err(disabled)
+                .ok()
+        });
     let mail_http = SpinHttp::default();
     let mail = village_marketplace::lifecycle::Mail {
         relay: village_platform::mail::Mailgun {

@@ -7,7 +7,6 @@
 use spin_sdk::http::ResponseOutparam;
 use spin_sdk::http_component;
 use village_marketplace::api::{MarketRequest, Services, handle as market};
-use village_platform::AppError;
 use village_platform::clock::Clock;
 use village_platform::objects::{S3Config, S3Store};
 use village_platform::spin::{IncomingRequest, SpinHttp, Surface, serve_guarded};
@@ -30,19 +29,34 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         out,
         village_ratelimit::spin::gate,
         async |req, env, ctx| {
+            // Broken storage settings disable uploads (they say so), not
+            // the marketplace: searching and reading go on.
             let config = S3Config::from_lookup(|n| spin_sdk::variables::get(n).ok())
-                .map_err(|e| AppError::Internal(e.to_string()))?;
+                .unwrap_or_else(|e| {
+                    village_platform::log::event(
+                        "ERROR",
+                        &format!("object storage disabled: {e}"),
+                        serde_json::json!({ "component": "marketplace" }),
+                    );
+                    None
+                });
             // Images are up to 8 MiB: reading one back needs more room
             // than the default answer bound.
             let http = SpinHttp {
                 max_body: 9 << 20,
                 ..SpinHttp::default()
             };
-            let store = config
-                .as_ref()
-                .map(|c| S3Store::new(c, &http))
-                .transpose()
-                .map_err(|e| AppError::Internal(e.to_string()))?;
+            let store = config.as_ref().and_then(|c| {
+                S3Store::new(c, &http)
+                    .map_err(|e| {
+                        village_platform::log::event(
+                            "ERROR",
+                            &format!("object storage disabled: {e}"),
+                            serde_json::json!({ "component": "marketplace" }),
+                        );
+                    })
+                    .ok()
+            });
             let services = Services {
                 sql: &env.sql,
                 store: store.as_ref(),

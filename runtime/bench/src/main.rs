@@ -29,6 +29,7 @@ use clap::Parser;
 
 mod guards;
 mod jobs;
+mod marketplace;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -44,6 +45,8 @@ enum Bench {
     Jobs(jobs::JobsArgs),
     /// One flag evaluation + one rate-limit check per request, beside an empty request.
     Guards(guards::GuardsArgs),
+    /// Radius search at a million listings: the function beside its bare SQL.
+    Marketplace(marketplace::MarketplaceArgs),
 }
 
 #[derive(clap::Args)]
@@ -204,6 +207,7 @@ fn main() -> anyhow::Result<()> {
         Bench::Runtime(args) => tokio::runtime::Runtime::new()?.block_on(runtime(args)),
         Bench::Jobs(args) => jobs::run(args),
         Bench::Guards(args) => guards::run(args),
+        Bench::Marketplace(args) => marketplace::run(args),
     }
 }
 

@@ -230,9 +230,12 @@ pub mod testing {
             }
         }
         // A clone does not inherit its template's per-database settings:
-        // pin the time zone as migration V18 did for the template.
+        // pin the time zone as migration V18 did, and JIT off as V25 did.
         client
-            .batch_execute(&format!("ALTER DATABASE \"{name}\" SET TimeZone = 'UTC'"))
+            .batch_execute(&format!(
+                "ALTER DATABASE \"{name}\" SET TimeZone = 'UTC'; \
+                 ALTER DATABASE \"{name}\" SET jit = off"
+            ))
             .await
             .map_err(MigrateError::History)?;
         Ok(with_database(&admin, &name))
