@@ -257,7 +257,29 @@ async fn distances_between_known_cities_are_right_and_the_radius_is_honoured() {
         .search(&format!("city_id={seattle}&radius=250&q=canoe"))
         .await;
     assert_eq!(ids(&kw), vec![in_spokane], "{kw}");
-    assert_eq!(kw["sort"], "relevance");
+    assert_eq!(kw["sort"], "distance", "nearest first unless asked");
+    // Ranked on request: a title match above a body-only match.
+    let (_, ranked) = m
+        .search(&format!(
+            "city_id={seattle}&radius=250&q=shape&sort=relevance"
+        ))
+        .await;
+    assert_eq!(ranked["sort"], "relevance");
+    assert_eq!(
+        ids(&ranked).len(),
+        3,
+        "every body says “good shape”: {ranked}"
+    );
+    let (_, titled) = m
+        .search(&format!(
+            "city_id={seattle}&radius=250&q=kayak%20OR%20shape&sort=relevance"
+        ))
+        .await;
+    assert_eq!(
+        ids(&titled)[0],
+        in_seattle,
+        "the title match ranks first: {titled}"
+    );
     let (_, cheap) = m
         .search(&format!("city_id={portland}&radius=250&max_price=100"))
         .await;

@@ -307,8 +307,9 @@ impl SearchQuery {
         {
             errors.push(FieldError::new("max_price", "at least the minimum price"));
         }
+        // Nearest first unless asked otherwise, keywords or not: ranking
+        // reads every match in the radius (see the README's figures).
         let sort = match &self.sort {
-            None if keywords.is_some() => Sort::Relevance,
             None => Sort::Distance,
             Some(s) => match Sort::parse(s) {
                 Some(Sort::Relevance) if keywords.is_none() => {
