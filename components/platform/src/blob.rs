@@ -1,10 +1,22 @@
-//! The blob store port, and its embedded default: blobs kept in Postgres.
-//!
-//! Production can swap in an S3-compatible bucket (Cloudflare R2) behind the
-//! same trait; the embedded store serves development and tests with nothing
-//! extra to run.
+//! The blob store port for server-side blobs (screenshots, exports), with
+//! two adapters chosen by Spin variables ([`Blobs::choose`]): an
+//! S3-compatible bucket ([`crate::objects::S3Store`]; Cloudflare R2 in
+//! production) when `object_store_*` are set, else the embedded store, kept
+//! in Postgres, which needs nothing extra to run. Browser uploads (listing
+//! images) need presigned URLs, which only the bucket gives: they use
+//! `S3Store` directly.
 
+use crate::http_client::HttpClient;
+use crate::objects::{ObjectError, S3Config, S3Store};
 use crate::sql::{Sql, SqlError, SqlValue};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error(transparent)]
+    Sql(#[from] SqlError),
+    #[error(transparent)]
+    Object(#[from] ObjectError),
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Blob {
@@ -14,9 +26,10 @@ pub struct Blob {
 
 #[allow(async_fn_in_trait)] // used through generics, never as `dyn`
 pub trait BlobStore {
-    async fn put(&self, key: &str, blob: &Blob) -> Result<(), SqlError>;
-    async fn get(&self, key: &str) -> Result<Option<Blob>, SqlError>;
-    async fn delete(&self, key: &str) -> Result<bool, SqlError>;
+    async fn put(&self, key: &str, blob: &Blob) -> Result<(), BlobError>;
+    async fn get(&self, key: &str) -> Result<Option<Blob>, BlobError>;
+    /// Whether there was a blob to delete (a bucket does not say: `true`).
+    async fn delete(&self, key: &str) -> Result<bool, BlobError>;
 }
 
 /// Blobs in the `blobs` table.
@@ -25,7 +38,7 @@ pub struct SqlBlobStore<'a, S: Sql> {
 }
 
 impl<S: Sql> BlobStore for SqlBlobStore<'_, S> {
-    async fn put(&self, key: &str, blob: &Blob) -> Result<(), SqlError> {
+    async fn put(&self, key: &str, blob: &Blob) -> Result<(), BlobError> {
         self.sql
             .execute(
                 "INSERT INTO blobs (key, content_type, bytes) VALUES ($1, $2, $3) \
@@ -41,7 +54,7 @@ impl<S: Sql> BlobStore for SqlBlobStore<'_, S> {
         Ok(())
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Blob>, SqlError> {
+    async fn get(&self, key: &str) -> Result<Option<Blob>, BlobError> {
         let row = self
             .sql
             .query_opt(
@@ -49,16 +62,17 @@ impl<S: Sql> BlobStore for SqlBlobStore<'_, S> {
                 &[SqlValue::Text(key.into())],
             )
             .await?;
-        row.map(|r| {
-            Ok(Blob {
-                content_type: r.get("content_type")?,
-                bytes: r.get("bytes")?,
+        Ok(row
+            .map(|r| {
+                Ok::<_, SqlError>(Blob {
+                    content_type: r.get("content_type")?,
+                    bytes: r.get("bytes")?,
+                })
             })
-        })
-        .transpose()
+            .transpose()?)
     }
 
-    async fn delete(&self, key: &str) -> Result<bool, SqlError> {
+    async fn delete(&self, key: &str) -> Result<bool, BlobError> {
         Ok(self
             .sql
             .execute(
@@ -67,5 +81,72 @@ impl<S: Sql> BlobStore for SqlBlobStore<'_, S> {
             )
             .await?
             > 0)
+    }
+}
+
+impl<H: HttpClient> BlobStore for S3Store<'_, H> {
+    async fn put(&self, key: &str, blob: &Blob) -> Result<(), BlobError> {
+        Ok(self
+            .put(key, &blob.content_type, blob.bytes.clone(), chrono::Utc::now())
+            .await?)
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Blob>, BlobError> {
+        Ok(S3Store::get(self, key, chrono::Utc::now())
+            .await?
+            .map(|o| Blob {
+                content_type: o
+                    .content_type
+                    .unwrap_or_else(|| "application/octet-stream".into()),
+                bytes: o.bytes,
+            }))
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, BlobError> {
+        S3Store::delete(self, key, chrono::Utc::now()).await?;
+        Ok(true)
+    }
+}
+
+/// The blob store the settings choose: the bucket when `object_store_*`
+/// are set, else Postgres.
+pub enum Blobs<'a, S: Sql, H> {
+    Embedded(SqlBlobStore<'a, S>),
+    Bucket(S3Store<'a, H>),
+}
+
+impl<'a, S: Sql, H: HttpClient> Blobs<'a, S, H> {
+    pub fn choose(
+        config: Option<&S3Config>,
+        sql: &'a S,
+        http: &'a H,
+    ) -> Result<Self, ObjectError> {
+        Ok(match config {
+            Some(c) => Blobs::Bucket(S3Store::new(c, http)?),
+            None => Blobs::Embedded(SqlBlobStore { sql }),
+        })
+    }
+}
+
+impl<S: Sql, H: HttpClient> BlobStore for Blobs<'_, S, H> {
+    async fn put(&self, key: &str, blob: &Blob) -> Result<(), BlobError> {
+        match self {
+            Blobs::Embedded(s) => s.put(key, blob).await,
+            Blobs::Bucket(s) => BlobStore::put(s, key, blob).await,
+        }
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Blob>, BlobError> {
+        match self {
+            Blobs::Embedded(s) => s.get(key).await,
+            Blobs::Bucket(s) => BlobStore::get(s, key).await,
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, BlobError> {
+        match self {
+            Blobs::Embedded(s) => s.delete(key).await,
+            Blobs::Bucket(s) => BlobStore::delete(s, key).await,
+        }
     }
 }

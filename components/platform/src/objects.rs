@@ -9,8 +9,9 @@
 //! signature pins `content-type` and `content-length`, so storage itself
 //! refuses another type or size.
 //!
-//! The embedded Postgres blob store ([`crate::blob`]) stays the default for
-//! server-side blobs; direct browser uploads need this store.
+//! Server-side blobs reach it through [`crate::blob::BlobStore`] (or the
+//! embedded Postgres store when no bucket is configured); browser uploads
+//! need its presigned URLs.
 
 use std::time::Duration;
 
@@ -166,6 +167,30 @@ impl<'h, H: HttpClient> S3Store<'h, H> {
             .headers_mut()
             .insert("content-length", size.to_string());
         action.sign_with_time(life, &signing_time(now)).into()
+    }
+
+    /// Stores `bytes` under `key` (server-side writes: screenshots, exports).
+    pub async fn put(
+        &self,
+        key: &str,
+        content_type: &str,
+        bytes: Vec<u8>,
+        now: DateTime<Utc>,
+    ) -> Result<(), ObjectError> {
+        let url = self.presign_put(key, content_type, bytes.len() as u64, OWN_URL_LIFE, now);
+        let request = http::Request::put(url)
+            .header(http::header::CONTENT_TYPE, content_type)
+            .header(http::header::CONTENT_LENGTH, bytes.len())
+            .body(bytes)
+            .map_err(|e| ObjectError::Config(e.to_string()))?;
+        let response = self.http.send(request).await?;
+        match response.status().as_u16() {
+            200 | 201 | 204 => Ok(()),
+            status => Err(ObjectError::Status {
+                operation: "PUT",
+                status,
+            }),
+        }
     }
 
     /// A URL that reads `key` until `now + life`.
