@@ -7,8 +7,10 @@
 //! `Host` header included, since SigV4 signs it — adding CORS headers for
 //! the allowed origins.
 //!
-//!     village-s3-cors --listen 127.0.0.1:9000 --upstream 127.0.0.1:9001 \
-//!         --allow-origin http://127.0.0.1:3000
+//! ```text
+//! village-s3-cors --listen 127.0.0.1:9000 --upstream 127.0.0.1:9001 \
+//!     --allow-origin http://127.0.0.1:3000
+//! ```
 
 use std::net::SocketAddr;
 use std::sync::Arc;
