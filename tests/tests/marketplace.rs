@@ -1320,8 +1320,12 @@ async fn browsers_upload_through_the_development_cors_proxy() {
 async fn server_side_blobs_go_to_the_bucket_when_configured_and_to_postgres_otherwise() {
     use village_platform::blob::{Blob, BlobStore, Blobs};
     let s3 = S3Server::start().await;
-    let db = village_migrate::testing::fresh_database().await.expect("db");
-    let sql = village_platform::native::NativeSql::connect(&db).await.expect("sql");
+    let db = village_migrate::testing::fresh_database()
+        .await
+        .expect("db");
+    let sql = village_platform::native::NativeSql::connect(&db)
+        .await
+        .expect("sql");
     let http = village_platform::native::NativeHttp::new(Duration::from_secs(5));
     let blob = Blob {
         content_type: "image/webp".into(),
@@ -1329,12 +1333,18 @@ async fn server_side_blobs_go_to_the_bucket_when_configured_and_to_postgres_othe
     };
     let config = s3.config();
     for (store, in_bucket) in [
-        (Blobs::choose(Some(&config), &sql, &http).expect("bucket"), true),
+        (
+            Blobs::choose(Some(&config), &sql, &http).expect("bucket"),
+            true,
+        ),
         (Blobs::choose(None, &sql, &http).expect("embedded"), false),
     ] {
         store.put("screens/1.webp", &blob).await.expect("put");
         assert_eq!(s3.has("screens/1.webp"), in_bucket);
-        assert_eq!(store.get("screens/1.webp").await.expect("get"), Some(blob.clone()));
+        assert_eq!(
+            store.get("screens/1.webp").await.expect("get"),
+            Some(blob.clone())
+        );
         assert!(store.delete("screens/1.webp").await.expect("delete"));
         assert_eq!(store.get("screens/1.webp").await.expect("get"), None);
     }

@@ -87,7 +87,12 @@ impl<S: Sql> BlobStore for SqlBlobStore<'_, S> {
 impl<H: HttpClient> BlobStore for S3Store<'_, H> {
     async fn put(&self, key: &str, blob: &Blob) -> Result<(), BlobError> {
         Ok(self
-            .put(key, &blob.content_type, blob.bytes.clone(), chrono::Utc::now())
+            .put(
+                key,
+                &blob.content_type,
+                blob.bytes.clone(),
+                chrono::Utc::now(),
+            )
             .await?)
     }
 
@@ -112,17 +117,13 @@ impl<H: HttpClient> BlobStore for S3Store<'_, H> {
 /// are set, else Postgres.
 pub enum Blobs<'a, S: Sql, H> {
     Embedded(SqlBlobStore<'a, S>),
-    Bucket(S3Store<'a, H>),
+    Bucket(Box<S3Store<'a, H>>),
 }
 
 impl<'a, S: Sql, H: HttpClient> Blobs<'a, S, H> {
-    pub fn choose(
-        config: Option<&S3Config>,
-        sql: &'a S,
-        http: &'a H,
-    ) -> Result<Self, ObjectError> {
+    pub fn choose(config: Option<&S3Config>, sql: &'a S, http: &'a H) -> Result<Self, ObjectError> {
         Ok(match config {
-            Some(c) => Blobs::Bucket(S3Store::new(c, http)?),
+            Some(c) => Blobs::Bucket(Box::new(S3Store::new(c, http)?)),
             None => Blobs::Embedded(SqlBlobStore { sql }),
         })
     }
@@ -132,21 +133,21 @@ impl<S: Sql, H: HttpClient> BlobStore for Blobs<'_, S, H> {
     async fn put(&self, key: &str, blob: &Blob) -> Result<(), BlobError> {
         match self {
             Blobs::Embedded(s) => s.put(key, blob).await,
-            Blobs::Bucket(s) => BlobStore::put(s, key, blob).await,
+            Blobs::Bucket(s) => BlobStore::put(s.as_ref(), key, blob).await,
         }
     }
 
     async fn get(&self, key: &str) -> Result<Option<Blob>, BlobError> {
         match self {
             Blobs::Embedded(s) => s.get(key).await,
-            Blobs::Bucket(s) => BlobStore::get(s, key).await,
+            Blobs::Bucket(s) => BlobStore::get(s.as_ref(), key).await,
         }
     }
 
     async fn delete(&self, key: &str) -> Result<bool, BlobError> {
         match self {
             Blobs::Embedded(s) => s.delete(key).await,
-            Blobs::Bucket(s) => BlobStore::delete(s, key).await,
+            Blobs::Bucket(s) => BlobStore::delete(s.as_ref(), key).await,
         }
     }
 }
