@@ -371,6 +371,18 @@ impl TestApp {
     }
 }
 
+/// The installed Chromium (`scripts/test` installs the `chromium` package).
+pub fn chromium() -> &'static str {
+    [
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+        "/usr/bin/google-chrome",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+    .expect("Chromium is installed (scripts/test installs the `chromium` package)")
+}
+
 /// The `name=value` part of a `Set-Cookie` header, ready to send back.
 pub fn cookie_pair(set_cookie: &str) -> String {
     set_cookie

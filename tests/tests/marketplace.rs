@@ -1201,14 +1201,7 @@ async fn the_pages_work_without_javascript_and_render_in_chromium() {
 
 /// The DOM after Chromium loaded `url` (headless, `--dump-dom`).
 async fn chromium_dom(url: &str) -> String {
-    let browser = [
-        "/usr/bin/chromium",
-        "/usr/bin/chromium-browser",
-        "/usr/bin/google-chrome",
-    ]
-    .into_iter()
-    .find(|p| std::path::Path::new(p).exists())
-    .expect("Chromium is installed (scripts/test installs the `chromium` package)");
+    let browser = village_e2e::chromium();
     let profile = tempfile::tempdir().expect("profile dir");
     let profile_arg = format!("--user-data-dir={}", profile.path().display());
     let url = url.to_owned();

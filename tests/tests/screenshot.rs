@@ -5,18 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use village_e2e::{repo_root, spawn_app};
-
-fn chromium() -> &'static str {
-    [
-        "/usr/bin/chromium",
-        "/usr/bin/chromium-browser",
-        "/usr/bin/google-chrome",
-    ]
-    .into_iter()
-    .find(|p| std::path::Path::new(p).exists())
-    .expect("Chromium is installed (scripts/test installs the `chromium` package)")
-}
+use village_e2e::{chromium, repo_root, spawn_app};
 
 #[tokio::test]
 async fn the_homepage_renders_in_headless_chromium() {

@@ -4,6 +4,7 @@
 //! stay drafts and publishing says why.
 
 use serde::Serialize;
+use village_platform::error::FieldError;
 use village_platform::sql::{Row, Sql, SqlError, SqlValue};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -58,6 +59,17 @@ pub async fn by_slug(sql: &impl Sql, slug: &str) -> Result<Option<Category>, Sql
     .as_ref()
     .map(Category::try_from)
     .transpose()
+}
+
+/// The category a form or query names by `slug`, or the field error saying
+/// there is none (forms and searches answer alike).
+pub async fn named(sql: &impl Sql, slug: &str) -> Result<Result<Category, FieldError>, SqlError> {
+    let found = if slug.len() <= 64 {
+        by_slug(sql, slug).await?
+    } else {
+        None
+    };
+    Ok(found.ok_or_else(|| FieldError::new("category", "not a category of this marketplace")))
 }
 
 /// The ids of `root` and every category under it.

@@ -103,8 +103,7 @@ impl<S: Sql, C: Clock, H: HttpClient, M: HttpClient> Lifecycle<'_, S, C, H, M> {
             )
             .await?;
         counts.archived = self
-            .sql
-            .query(
+            .count(
                 "WITH archived AS ( \
                      UPDATE marketplace_listings SET archived_at = $1::timestamp \
                      WHERE status IN ('expired', 'sold', 'removed') AND archived_at IS NULL \
@@ -114,11 +113,7 @@ impl<S: Sql, C: Clock, H: HttpClient, M: HttpClient> Lifecycle<'_, S, C, H, M> {
                  SELECT count(*) AS n FROM archived",
                 std::slice::from_ref(&t),
             )
-            .await?
-            .first()
-            .map(|r| r.get::<i64>("n"))
-            .transpose()?
-            .unwrap_or(0) as u64;
+            .await?;
         counts.purged = self
             .sql
             .execute(
@@ -127,8 +122,7 @@ impl<S: Sql, C: Clock, H: HttpClient, M: HttpClient> Lifecycle<'_, S, C, H, M> {
             )
             .await?;
         counts.abandoned_uploads = self
-            .sql
-            .query(
+            .count(
                 "WITH gone AS (DELETE FROM marketplace_listing_images \
                      WHERE status = 'pending' AND created_at <= $1::timestamp - interval '1 hour' \
                      RETURNING listing_id), \
@@ -138,11 +132,7 @@ impl<S: Sql, C: Clock, H: HttpClient, M: HttpClient> Lifecycle<'_, S, C, H, M> {
                  SELECT count(*) AS n FROM gone",
                 std::slice::from_ref(&t),
             )
-            .await?
-            .first()
-            .map(|r| r.get::<i64>("n"))
-            .transpose()?
-            .unwrap_or(0) as u64;
+            .await?;
         self.delete_objects(now, &mut counts).await?;
         self.sql
             .execute(
@@ -157,6 +147,15 @@ impl<S: Sql, C: Clock, H: HttpClient, M: HttpClient> Lifecycle<'_, S, C, H, M> {
             )
             .await?;
         Ok(counts)
+    }
+
+    /// Runs `statement`, which answers one row with the count `n`.
+    async fn count(&self, statement: &str, params: &[SqlValue]) -> Result<u64, SqlError> {
+        let n = match self.sql.query_opt(statement, params).await? {
+            Some(row) => row.get::<i64>("n")?,
+            None => 0,
+        };
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     async fn remind(&self, now: DateTime<Utc>, counts: &mut Counts) -> Result<(), SqlError> {

@@ -248,20 +248,10 @@ pub async fn check(sql: &impl Sql, raw: RawListing) -> Result<ListingFields, App
             errors.push(FieldError::new("category", "required"));
             None
         }
-        Some(slug) => {
-            let found = if slug.len() <= 64 {
-                categories::by_slug(sql, slug).await?
-            } else {
-                None
-            };
-            if found.is_none() {
-                errors.push(FieldError::new(
-                    "category",
-                    "not a category of this marketplace",
-                ));
-            }
-            found
-        }
+        Some(slug) => categories::named(sql, slug)
+            .await?
+            .map_err(|e| errors.push(e))
+            .ok(),
     };
     let place = match raw.place {
         PlaceInput::None => Err(FieldError::new(

@@ -278,20 +278,10 @@ impl SearchQuery {
         }
         let category = match &self.category {
             None => None,
-            Some(slug) => {
-                let found = if slug.len() <= 64 {
-                    categories::by_slug(sql, slug).await?
-                } else {
-                    None
-                };
-                if found.is_none() {
-                    errors.push(FieldError::new(
-                        "category",
-                        "not a category of this marketplace",
-                    ));
-                }
-                found
-            }
+            Some(slug) => categories::named(sql, slug)
+                .await?
+                .map_err(|e| errors.push(e))
+                .ok(),
         };
         let mut price = |name: &str, value: &Option<String>| match value {
             None => None,
