@@ -1323,6 +1323,7 @@ async fn server_side_blobs_go_to_the_bucket_when_configured_and_to_postgres_othe
     let blob = Blob {
         content_type: "image/webp".into(),
         bytes: b"RIFF-webp-bytes".to_vec(),
+        metadata: [("source-url".to_owned(), "https://example.org/".to_owned())].into(),
     };
     let config = s3.config();
     for (store, in_bucket) in [

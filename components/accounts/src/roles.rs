@@ -151,6 +151,7 @@ pub const ADMIN_ROUTES: &[AdminRoute] = &[
     route(None, "/admin/api/flags", Permission::ManageFlags),
     route(None, "/admin/api/ai-budget", Permission::ManageSystem),
     route(None, "/admin/api/feeds", Permission::ManageSystem),
+    route(None, "/admin/api/screenshots", Permission::ManageSystem),
     route(None, "/admin/api/refunds", Permission::ManageRefunds),
 ];
 

@@ -21,8 +21,8 @@ use village_platform::sql::{Sql, SqlValue};
 use village_platform::web::{self, Response};
 use village_platform::{AppError, RequestContext};
 
-use crate::address;
 use crate::subscriptions::{self, FeedStatus};
+use village_platform::address;
 
 /// The shortest and longest refresh intervals ops may set.
 pub const MIN_INTERVAL: i64 = 60;

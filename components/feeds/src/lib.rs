@@ -1,9 +1,10 @@
 //! News feeds (issue #7): which feeds a visitor reads, fetching them on
 //! schedule, their articles stored once, and what the news widget shows.
 //!
-//! - [`address`]: which feed URLs may be fetched at all (http(s) only, never
-//!   private, loopback or link-local addresses — server-side request
-//!   forgery), with an allow-list for tests.
+//! - Which feed URLs may be fetched at all (http(s) only, never private,
+//!   loopback or link-local addresses — server-side request forgery), with
+//!   an allow-list for tests: [`village_platform::address`], shared with the
+//!   screenshot host.
 //! - [`parse`]: RSS, Atom and JSON Feed into one item model, summaries
 //!   sanitised, each item with a content hash for dedupe across feeds.
 //! - [`refresh`]: one feed's conditional GET, its items stored once per
@@ -17,7 +18,6 @@
 //! - [`retention`]: old articles and unread feeds pruned daily.
 //! - [`admin`]: `/admin/api/feeds` — ops add default feeds, set intervals.
 
-pub mod address;
 pub mod admin;
 pub mod api;
 pub mod handler;
@@ -29,7 +29,7 @@ pub mod subscriptions;
 pub mod view;
 
 /// The test allow-list (`feed_allowed_hosts`: comma-separated `host` or
-/// `host:port`) as [`address::check`] takes it.
+/// `host:port`) as [`village_platform::address::check`] takes it.
 pub fn allowed_hosts(setting: &str) -> Vec<String> {
     setting
         .split(',')

@@ -11,8 +11,8 @@ use serde::Serialize;
 use village_platform::http_client::{HttpClient, HttpError};
 use village_platform::sql::{Sql, SqlError, SqlValue};
 
-use crate::address::{self, FeedUrl};
 use crate::parse::{self, Item};
+use village_platform::address::{self, PublicUrl as FeedUrl};
 
 /// The longest a failing feed waits between attempts.
 pub const MAX_BACKOFF_SECS: i64 = 86_400;

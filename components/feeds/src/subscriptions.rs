@@ -12,8 +12,8 @@ use village_platform::cache::Cache;
 use village_platform::error::FieldError;
 use village_platform::sql::{Row, Sql, SqlError, SqlValue};
 
-use crate::address;
 use crate::schedule;
+use village_platform::address;
 
 /// The most feeds one user may follow.
 pub const MAX_FEEDS: i64 = 50;

@@ -31,9 +31,9 @@ pub use job::{Job, JobId, JobStatus, NewJob};
 pub use policy::RetryPolicy;
 pub use queue::Queue;
 pub use store::{
-    JobsError, QueueStats, claim, complete, delete, due_queues, enqueue, enqueue_many, fail, find,
-    pause, purge_finished, queue_stats, recent_failures, release, release_lapsed_claims, requeue,
-    rescue_stale, resume, start, wake,
+    JobsError, QueueStats, RENEW_EVERY, claim, complete, delete, due_queues, enqueue, enqueue_many,
+    fail, find, hand_back, pause, purge_finished, queue_stats, recent_failures, release,
+    release_lapsed_claims, renew, requeue, rescue_stale, resume, start, wake,
 };
 pub use worker::{DEFAULT_BATCH, DrainReport, drain};
 

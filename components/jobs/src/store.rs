@@ -351,6 +351,44 @@ pub async fn release(sql: &impl Sql, ids: &[JobId], worker: &str) -> Result<u64,
     .await
 }
 
+/// Renews the lock of every job `worker` holds (it is alive): what a
+/// long-running consumer (the screenshot host, whose captures take seconds)
+/// calls every [`RENEW_EVERY`] between starts. Returns how many it held.
+pub async fn renew(sql: &impl Sql, worker: &str, now: DateTime<Utc>) -> Result<u64, SqlError> {
+    sql.execute(
+        "UPDATE delayed_jobs SET locked_at = $2 WHERE locked_by = $1 AND status = 'running'",
+        &[text(worker), SqlValue::Timestamp(now)],
+    )
+    .await
+}
+
+/// Hands jobs `worker` holds back to the queue, started or not, as if this
+/// worker had never run them: `pending` now, and a started job's attempt
+/// given back. For a consumer that stops (shuts down, loses its browser)
+/// through no fault of the job. Returns how many it still held.
+pub async fn hand_back(
+    sql: &impl Sql,
+    ids: &[JobId],
+    worker: &str,
+    now: DateTime<Utc>,
+) -> Result<u64, SqlError> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    sql.execute(
+        "UPDATE delayed_jobs SET status = 'pending', run_at = $3, \
+             attempts = attempts - (started_at IS NOT NULL)::int, started_at = NULL, \
+             locked_by = NULL, locked_at = NULL, updated_at = $3 \
+         WHERE id = ANY($1) AND locked_by = $2 AND status = 'running'",
+        &[
+            SqlValue::Int64Array(ids.to_vec()),
+            text(worker),
+            SqlValue::Timestamp(now),
+        ],
+    )
+    .await
+}
+
 /// Frees claimed jobs that never started and whose worker has not renewed
 /// its lock since `cutoff` (it died — in another job, say): back to
 /// `pending` at once, their attempts untouched. Returns their ids.

@@ -18,10 +18,13 @@ pub enum BlobError {
     Object(#[from] ObjectError),
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Blob {
     pub content_type: String,
     pub bytes: Vec<u8>,
+    /// User metadata, name (lower-case ASCII) → value (printable ASCII):
+    /// `x-amz-meta-<name>` in the bucket, the `metadata` column embedded.
+    pub metadata: std::collections::BTreeMap<String, String>,
 }
 
 #[allow(async_fn_in_trait)] // used through generics, never as `dyn`
@@ -41,13 +44,14 @@ impl<S: Sql> BlobStore for SqlBlobStore<'_, S> {
     async fn put(&self, key: &str, blob: &Blob) -> Result<(), BlobError> {
         self.sql
             .execute(
-                "INSERT INTO blobs (key, content_type, bytes) VALUES ($1, $2, $3) \
+                "INSERT INTO blobs (key, content_type, bytes, metadata) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (key) DO UPDATE SET content_type = EXCLUDED.content_type, \
-                 bytes = EXCLUDED.bytes, updated_at = now()",
+                 bytes = EXCLUDED.bytes, metadata = EXCLUDED.metadata, updated_at = now()",
                 &[
                     SqlValue::Text(key.into()),
                     SqlValue::Text(blob.content_type.clone()),
                     SqlValue::Bytes(blob.bytes.clone()),
+                    SqlValue::Json(serde_json::to_value(&blob.metadata).unwrap_or_default()),
                 ],
             )
             .await?;
@@ -58,15 +62,17 @@ impl<S: Sql> BlobStore for SqlBlobStore<'_, S> {
         let row = self
             .sql
             .query_opt(
-                "SELECT content_type, bytes FROM blobs WHERE key = $1",
+                "SELECT content_type, bytes, metadata FROM blobs WHERE key = $1",
                 &[SqlValue::Text(key.into())],
             )
             .await?;
         Ok(row
             .map(|r| {
+                let metadata: serde_json::Value = r.get("metadata")?;
                 Ok::<_, SqlError>(Blob {
                     content_type: r.get("content_type")?,
                     bytes: r.get("bytes")?,
+                    metadata: serde_json::from_value(metadata).unwrap_or_default(),
                 })
             })
             .transpose()?)
@@ -87,9 +93,10 @@ impl<S: Sql> BlobStore for SqlBlobStore<'_, S> {
 impl<H: HttpClient> BlobStore for S3Store<'_, H> {
     async fn put(&self, key: &str, blob: &Blob) -> Result<(), BlobError> {
         Ok(self
-            .put(
+            .put_with_metadata(
                 key,
                 &blob.content_type,
+                &blob.metadata,
                 blob.bytes.clone(),
                 chrono::Utc::now(),
             )
@@ -104,6 +111,7 @@ impl<H: HttpClient> BlobStore for S3Store<'_, H> {
                     .content_type
                     .unwrap_or_else(|| "application/octet-stream".into()),
                 bytes: o.bytes,
+                metadata: o.metadata,
             }))
     }
 

@@ -9,6 +9,7 @@
 //! (anonymous id, signed-in principal, trace ids), one error-to-HTTP mapping, one JSON log line
 //! per request, and request metrics kept in Redis.
 
+pub mod address;
 pub mod admin;
 pub mod assets;
 pub mod audit;

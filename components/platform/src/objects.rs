@@ -54,6 +54,8 @@ pub struct ObjectInfo {
 pub struct Object {
     pub content_type: Option<String>,
     pub bytes: Vec<u8>,
+    /// `x-amz-meta-*` headers, by name without the prefix.
+    pub metadata: std::collections::BTreeMap<String, String>,
 }
 
 /// The bucket's settings: Spin variables `object_store_endpoint` (origin,
@@ -177,10 +179,37 @@ impl<'h, H: HttpClient> S3Store<'h, H> {
         bytes: Vec<u8>,
         now: DateTime<Utc>,
     ) -> Result<(), ObjectError> {
-        let url = self.presign_put(key, content_type, bytes.len() as u64, OWN_URL_LIFE, now);
-        let request = http::Request::put(url)
+        self.put_with_metadata(key, content_type, &Default::default(), bytes, now)
+            .await
+    }
+
+    /// [`S3Store::put`], with user metadata as signed `x-amz-meta-*`
+    /// headers (names lower-case ASCII, values printable ASCII).
+    pub async fn put_with_metadata(
+        &self,
+        key: &str,
+        content_type: &str,
+        metadata: &std::collections::BTreeMap<String, String>,
+        bytes: Vec<u8>,
+        now: DateTime<Utc>,
+    ) -> Result<(), ObjectError> {
+        let mut action = self.bucket.put_object(Some(&self.credentials), key);
+        let headers = action.headers_mut();
+        headers.insert("content-type", content_type.to_owned());
+        headers.insert("content-length", bytes.len().to_string());
+        for (name, value) in metadata {
+            headers.insert(format!("x-amz-meta-{name}"), value.clone());
+        }
+        let url: String = action
+            .sign_with_time(OWN_URL_LIFE, &signing_time(now))
+            .into();
+        let mut request = http::Request::put(url)
             .header(http::header::CONTENT_TYPE, content_type)
-            .header(http::header::CONTENT_LENGTH, bytes.len())
+            .header(http::header::CONTENT_LENGTH, bytes.len());
+        for (name, value) in metadata {
+            request = request.header(format!("x-amz-meta-{name}"), value);
+        }
+        let request = request
             .body(bytes)
             .map_err(|e| ObjectError::Config(e.to_string()))?;
         let response = self.http.send(request).await?;
@@ -235,6 +264,16 @@ impl<'h, H: HttpClient> S3Store<'h, H> {
         match response.status().as_u16() {
             200 => Ok(Some(Object {
                 content_type: header(&response, http::header::CONTENT_TYPE),
+                metadata: response
+                    .headers()
+                    .iter()
+                    .filter_map(|(name, value)| {
+                        Some((
+                            name.as_str().strip_prefix("x-amz-meta-")?.to_owned(),
+                            value.to_str().ok()?.to_owned(),
+                        ))
+                    })
+                    .collect(),
                 bytes: response.into_body(),
             })),
             404 => Ok(None),

@@ -1,17 +1,20 @@
-//! Feed URLs a visitor may ask us to fetch. A feed fetch is a request our
-//! servers make on a user's say-so, so it must never reach what only our
-//! servers can reach: only `http`/`https`, no credentials in the URL, and no
+//! URLs a user may ask us to fetch (a feed, a site to screenshot). Such a
+//! fetch is a request our servers make on a user's say-so, so it must never
+//! reach what only our servers can reach: only `http`/`https`, no credentials in the URL, and no
 //! loopback, private, link-local, shared (CGNAT), unspecified, multicast or
 //! documentation addresses, nor the names that mean them (`localhost`,
-//! `*.localhost`, `*.local`, `*.internal`). Tests name their local feed
-//! server in an allow-list.
+//! `*.localhost`, `*.local`, `*.internal`). Tests name their local
+//! servers in an allow-list.
 //!
-//! A public name can still resolve to a private address, and a Spin guest
-//! cannot resolve names itself: the component's `allowed_outbound_hosts` and
-//! the cluster's egress policy are the fence for that; this check refuses
-//! everything that is refusable from the URL alone.
+//! A public name can still resolve to a private address. A Spin guest
+//! cannot resolve names itself: the guarded fetch service's
+//! `block_networks` is the fence for that (see [`crate::fetch`]). Native
+//! code that connects itself (the screenshot host's proxy) resolves the name
+//! and judges every address with [`is_public_ip`] before it connects to
+//! exactly that address. This check refuses everything that is refusable
+//! from the URL alone.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use url::{Host, Url};
 
@@ -19,27 +22,28 @@ use url::{Host, Url};
 pub enum AddressError {
     #[error("not a URL: {0}")]
     Malformed(String),
-    #[error("only http and https feeds can be fetched")]
+    #[error("only http and https URLs can be fetched")]
     Scheme,
-    #[error("a feed URL may not carry a user name or password")]
+    #[error("a URL may not carry a user name or password")]
     Credentials,
-    #[error("feed URLs need a host name")]
+    #[error("the URL needs a host name")]
     NoHost,
     #[error("that address is not on the public internet")]
     NotPublic,
-    #[error("a feed URL may be at most {MAX_URL_LEN} characters")]
+    #[error("a URL may be at most {MAX_URL_LEN} characters")]
     TooLong,
 }
 
-/// The longest feed URL accepted (what browsers and most servers handle;
-/// the unique index on `feeds.url` could not hold a much longer one).
+/// The longest URL accepted (what browsers and most servers handle; the
+/// unique indexes on `feeds.url` and screenshot URLs could not hold a much
+/// longer one).
 pub const MAX_URL_LEN: usize = 2_048;
 
-/// A feed URL that passed the checks.
+/// A URL that passed the checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FeedUrl(Url);
+pub struct PublicUrl(Url);
 
-impl FeedUrl {
+impl PublicUrl {
     pub fn as_str(&self) -> &str {
         self.0.as_str()
     }
@@ -50,8 +54,8 @@ impl FeedUrl {
 }
 
 /// Checks `input`; `allowed_hosts` (`host` or `host:port`) are let through
-/// whatever their address (the tests' local feed server).
-pub fn check(input: &str, allowed_hosts: &[String]) -> Result<FeedUrl, AddressError> {
+/// whatever their address (the tests' local servers).
+pub fn check(input: &str, allowed_hosts: &[String]) -> Result<PublicUrl, AddressError> {
     if input.trim().len() > MAX_URL_LEN {
         return Err(AddressError::TooLong);
     }
@@ -68,15 +72,8 @@ pub fn check(input: &str, allowed_hosts: &[String]) -> Result<FeedUrl, AddressEr
     }
     let host = url.host().ok_or(AddressError::NoHost)?;
     let host_text = url.host_str().unwrap_or_default().to_ascii_lowercase();
-    let with_port = match url.port() {
-        Some(p) => format!("{host_text}:{p}"),
-        None => host_text.clone(),
-    };
-    if allowed_hosts
-        .iter()
-        .any(|a| a.eq_ignore_ascii_case(&host_text) || a.eq_ignore_ascii_case(&with_port))
-    {
-        return Ok(FeedUrl(url));
+    if is_allowed(allowed_hosts, &host_text, url.port()) {
+        return Ok(PublicUrl(url));
     }
     let public = match host {
         Host::Ipv4(ip) => is_public_v4(ip),
@@ -84,9 +81,26 @@ pub fn check(input: &str, allowed_hosts: &[String]) -> Result<FeedUrl, AddressEr
         Host::Domain(name) => is_public_name(name),
     };
     if public {
-        Ok(FeedUrl(url))
+        Ok(PublicUrl(url))
     } else {
         Err(AddressError::NotPublic)
+    }
+}
+
+/// Whether `host` (lower case, as in a URL) with `port` is on the
+/// allow-list, as `host` or `host:port`.
+pub fn is_allowed(allowed_hosts: &[String], host: &str, port: Option<u16>) -> bool {
+    allowed_hosts.iter().any(|a| {
+        a.eq_ignore_ascii_case(host)
+            || port.is_some_and(|p| a.eq_ignore_ascii_case(&format!("{host}:{p}")))
+    })
+}
+
+/// Whether a connection to `ip` stays on the public internet.
+pub fn is_public_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => is_public_v6(v6),
     }
 }
 
@@ -147,7 +161,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn public_http_feeds_pass() {
+    fn public_http_urls_pass() {
         for ok in [
             "https://www.bbc.co.uk/news/rss.xml",
             "http://feeds.example.org/atom",

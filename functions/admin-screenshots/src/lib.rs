@@ -1,0 +1,60 @@
+//! `admin-screenshots` — `/admin/api/screenshots/...`: ops queue a capture
+//! for `screenshot-host` and see what it captured, or why it could not.
+//! For callers with `manage_system`. See `village_screenshots::admin`.
+
+// The SDK's export macro generates the component ABI glue, which is `unsafe`.
+#![allow(unsafe_code)]
+
+use spin_sdk::http::ResponseOutparam;
+use spin_sdk::http_component;
+use village_accounts::spin::serve_admin;
+use village_platform::admin::Actor;
+use village_platform::blob::Blobs;
+use village_platform::clock::Clock;
+use village_platform::objects::S3Config;
+use village_platform::spin::{IncomingRequest, SpinHttp};
+use village_screenshots::admin::{AdminRequest, PREFIX, Services, handle as screenshots};
+
+#[http_component]
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    serve_admin(
+        "admin-screenshots",
+        req,
+        out,
+        async |req, env, ctx, admin| {
+            let variable = |n: &str| spin_sdk::variables::get(n).ok();
+            // The images are where the host put them: the bucket when
+            // `object_store_*` are set, else the embedded store (Postgres).
+            let config = S3Config::from_lookup(variable).map_err(|e| {
+                village_platform::error::AppError::Internal(format!("object storage settings: {e}"))
+            })?;
+            let http = SpinHttp::default();
+            let blobs = Blobs::choose(config.as_ref(), &env.sql, &http).map_err(|e| {
+                village_platform::error::AppError::Internal(format!("object storage: {e}"))
+            })?;
+            let hosts = village_screenshots::allowed_hosts(
+                &variable("screenshot_allowed_hosts").unwrap_or_default(),
+            );
+            let services = Services {
+                sql: &env.sql,
+                cache: &env.cache,
+                blobs: &blobs,
+                now: env.clock.now(),
+                allowed_hosts: &hosts,
+            };
+            let path = req.uri().path();
+            let request = AdminRequest {
+                method: req.method(),
+                path: path.strip_prefix(PREFIX).unwrap_or(path),
+                query: req.uri().query().unwrap_or_default(),
+                body: req.body(),
+            };
+            let actor = Actor {
+                user_id: Some(admin.user_id),
+                label: admin.label(),
+            };
+            screenshots(request, &services, &actor, ctx).await
+        },
+    )
+    .await
+}
