@@ -290,3 +290,73 @@ async fn queue_lag(sql: &NativeSql) -> Result<(i64, f64), village_platform::sql:
         None => (0, 0.0),
     })
 }
+
+/// A host on a thread of its own (its own single-threaded runtime), for
+/// callers on another runtime: the end-to-end tests and the benchmark.
+pub struct HostThread {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl HostThread {
+    /// Starts a host and waits until it serves.
+    pub fn start(config: Config) -> anyhow::Result<HostThread> {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let started = tx.clone();
+            let result = tokio::task::LocalSet::new().block_on(
+                &runtime,
+                run(
+                    config,
+                    async move {
+                        let _ = stopped.await;
+                    },
+                    move |host| {
+                        let _ = started.send(Ok(host.addr));
+                    },
+                ),
+            );
+            if let Err(e) = &result {
+                let _ = tx.send(Err(e.to_string()));
+            }
+            result
+        });
+        let addr = rx
+            .recv()
+            .map_err(|_| anyhow::anyhow!("the host thread ended before serving"))?
+            .map_err(|e| anyhow::anyhow!(e))?;
+        Ok(HostThread {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// Shuts the host down (as SIGTERM would) and waits for it.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| anyhow::anyhow!("the host thread panicked"))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for HostThread {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
