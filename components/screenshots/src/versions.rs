@@ -184,7 +184,7 @@ pub async fn record_version(sql: &impl Sql, new: &NewVersion) -> Result<Version,
         match sql.query_opt(&statement, &params).await {
             Ok(Some(row)) => return version(&row),
             Ok(None) => return Err(SqlError::Decode("no version recorded".into())),
-            Err(e) if e.is_unique_violation() && tries < 3 => tries += 1,
+            Err(e) if e.is_unique_violation() && tries < 10 => tries += 1,
             Err(e) => return Err(e),
         }
     }
