@@ -192,7 +192,7 @@ impl Pool {
             .tempdir()
             .map_err(|e| PoolError::Launch(format!("profile directory: {e}")))?;
         let config = BrowserConfig::builder()
-            .chrome_executable(&self.config.chromium)
+            .chrome_executable(on_path(&self.config.chromium))
             .no_sandbox()
             .disable_default_args()
             .args(chromium_args())
@@ -340,6 +340,19 @@ fn chromium_args() -> Vec<String> {
     .collect()
 }
 
+/// A bare name (`chromium`) looked up on `PATH`, as a shell would.
+fn on_path(binary: &std::path::Path) -> PathBuf {
+    if binary.components().count() > 1 {
+        return binary.to_owned();
+    }
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join(binary))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| binary.to_owned())
+}
+
 fn process_exists(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|s| stat_state(&s).is_none_or(|c| c != 'Z'))
@@ -390,13 +403,30 @@ fn tree(pid: u32) -> Vec<u32> {
     found
 }
 
-/// Resident memory of `pid` and its descendants, in bytes.
+/// Memory of `pid` and its descendants, in bytes: their proportional set
+/// size (PSS: each shared page divided among the processes sharing it), so
+/// Chromium's many processes mapping the same binary and shared memory are
+/// not counted many times over as RSS would. Falls back to RSS where the
+/// kernel has no `smaps_rollup`.
 pub fn tree_rss(pid: u32) -> u64 {
-    tree(pid)
-        .into_iter()
-        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/statm")).ok())
-        .filter_map(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .sum::<u64>()
+    tree(pid).into_iter().map(process_memory).sum()
+}
+
+fn process_memory(pid: u32) -> u64 {
+    let kib = |text: &str, field: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    };
+    if let Ok(rollup) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        && let Some(pss) = kib(&rollup, "Pss:")
+    {
+        return pss * 1024;
+    }
+    std::fs::read_to_string(format!("/proc/{pid}/statm"))
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .unwrap_or(0)
         * 4096
 }
 

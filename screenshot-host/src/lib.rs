@@ -19,6 +19,8 @@
 pub mod browser;
 pub mod capture;
 pub mod config;
+#[cfg(feature = "corpus")]
+pub mod corpus;
 pub mod metrics;
 pub mod proxy;
 pub mod runner;
@@ -252,6 +254,7 @@ async fn endpoint(
                 contexts: pool.capacity(),
                 in_use: pool.in_use(),
                 rss_bytes: pool.rss_bytes.get(),
+                peak_rss_bytes: pool.peak_rss_bytes.get(),
                 memory_limit_bytes: pool.memory_limit(),
                 recycled_for_memory: pool.recycled_for_memory.get(),
                 recycled_for_health: pool.recycled_for_health.get(),

@@ -28,6 +28,7 @@ pub struct Gauges {
     pub contexts: usize,
     pub in_use: usize,
     pub rss_bytes: u64,
+    pub peak_rss_bytes: u64,
     pub memory_limit_bytes: u64,
     pub recycled_for_memory: u64,
     pub recycled_for_health: u64,
@@ -125,7 +126,7 @@ impl Metrics {
             "village_screenshot_capture_seconds_count {}",
             self.count.get()
         );
-        let gauges: [(&str, &str, &str, String); 7] = [
+        let gauges: [(&str, &str, &str, String); 8] = [
             (
                 "village_screenshot_pool_contexts",
                 "gauge",
@@ -143,6 +144,12 @@ impl Metrics {
                 "gauge",
                 "Resident memory of the browser and its processes.",
                 g.rss_bytes.to_string(),
+            ),
+            (
+                "village_screenshot_browser_peak_rss_bytes",
+                "gauge",
+                "The most the browser's processes held at once since start.",
+                g.peak_rss_bytes.to_string(),
             ),
             (
                 "village_screenshot_browser_memory_limit_bytes",
@@ -211,6 +218,7 @@ mod tests {
             contexts: 4,
             in_use: 1,
             rss_bytes: 10,
+            peak_rss_bytes: 15,
             memory_limit_bytes: 20,
             recycled_for_memory: 0,
             recycled_for_health: 2,

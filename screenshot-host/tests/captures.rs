@@ -4,12 +4,10 @@
 //! mid-capture loses no job; a bloated browser is replaced between
 //! captures; shutdown hands claimed jobs back.
 
-mod corpus;
-
 use std::rc::Rc;
 use std::time::Duration;
 
-use corpus::Corpus;
+use screenshot_host::corpus::Corpus;
 use screenshot_host::runner::Runner;
 use screenshot_host::{Config, run};
 use tokio::sync::oneshot;

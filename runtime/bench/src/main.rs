@@ -30,6 +30,7 @@ use clap::Parser;
 mod guards;
 mod jobs;
 mod marketplace;
+mod screenshots;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -47,6 +48,8 @@ enum Bench {
     Guards(guards::GuardsArgs),
     /// Radius search at a million listings: the function beside its bare SQL.
     Marketplace(marketplace::MarketplaceArgs),
+    /// The screenshot host: captures per minute with 1, 2, 4 contexts, beside a process per page.
+    Screenshots(screenshots::ScreenshotsArgs),
 }
 
 #[derive(clap::Args)]
@@ -208,6 +211,7 @@ fn main() -> anyhow::Result<()> {
         Bench::Jobs(args) => jobs::run(args),
         Bench::Guards(args) => guards::run(args),
         Bench::Marketplace(args) => marketplace::run(args),
+        Bench::Screenshots(args) => screenshots::run(args),
     }
 }
 

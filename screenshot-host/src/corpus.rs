@@ -1,9 +1,7 @@
-//! A local site corpus on loopback, for the host's tests and benchmark:
-//! ordinary pages and every way a page can misbehave. Served by a small
-//! hyper server in the test's process; the broken-TLS site by a second
-//! listener with a certificate nobody issued.
-
-#![allow(dead_code)] // each test binary uses a part
+//! A local site corpus on loopback, for the host's tests and benchmark
+//! (feature `corpus`): ordinary pages and every way a page can misbehave.
+//! Served by a small hyper server on the caller's runtime; the broken-TLS
+//! site by a second listener with a certificate nobody issued (`rcgen`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
