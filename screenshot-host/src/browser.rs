@@ -195,7 +195,8 @@ impl Pool {
             .chrome_executable(on_path(&self.config.chromium))
             .no_sandbox()
             .disable_default_args()
-            .args(chromium_args())
+            .args(CHROMIUM_SWITCHES.map(str::to_owned))
+            .args(CHROMIUM_SETTINGS)
             .window_size(FULL_WIDTH, FULL_HEIGHT)
             .viewport(Viewport {
                 width: FULL_WIDTH,
@@ -282,12 +283,8 @@ impl Pool {
                 last_probe = Instant::now();
                 let probe = tokio::time::timeout(PROBE_TIMEOUT, instance.browser.version()).await;
                 if !matches!(probe, Ok(Ok(_))) {
-                    tracing::warn!(
-                        pid = instance.pid,
-                        "browser stopped answering; replacing it"
-                    );
-                    self.recycled_for_health
-                        .set(self.recycled_for_health.get() + 1);
+                    // Counted and replaced at the next look, as dead.
+                    tracing::warn!(pid = instance.pid, "browser stopped answering; killing it");
                     instance.kill();
                 }
             }
@@ -306,39 +303,46 @@ impl Pool {
 /// that leaves the proxy. Every context sets its own proxy; the default
 /// one is a closed port, so nothing outside a capture's context (nor a
 /// pop-up that escapes one) reaches the network. `<-loopback>` removes
-/// Chromium's implicit "loopback goes direct". WebRTC may not send UDP
-/// around the proxy. The pop-up blocker stays on.
-fn chromium_args() -> Vec<String> {
-    [
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-background-timer-throttling",
-        "--disable-backgrounding-occluded-windows",
-        "--disable-renderer-backgrounding",
-        "--disable-breakpad",
-        "--disable-component-update",
-        "--disable-default-apps",
-        "--disable-domain-reliability",
-        "--disable-sync",
-        "--disable-quic",
-        "--disable-features=TranslateUI,MediaRouter,OptimizationHints,AutofillServerCommunication,InterestFeedContentSuggestions",
-        "--no-first-run",
-        "--no-default-browser-check",
-        "--password-store=basic",
-        "--use-mock-keychain",
-        "--force-color-profile=srgb",
-        "--hide-scrollbars",
-        "--mute-audio",
-        "--lang=en-US",
-        "--proxy-server=http://127.0.0.1:9",
-        "--proxy-bypass-list=<-loopback>",
-        "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
-    ]
-    .into_iter()
-    .map(str::to_owned)
-    .collect()
-}
+/// Chromium's implicit "loopback goes direct". Chromium resolves no name
+/// itself (`--host-resolver-rules`: the proxy resolves, and checks), and
+/// WebRTC may not send UDP around the proxy. The pop-up blocker stays on.
+///
+/// chromiumoxide adds the leading `--` (a key given with dashes would
+/// reach Chromium as `----key`, which it ignores): keys here have none.
+/// Switches, then `key=value` settings.
+pub const CHROMIUM_SWITCHES: [&str; 17] = [
+    "disable-gpu",
+    "disable-dev-shm-usage",
+    "disable-background-networking",
+    "disable-background-timer-throttling",
+    "disable-backgrounding-occluded-windows",
+    "disable-renderer-backgrounding",
+    "disable-breakpad",
+    "disable-component-update",
+    "disable-default-apps",
+    "disable-domain-reliability",
+    "disable-sync",
+    "disable-quic",
+    "no-first-run",
+    "no-default-browser-check",
+    "use-mock-keychain",
+    "hide-scrollbars",
+    "mute-audio",
+];
+
+pub const CHROMIUM_SETTINGS: [(&str, &str); 8] = [
+    (
+        "disable-features",
+        "TranslateUI,MediaRouter,OptimizationHints,AutofillServerCommunication,InterestFeedContentSuggestions",
+    ),
+    ("password-store", "basic"),
+    ("force-color-profile", "srgb"),
+    ("lang", "en-US"),
+    ("proxy-server", "http://127.0.0.1:9"),
+    ("proxy-bypass-list", "<-loopback>"),
+    ("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"),
+    ("force-webrtc-ip-handling-policy", "disable_non_proxied_udp"),
+];
 
 /// A bare name (`chromium`) looked up on `PATH`, as a shell would.
 fn on_path(binary: &std::path::Path) -> PathBuf {

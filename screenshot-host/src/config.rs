@@ -130,12 +130,21 @@ impl Config {
         })
     }
 
+    /// The lock owner name: host name, process id and a per-start random
+    /// part — a restarted container has the same host name and, as PID 1,
+    /// the same pid, and must not pass for its predecessor (whose jobs the
+    /// sweeper has to rescue).
     pub fn worker(&self) -> String {
         self.worker_id.clone().unwrap_or_else(|| {
             let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .map(|h| h.trim().to_owned())
                 .unwrap_or_else(|_| "screenshot-host".into());
-            format!("screenshot-host:{host}:{}", std::process::id())
+            let boot = uuid::Uuid::new_v4().simple().to_string();
+            format!(
+                "screenshot-host:{host}:{}:{}",
+                std::process::id(),
+                &boot[..8]
+            )
         })
     }
 

@@ -179,9 +179,8 @@ async fn housekeeping(runner: Rc<Runner>) {
     let mut ticks: u64 = 0;
     loop {
         tokio::time::sleep(RENEW_EVERY).await;
-        if !runner.running.borrow().is_empty()
-            && let Err(e) = renew(&runner.sql, &runner.worker, Utc::now()).await
-        {
+        let held: Vec<i64> = runner.running.borrow().keys().copied().collect();
+        if let Err(e) = renew(&runner.sql, &held, &runner.worker, Utc::now()).await {
             tracing::warn!(error = %e, "renewing job locks failed");
         }
         if ticks.is_multiple_of(360) {
@@ -197,6 +196,7 @@ async fn housekeeping(runner: Rc<Runner>) {
 async fn serve(listener: tokio::net::TcpListener, runner: Rc<Runner>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         let runner = runner.clone();

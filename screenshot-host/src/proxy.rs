@@ -37,7 +37,8 @@ use village_platform::address::{is_allowed, is_public_ip};
 
 /// Time to resolve a name, and to connect.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// The header a refusal answer carries (plain-http requests).
+/// The header a refusal answer carries (plain-http requests); its value
+/// says nothing about why.
 pub const REFUSED_HEADER: &str = "x-village-refused";
 
 type Body = UnsyncBoxBody<Bytes, hyper::Error>;
@@ -101,6 +102,8 @@ impl Proxy {
         tokio::task::spawn_local(until_stopped(stop, async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
+                    // Out of descriptors, say: do not spin.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 };
                 let guard = guard.clone();
@@ -169,8 +172,11 @@ async fn serve(
     let stream = match connect(&guard, &host, port).await {
         Ok(s) => s,
         Err(reason) => {
+            // The reason (which may name an internal address) is for the
+            // capture's record; the page, which could render the answer
+            // into the picture, learns nothing.
             guard.observed.record(&key, &reason);
-            return Ok(answer(http::StatusCode::FORBIDDEN, &reason));
+            return Ok(answer(http::StatusCode::FORBIDDEN, "not fetched"));
         }
     };
     let counted = Counted {
@@ -197,7 +203,7 @@ async fn serve(
         .await
         .unwrap_or_else(|reason| {
             guard.observed.record(&key, &reason);
-            answer(http::StatusCode::BAD_GATEWAY, &reason)
+            answer(http::StatusCode::BAD_GATEWAY, "not fetched")
         }))
 }
 

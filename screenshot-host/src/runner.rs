@@ -16,12 +16,13 @@
 //!   on the next browser.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
 use chrono::Utc;
 use tokio::sync::Notify;
+use tracing::Instrument;
 use village_jobs::{Job, JobId, Queue, RetryPolicy, claim, complete, fail, hand_back, start};
 use village_platform::blob::{Blob, BlobStore, Blobs};
 use village_platform::native::{NativeHttp, NativeSql};
@@ -52,8 +53,8 @@ pub struct Runner {
     pub store: Option<S3Config>,
     pub http: NativeHttp,
     pub worker: String,
-    /// Jobs being captured now.
-    pub running: RefCell<BTreeSet<JobId>>,
+    /// Jobs being captured now, and how to stop their tasks.
+    pub running: RefCell<BTreeMap<JobId, tokio::task::AbortHandle>>,
     /// Something changed: a wake-up, a finished capture.
     pub wake: Notify,
     pub stopping: Cell<bool>,
@@ -64,6 +65,14 @@ impl Runner {
     /// returns how many it started.
     pub async fn claim_and_start(self: &Rc<Self>) -> Result<usize, String> {
         if self.stopping.get() {
+            return Ok(0);
+        }
+        // No browser, no claims: jobs wait in the queue, unharmed, rather
+        // than spend their attempts on a browser that cannot start.
+        if !self.pool.ready()
+            && let Err(e) = self.pool.warm().await
+        {
+            tracing::error!(error = %e, "no browser; not claiming until one starts");
             return Ok(0);
         }
         let free = self
@@ -84,16 +93,28 @@ impl Runner {
         .map_err(|e| e.to_string())?;
         let n = jobs.len();
         for job in jobs {
-            self.running.borrow_mut().insert(job.id);
             let me = self.clone();
-            tokio::task::spawn_local(async move {
-                let id = job.id;
-                if let Err(e) = me.run(job).await {
-                    tracing::error!(job_id = id, error = %e, "a capture's job could not be recorded");
+            let id = job.id;
+            let span = tracing::info_span!(
+                "capture",
+                job_id = id,
+                attempt = tracing::field::Empty,
+                url = tracing::field::Empty
+            );
+            let task = tokio::task::spawn_local(
+                async move {
+                    if let Err(e) = me.run(job).await {
+                        // Its lock is no longer renewed: the sweeper
+                        // rescues it.
+                        tracing::error!(error = %e, "a capture's job could not be recorded");
+                    }
+                    me.running.borrow_mut().remove(&id);
+                    me.wake.notify_one();
                 }
-                me.running.borrow_mut().remove(&id);
-                me.wake.notify_one();
-            });
+                .instrument(span),
+            );
+            // The task has not run yet (this thread has not yielded).
+            self.running.borrow_mut().insert(id, task.abort_handle());
         }
         Ok(n)
     }
@@ -121,19 +142,18 @@ impl Runner {
                 return Ok(());
             }
         };
-        let span = tracing::info_span!("capture", job_id = job.id, attempt, url = %request.url);
-        let _enter = span.enter();
+        tracing::Span::current()
+            .record("attempt", attempt)
+            .record("url", request.url.as_str());
         let lease = match self.pool.lease().await {
             Ok(l) => l,
             Err(err) => {
-                return self
-                    .failed(
-                        &job,
-                        &request,
-                        CaptureError::BrowserLost(err.to_string()),
-                        0,
-                    )
-                    .await;
+                // Not the job's fault: back to the queue, attempt refunded.
+                tracing::error!(error = %err, "no browser for the capture; handing it back");
+                hand_back(&self.sql, &[job.id], &self.worker, Utc::now())
+                    .await
+                    .map_err(e)?;
+                return Ok(());
             }
         };
         let started = std::time::Instant::now();
@@ -150,9 +170,12 @@ impl Runner {
                         ms = elapsed.as_millis() as u64,
                         "captured"
                     );
-                    complete(&self.sql, &[job.id], &self.worker, Utc::now())
+                    let held = complete(&self.sql, &[job.id], &self.worker, Utc::now())
                         .await
                         .map_err(e)?;
+                    if held == 0 {
+                        tracing::warn!("captured, but the job was no longer ours (rescued?)");
+                    }
                     Ok(())
                 }
                 Err(err) => {
@@ -305,7 +328,17 @@ impl Runner {
     /// Shutdown: gives every job still held back to the queue, attempts
     /// refunded (the host stopped, not the job).
     pub async fn hand_back_all(&self) -> Result<u64, String> {
-        let ids: Vec<JobId> = self.running.borrow().iter().copied().collect();
+        // Stopped first: a capture finishing during the hand-back would
+        // record a version for a job that then runs again.
+        let ids: Vec<JobId> = self
+            .running
+            .borrow()
+            .iter()
+            .map(|(id, task)| {
+                task.abort();
+                *id
+            })
+            .collect();
         let n = hand_back(&self.sql, &ids, &self.worker, Utc::now())
             .await
             .map_err(|e| e.to_string())?;

@@ -235,6 +235,24 @@ fn every_case_of_the_corpus_ends_recorded() {
         // A second capture of one page: a new version, the first kept.
         let again = enqueue(&db, &corpus, &good[0]).await;
         let host = start(config(&db, &corpus, &s3)).await;
+        // The hardening flags reach Chromium as switches it knows.
+        let pid = host.runner.pool.browser_pid().expect("a browser");
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        for expected in [
+            "--proxy-server=http://127.0.0.1:9",
+            "--proxy-bypass-list=<-loopback>",
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+            "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
+            "--disable-background-networking",
+            "--headless",
+        ] {
+            assert!(args.iter().any(|a| a == expected), "{expected} in {args:?}");
+        }
+        assert!(!args.iter().any(|a| a.starts_with("---")), "{args:?}");
         wait_for(
             &sql,
             "SELECT count(DISTINCT url) AS n FROM screenshot_captures",
@@ -477,6 +495,29 @@ fn shutdown_hands_claimed_jobs_back_unharmed() {
             job(&sql, id).await,
             ("pending".into(), 0),
             "back in the queue, its attempt refunded"
+        );
+    });
+}
+
+#[test]
+fn a_host_without_a_browser_takes_no_job() {
+    local(async {
+        let corpus = Corpus::start().await;
+        let s3 = S3Server::start().await;
+        let db = village_migrate::testing::fresh_database()
+            .await
+            .expect("db");
+        let sql = NativeSql::connect(&db).await.expect("sql");
+        let id = enqueue(&db, &corpus, &corpus.url("/normal/1")).await;
+        let mut c = config(&db, &corpus, &s3);
+        c.chromium = "/nonexistent/chromium".into();
+        let outcome = run(c, std::future::pending(), |_| {}).await;
+        let error = outcome.expect_err("no browser, no host").to_string();
+        assert!(error.contains("Chromium did not start"), "{error}");
+        assert_eq!(
+            job(&sql, id).await,
+            ("pending".into(), 0),
+            "the job is untouched"
         );
     });
 }

@@ -351,13 +351,28 @@ pub async fn release(sql: &impl Sql, ids: &[JobId], worker: &str) -> Result<u64,
     .await
 }
 
-/// Renews the lock of every job `worker` holds (it is alive): what a
-/// long-running consumer (the screenshot host, whose captures take seconds)
-/// calls every [`RENEW_EVERY`] between starts. Returns how many it held.
-pub async fn renew(sql: &impl Sql, worker: &str, now: DateTime<Utc>) -> Result<u64, SqlError> {
+/// Renews the locks of the jobs in `ids` that `worker` still holds (it is
+/// alive and running them): what a long-running consumer (the screenshot
+/// host, whose captures take seconds) calls every [`RENEW_EVERY`]. Only the
+/// jobs it names: one it gave up on stays unrenewed, so the sweeper can
+/// rescue it. Returns how many it held.
+pub async fn renew(
+    sql: &impl Sql,
+    ids: &[JobId],
+    worker: &str,
+    now: DateTime<Utc>,
+) -> Result<u64, SqlError> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
     sql.execute(
-        "UPDATE delayed_jobs SET locked_at = $2 WHERE locked_by = $1 AND status = 'running'",
-        &[text(worker), SqlValue::Timestamp(now)],
+        "UPDATE delayed_jobs SET locked_at = $3 \
+         WHERE id = ANY($1) AND locked_by = $2 AND status = 'running'",
+        &[
+            SqlValue::Int64Array(ids.to_vec()),
+            text(worker),
+            SqlValue::Timestamp(now),
+        ],
     )
     .await
 }

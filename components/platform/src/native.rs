@@ -310,7 +310,8 @@ impl Cache for NativeCache {
 
 /// Outbound HTTP with reqwest, with a whole-request timeout. Redirects are
 /// answered, not followed, as Spin's outbound HTTP does: callers that follow
-/// them check each target themselves (feeds).
+/// them check each target themselves (feeds). Errors never carry the URL: a
+/// presigned one holds a signature, and errors reach logs and records.
 pub struct NativeHttp {
     client: reqwest::Client,
     timeout: std::time::Duration,
@@ -351,7 +352,7 @@ impl crate::http_client::HttpClient for NativeHttp {
                 if e.is_timeout() {
                     HttpError::Timeout(self.timeout)
                 } else {
-                    HttpError::Failed(e.to_string())
+                    HttpError::Failed(e.without_url().to_string())
                 }
             })?;
         let mut out = http::Response::builder().status(resp.status());
@@ -372,7 +373,7 @@ impl crate::http_client::HttpClient for NativeHttp {
             if e.is_timeout() {
                 HttpError::Timeout(self.timeout)
             } else {
-                HttpError::Failed(e.to_string())
+                HttpError::Failed(e.without_url().to_string())
             }
         })? {
             if body.len() + chunk.len() > self.max_body {
