@@ -175,6 +175,23 @@ async fn feeds_are_fetched_tagged_and_shown_on_the_homepage() {
     }
     assert_eq!(app.count("SELECT count(*) FROM feeds").await, 0);
 
+    // Tagging waits until every feed is fetched (its queue paused), so the
+    // model sees all three articles in one batch: otherwise the first feed's
+    // articles may be tagged before the next feed is fetched (two calls).
+    let (sql, cache) = village_platform::native::test_ports(&app.db_url).await;
+    let now = chrono::Utc::now();
+    assert!(
+        village_jobs::pause(
+            &sql,
+            village_jobs::Queue::Bulk,
+            "test",
+            "batch the tagging",
+            now
+        )
+        .await
+        .expect("paused")
+    );
+
     // RSS, Atom and JSON Feed, one broken feed and one that never answers.
     for path in ["/rss", "/atom", "/json", "/broken", "/silent"] {
         let (status, body) = post_json(
@@ -223,6 +240,14 @@ async fn feeds_are_fetched_tagged_and_shown_on_the_homepage() {
     );
 
     // Tagged by the model in one batch.
+    assert!(
+        village_jobs::resume(&sql, village_jobs::Queue::Bulk)
+            .await
+            .expect("resumed")
+    );
+    village_jobs::wake(&cache, village_jobs::Queue::Bulk)
+        .await
+        .expect("woken");
     wait_until(
         &app,
         "tagged articles",
