@@ -52,7 +52,9 @@ pub struct Instance {
 }
 
 impl Instance {
-    fn kill(&self) {
+    /// Kills the browser's processes; the pool replaces it at the next
+    /// lease or look.
+    pub fn kill(&self) {
         self.alive.set(false);
         kill_tree(self.pid);
     }

@@ -34,6 +34,9 @@ use crate::proxy::Proxy;
 
 /// WebP quality of the pictures (Chromium's encoder, lossy).
 const QUALITY: i64 = 80;
+/// A browser that takes longer to tell its version after a failed capture
+/// is hung.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What a capture needs to know.
 #[derive(Debug, Clone)]
@@ -123,6 +126,26 @@ pub async fn capture(
         // A browser that cannot close a context is hung.
         result = Err(CaptureError::BrowserLost(
             "the browser did not close a context".into(),
+        ));
+    }
+    // A capture that ran out of time may have met a hung browser rather
+    // than a slow page: ask it something trivial. One that does not answer
+    // is killed now (the pool starts another) and the job is not charged a
+    // page's failure: it runs again in a second.
+    if matches!(result, Err(CaptureError::Transient(_)))
+        && instance.alive.get()
+        && !matches!(
+            tokio::time::timeout(PROBE_TIMEOUT, instance.browser.version()).await,
+            Ok(Ok(_))
+        )
+    {
+        tracing::warn!(
+            pid = instance.pid,
+            "the browser stopped answering during a capture; killing it"
+        );
+        instance.kill();
+        result = Err(CaptureError::BrowserLost(
+            "the browser stopped answering".into(),
         ));
     }
     if !instance.alive.get() {

@@ -431,6 +431,97 @@ fn a_browser_killed_mid_capture_loses_no_job() {
 }
 
 #[test]
+fn a_browser_that_hangs_mid_capture_is_replaced_and_the_job_retried() {
+    local(async {
+        let corpus = Corpus::start().await;
+        let s3 = S3Server::start().await;
+        let db = village_migrate::testing::fresh_database()
+            .await
+            .expect("db");
+        let sql = NativeSql::connect(&db).await.expect("sql");
+        let host = start(config(&db, &corpus, &s3)).await;
+        let first_pid = host.runner.pool.browser_pid().expect("a browser");
+        let url = corpus.url("/slower");
+        let id = enqueue(&db, &corpus, &url).await;
+        wait_for(
+            &sql,
+            "SELECT count(*) AS n FROM delayed_jobs WHERE id = $1 AND started_at IS NOT NULL",
+            &[SqlValue::Int64(id)],
+            1,
+            30,
+        )
+        .await;
+        // Frozen, not dead: every process of the browser stops answering.
+        for pid in std::fs::read_dir("/proc")
+            .expect("proc")
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/stat"))
+                    .ok()
+                    .and_then(|s| {
+                        s.rsplit_once(')')?
+                            .1
+                            .split_whitespace()
+                            .nth(1)?
+                            .parse::<u32>()
+                            .ok()
+                    })
+                    .is_some_and(|ppid| ppid == first_pid)
+                    || *p as u32 == first_pid
+            })
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGSTOP,
+            );
+        }
+        wait_for(
+            &sql,
+            "SELECT count(*) AS n FROM delayed_jobs WHERE id = $1 AND status = 'succeeded'",
+            &[SqlValue::Int64(id)],
+            1,
+            120,
+        )
+        .await;
+        let (outcome, _) = last_capture(&sql, &url).await;
+        assert_eq!(outcome, "captured");
+        let first: (String, Option<String>) = {
+            let row = sql
+                .query_opt(
+                    "SELECT outcome, reason FROM screenshot_captures WHERE url = $1 ORDER BY id LIMIT 1",
+                    &[SqlValue::Text(url.clone())],
+                )
+                .await
+                .expect("capture")
+                .expect("a row");
+            (
+                row.get("outcome").expect("o"),
+                row.get("reason").expect("r"),
+            )
+        };
+        assert_eq!(first.0, "failed");
+        assert!(
+            first
+                .1
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with("browser lost"),
+            "{first:?}"
+        );
+        assert_eq!(job(&sql, id).await.1, 2, "retried once, at once");
+        assert_ne!(host.runner.pool.browser_pid(), Some(first_pid));
+        assert!(
+            !std::path::Path::new(&format!("/proc/{first_pid}/cmdline")).exists()
+                || std::fs::read_to_string(format!("/proc/{first_pid}/stat"))
+                    .is_ok_and(|s| s.contains(") Z")),
+            "the frozen browser was killed"
+        );
+        host.stop().await;
+    });
+}
+
+#[test]
 fn a_browser_over_its_memory_limit_is_replaced_between_captures() {
     local(async {
         let corpus = Corpus::start().await;
