@@ -380,7 +380,7 @@ fn stat_ppid(stat: &str) -> Option<u32> {
 }
 
 /// `pid` and every process below it.
-fn tree(pid: u32) -> Vec<u32> {
+pub fn process_tree(pid: u32) -> Vec<u32> {
     let mut parents: Vec<(u32, u32)> = Vec::new();
     if let Ok(entries) = std::fs::read_dir("/proc") {
         for e in entries.flatten() {
@@ -415,7 +415,7 @@ fn tree(pid: u32) -> Vec<u32> {
 /// not counted many times over as RSS would. Falls back to RSS where the
 /// kernel has no `smaps_rollup`.
 pub fn tree_rss(pid: u32) -> u64 {
-    tree(pid).into_iter().map(process_memory).sum()
+    process_tree(pid).into_iter().map(process_memory).sum()
 }
 
 fn process_memory(pid: u32) -> u64 {
@@ -439,7 +439,7 @@ fn process_memory(pid: u32) -> u64 {
 /// SIGKILLs `pid` and its descendants (Chromium's renderers and zygotes
 /// would otherwise outlive a killed browser process).
 pub fn kill_tree(pid: u32) {
-    for p in tree(pid).into_iter().rev() {
+    for p in process_tree(pid).into_iter().rev() {
         if let Ok(p) = i32::try_from(p) {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(p),

@@ -10,11 +10,12 @@
 //! context), and everything is bounded by the capture timeout.
 
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use chromiumoxide::cdp::browser_protocol::browser::{
-    BrowserContextId, SetDownloadBehaviorBehavior, SetDownloadBehaviorParams,
+    BrowserContextId, EventDownloadWillBegin, SetDownloadBehaviorBehavior,
+    SetDownloadBehaviorParams,
 };
 use chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams;
 use chromiumoxide::cdp::browser_protocol::page::{
@@ -27,6 +28,7 @@ use chromiumoxide::cdp::browser_protocol::target::{
 use chromiumoxide::error::CdpError;
 use futures::StreamExt;
 use url::Url;
+use village_platform::address::MAX_URL_LEN;
 use village_screenshots::{FULL_HEIGHT, FULL_WIDTH, THUMB_HEIGHT, THUMB_WIDTH};
 
 use crate::browser::{Instance, Lease};
@@ -53,9 +55,9 @@ pub struct CaptureSettings {
 pub struct Captured {
     pub full: Vec<u8>,
     pub thumb: Vec<u8>,
-    /// Where the page ended up, after redirects.
+    /// Where the page ended up, after redirects (at most
+    /// [`MAX_URL_LEN`] characters: a page may make its URL any length).
     pub final_url: String,
-    pub elapsed: Duration,
     /// The page's `load` never came; what it showed by then was taken.
     pub partial: bool,
 }
@@ -75,19 +77,12 @@ pub enum CaptureError {
     BrowserLost(String),
 }
 
-impl CaptureError {
-    pub fn reason(&self) -> String {
-        self.to_string()
-    }
-}
-
 /// Captures `url` with the leased browser.
 pub async fn capture(
     lease: &Lease,
     url: &str,
     settings: &CaptureSettings,
 ) -> Result<Captured, CaptureError> {
-    let started = Instant::now();
     let parsed = Url::parse(url).map_err(|e| CaptureError::Page(format!("not a URL: {e}")))?;
     let proxy = Proxy::start(settings.allowed_hosts.clone(), settings.max_page_bytes)
         .await
@@ -148,15 +143,12 @@ pub async fn capture(
             "the browser stopped answering".into(),
         ));
     }
-    if !instance.alive.get() {
-        result = result.and(Err(CaptureError::BrowserLost(
-            "the browser went away".into(),
-        )));
+    if !instance.alive.get() && result.is_err() {
+        // Whatever the capture saw last, the browser under it died (or the
+        // watchdog killed it, hung): not the page's doing.
+        result = Err(CaptureError::BrowserLost("the browser went away".into()));
     }
-    result.map(|mut c| {
-        c.elapsed = started.elapsed();
-        c
-    })
+    result
 }
 
 async fn in_context(
@@ -172,7 +164,9 @@ async fn in_context(
             behavior: SetDownloadBehaviorBehavior::Deny,
             browser_context_id: Some(context.clone()),
             download_path: None,
-            events_enabled: None,
+            // `Browser.downloadWillBegin` tells a download from a page
+            // that never loaded (both leave the tab on about:blank).
+            events_enabled: Some(true),
         })
         .await
         .map_err(|e| lost(instance, e))?;
@@ -200,13 +194,27 @@ async fn in_context(
         .await
         .map_err(|e| lost(instance, e))?;
     let dialog_page = page.clone();
-    let dialog_task = tokio::task::spawn_local(async move {
+    let _dialogs = AbortOnDrop(tokio::task::spawn_local(async move {
         while dialogs.next().await.is_some() {
             let _ = dialog_page
                 .execute(HandleJavaScriptDialogParams::new(false))
                 .await;
         }
-    });
+    }));
+    let downloaded = Rc::new(std::cell::Cell::new(false));
+    let mut downloads = browser
+        .event_listener::<EventDownloadWillBegin>()
+        .await
+        .map_err(|e| lost(instance, e))?;
+    let main_frame = page.mainframe().await.map_err(|e| lost(instance, e))?;
+    let flag = downloaded.clone();
+    let _downloads = AbortOnDrop(tokio::task::spawn_local(async move {
+        while let Some(event) = downloads.next().await {
+            if Some(&event.frame_id) == main_frame.as_ref() {
+                flag.set(true);
+            }
+        }
+    }));
     let navigated = tokio::time::timeout(
         settings.navigation_timeout + Duration::from_secs(2),
         page.execute(NavigateParams::new(url.as_str())),
@@ -228,51 +236,56 @@ async fn in_context(
     match navigated {
         Ok(Ok(response)) => {
             if response.result.is_download == Some(true) {
-                dialog_task.abort();
                 return Err(CaptureError::Page("a download, not a page".into()));
             }
             if let Some(error) = response.result.error_text.clone() {
-                dialog_task.abort();
                 return Err(navigation_error(&error, &observed, &authority_of(url)));
             }
         }
         Ok(Err(CdpError::Timeout)) | Err(_) => partial = true,
         Ok(Err(e)) => {
-            dialog_task.abort();
             return Err(lost(instance, e));
         }
     }
     if observed.over_budget.get() {
-        dialog_task.abort();
         return Err(CaptureError::Page(format!(
             "too large: the page downloads more than {} MB",
             settings.max_page_bytes >> 20
         )));
     }
-    let final_url = page
+    let final_url: String = page
         .url()
         .await
         .map_err(|e| lost(instance, e))?
-        .unwrap_or_else(|| url.to_string());
+        .unwrap_or_else(|| url.to_string())
+        .chars()
+        .take(MAX_URL_LEN)
+        .collect();
     let final_parsed = Url::parse(&final_url).ok();
     if let Some(f) = &final_parsed
         && let Some(problem) = observed.problem_with(&authority_of(f))
     {
-        dialog_task.abort();
         return Err(classify(&problem));
     }
+    if downloaded.get() {
+        return Err(CaptureError::Page("a download, not a page".into()));
+    }
     if final_url == "about:blank" {
-        // Denied downloads leave the tab where it was.
-        dialog_task.abort();
-        return Err(CaptureError::Page(
-            "not a page: the answer was a download, or nothing a browser shows".into(),
-        ));
+        return Err(if partial {
+            // Nothing arrived in time (or the browser froze: the caller
+            // asks it).
+            CaptureError::Transient(format!(
+                "timed out: the page did not load in {} s",
+                settings.navigation_timeout.as_secs()
+            ))
+        } else {
+            CaptureError::Page("not a page: nothing a browser shows".into())
+        });
     }
     if final_parsed
         .as_ref()
         .is_some_and(|f| !matches!(f.scheme(), "http" | "https"))
     {
-        dialog_task.abort();
         return Err(CaptureError::Page(format!(
             "the page ended at {final_url}, not a web page"
         )));
@@ -285,7 +298,6 @@ async fn in_context(
             .ok()
             .and_then(|r| r.into_value::<String>().ok());
         if !matches!(state.as_deref(), Some("interactive" | "complete")) {
-            dialog_task.abort();
             return Err(CaptureError::Transient(format!(
                 "timed out: the page did not load in {} s",
                 settings.navigation_timeout.as_secs()
@@ -304,7 +316,6 @@ async fn in_context(
         f64::from(THUMB_WIDTH) / f64::from(FULL_WIDTH),
     )
     .await;
-    dialog_task.abort();
     let (full, thumb) = (full?, thumb?);
     if observed.over_budget.get() {
         return Err(CaptureError::Page(format!(
@@ -317,7 +328,6 @@ async fn in_context(
         full,
         thumb,
         final_url,
-        elapsed: Duration::ZERO,
         partial,
     })
 }
@@ -345,6 +355,15 @@ async fn shot(
     base64::engine::general_purpose::STANDARD
         .decode(data)
         .map_err(|e| CaptureError::Transient(format!("screenshot data: {e}")))
+}
+
+/// Aborts a helper task when the capture ends, however it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A CDP failure: the browser's, unless it is merely a slow command.

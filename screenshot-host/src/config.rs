@@ -149,10 +149,6 @@ impl Config {
     }
 
     pub fn allowed_hosts(&self) -> Vec<String> {
-        self.allowed_hosts
-            .iter()
-            .map(|h| h.trim().to_ascii_lowercase())
-            .filter(|h| !h.is_empty())
-            .collect()
+        village_platform::address::allowed_hosts(&self.allowed_hosts.join(","))
     }
 }

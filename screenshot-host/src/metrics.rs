@@ -67,139 +67,145 @@ impl Metrics {
 
     pub fn render(&self, g: &Gauges) -> String {
         let mut out = String::new();
-        let failed =
-            self.failed_page.get() + self.failed_transient.get() + self.failed_browser.get();
-        let total = self.captured.get() + failed;
-        let _ = writeln!(
-            out,
-            "# HELP village_screenshot_captures_total Captures that ended, by outcome."
-        );
-        let _ = writeln!(out, "# TYPE village_screenshot_captures_total counter");
-        for (outcome, n) in [
+        let outcomes = [
             ("captured", self.captured.get()),
             ("failed_page", self.failed_page.get()),
             ("failed_transient", self.failed_transient.get()),
             ("failed_browser", self.failed_browser.get()),
-        ] {
-            let _ = writeln!(
-                out,
-                "village_screenshot_captures_total{{outcome=\"{outcome}\"}} {n}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP village_screenshot_success_ratio Captured over all ended captures since start."
+        ];
+        family(
+            &mut out,
+            "village_screenshot_captures_total",
+            "counter",
+            "Captures that ended, by outcome.",
+            outcomes.map(|(o, n)| (format!("{{outcome=\"{o}\"}}"), n.to_string())),
         );
-        let _ = writeln!(out, "# TYPE village_screenshot_success_ratio gauge");
+        let total: u64 = outcomes.iter().map(|(_, n)| n).sum();
         let ratio = if total == 0 {
             1.0
         } else {
             self.captured.get() as f64 / total as f64
         };
-        let _ = writeln!(out, "village_screenshot_success_ratio {ratio}");
-        let _ = writeln!(
-            out,
-            "# HELP village_screenshot_capture_seconds Time from a free context to the pictures."
+        let one = |value: String| [(String::new(), value)];
+        family(
+            &mut out,
+            "village_screenshot_success_ratio",
+            "gauge",
+            "Captured over all ended captures since start.",
+            one(ratio.to_string()),
         );
-        let _ = writeln!(out, "# TYPE village_screenshot_capture_seconds histogram");
         let buckets = self.buckets.borrow();
         let mut cumulative = 0;
-        for (i, le) in BUCKETS.iter().enumerate() {
-            cumulative += buckets[i];
-            let _ = writeln!(
-                out,
-                "village_screenshot_capture_seconds_bucket{{le=\"{le}\"}} {cumulative}"
-            );
-        }
-        cumulative += buckets[BUCKETS.len()];
-        let _ = writeln!(
-            out,
-            "village_screenshot_capture_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
+        let mut samples: Vec<(String, String)> = BUCKETS
+            .iter()
+            .map(|b| b.to_string())
+            .chain(["+Inf".to_owned()])
+            .zip(buckets.iter())
+            .map(|(le, n)| {
+                cumulative += n;
+                (format!("_bucket{{le=\"{le}\"}}"), cumulative.to_string())
+            })
+            .collect();
+        samples.push(("_sum".into(), self.sum_seconds.get().to_string()));
+        samples.push(("_count".into(), self.count.get().to_string()));
+        family(
+            &mut out,
+            "village_screenshot_capture_seconds",
+            "histogram",
+            "Time from a free context to the pictures.",
+            samples,
         );
-        let _ = writeln!(
-            out,
-            "village_screenshot_capture_seconds_sum {}",
-            self.sum_seconds.get()
-        );
-        let _ = writeln!(
-            out,
-            "village_screenshot_capture_seconds_count {}",
-            self.count.get()
-        );
-        let gauges: [(&str, &str, &str, String); 8] = [
+        for (name, kind, help, value) in [
             (
-                "village_screenshot_pool_contexts",
+                "pool_contexts",
                 "gauge",
                 "Browser contexts the pool may use at once.",
                 g.contexts.to_string(),
             ),
             (
-                "village_screenshot_pool_in_use",
+                "pool_in_use",
                 "gauge",
                 "Browser contexts capturing now.",
                 g.in_use.to_string(),
             ),
             (
-                "village_screenshot_browser_rss_bytes",
+                "browser_rss_bytes",
                 "gauge",
-                "Resident memory of the browser and its processes.",
+                "Memory (PSS) of the browser and its processes.",
                 g.rss_bytes.to_string(),
             ),
             (
-                "village_screenshot_browser_peak_rss_bytes",
+                "browser_peak_rss_bytes",
                 "gauge",
                 "The most the browser's processes held at once since start.",
                 g.peak_rss_bytes.to_string(),
             ),
             (
-                "village_screenshot_browser_memory_limit_bytes",
+                "browser_memory_limit_bytes",
                 "gauge",
                 "The browser is recycled above this.",
                 g.memory_limit_bytes.to_string(),
             ),
             (
-                "village_screenshot_queue_pending",
+                "queue_pending",
                 "gauge",
                 "SCREENSHOT jobs due and waiting.",
                 g.queue_pending.to_string(),
             ),
             (
-                "village_screenshot_queue_lag_seconds",
+                "queue_lag_seconds",
                 "gauge",
                 "How long the oldest due SCREENSHOT job has waited.",
                 g.queue_lag_seconds.to_string(),
             ),
             (
-                "village_screenshot_handed_back_total",
+                "handed_back_total",
                 "counter",
                 "Jobs handed back to the queue at shutdown.",
                 self.handed_back.get().to_string(),
             ),
-        ];
-        for (name, kind, help, value) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            let _ = writeln!(out, "{name} {value}");
+        ] {
+            family(
+                &mut out,
+                &format!("village_screenshot_{name}"),
+                kind,
+                help,
+                one(value),
+            );
         }
-        let _ = writeln!(
-            out,
-            "# HELP village_screenshot_browser_recycled_total Browsers replaced, by cause."
-        );
-        let _ = writeln!(
-            out,
-            "# TYPE village_screenshot_browser_recycled_total counter"
-        );
-        let _ = writeln!(
-            out,
-            "village_screenshot_browser_recycled_total{{cause=\"memory\"}} {}",
-            g.recycled_for_memory
-        );
-        let _ = writeln!(
-            out,
-            "village_screenshot_browser_recycled_total{{cause=\"health\"}} {}",
-            g.recycled_for_health
+        family(
+            &mut out,
+            "village_screenshot_browser_recycled_total",
+            "counter",
+            "Browsers replaced, by cause.",
+            [
+                (
+                    "{cause=\"memory\"}".to_owned(),
+                    g.recycled_for_memory.to_string(),
+                ),
+                (
+                    "{cause=\"health\"}".to_owned(),
+                    g.recycled_for_health.to_string(),
+                ),
+            ],
         );
         out
+    }
+}
+
+/// One metric family: its `HELP` and `TYPE` lines, then each sample as
+/// `name<suffix> value` (the suffix: labels, or `_bucket{...}`, `_sum`...).
+fn family(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (String, String)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (suffix, value) in samples {
+        let _ = writeln!(out, "{name}{suffix} {value}");
     }
 }
 

@@ -18,7 +18,7 @@
 use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -250,7 +250,7 @@ async fn connect(guard: &Guard, host: &str, port: u16) -> Result<TcpStream, Stri
     if !allowed && let Some(private) = addrs.iter().find(|a| !is_public_ip(a.ip())) {
         return Err(format!(
             "refused: {host} is {}, not a public address",
-            shown(private.ip())
+            private.ip()
         ));
     }
     let mut last = String::new();
@@ -262,10 +262,6 @@ async fn connect(guard: &Guard, host: &str, port: u16) -> Result<TcpStream, Stri
         }
     }
     Err(format!("unreachable: {host}:{port}: {last}"))
-}
-
-fn shown(ip: IpAddr) -> String {
-    ip.to_string()
 }
 
 /// The upstream socket, counting what it reads against the page's budget.

@@ -42,6 +42,10 @@ const TRANSIENT: RetryPolicy = RetryPolicy {
     max_delay: Duration::from_secs(3600),
     jitter: 0.2,
 };
+/// The longest metadata value stored with a picture: S3 allows 2 KB of
+/// user metadata per object, and a URL may be 2,048 characters. A longer
+/// URL is left out of the metadata (the version row has it).
+const METADATA_VALUE_MAX: usize = 512;
 /// A browser lost under a job: the next browser is up in seconds.
 const AFTER_BROWSER_LOST: Duration = Duration::from_secs(1);
 
@@ -161,6 +165,7 @@ impl Runner {
         drop(lease);
         let elapsed = started.elapsed();
         self.metrics.observe(elapsed);
+        let partial = outcome.as_ref().is_ok_and(|c| c.partial);
         match outcome {
             Ok(captured) => match self.store_pictures(&job, &request, captured, elapsed).await {
                 Ok(version) => {
@@ -168,6 +173,7 @@ impl Runner {
                     tracing::info!(
                         version = version.version,
                         ms = elapsed.as_millis() as u64,
+                        partial,
                         "captured"
                     );
                     let held = complete(&self.sql, &[job.id], &self.worker, Utc::now())
@@ -217,7 +223,9 @@ impl Runner {
                 ("retention", "keep".to_owned()),
             ]
             .into_iter()
-            .filter(|(_, v)| v.chars().all(|c| c.is_ascii_graphic()))
+            .filter(|(_, v)| {
+                v.len() <= METADATA_VALUE_MAX && v.chars().all(|c| c.is_ascii_graphic())
+            })
             .map(|(k, v)| (k.to_owned(), v))
             .collect();
             blobs
@@ -275,7 +283,7 @@ impl Runner {
                 site_id: request.site_id,
                 job_id: Some(job.id),
                 attempt: job.attempts,
-                reason: error.reason(),
+                reason: error.to_string(),
                 final_url: None,
                 capture_ms,
                 finished_at: now,

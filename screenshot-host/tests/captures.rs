@@ -1,7 +1,7 @@
 //! The host against real Chromium, Postgres, Redis and an S3 server
 //! (s3s-fs), capturing a local site corpus: every case ends recorded, the
 //! good ones as decodable WebP files of the right size; a browser killed
-//! mid-capture loses no job; a bloated browser is replaced between
+//! or frozen mid-capture loses no job; a bloated browser is replaced between
 //! captures; shutdown hands claimed jobs back.
 
 use std::rc::Rc;
@@ -39,6 +39,53 @@ impl Running {
             .await
             .expect("the host answers");
         (r.status().as_u16(), r.text().await.expect("body"))
+    }
+}
+
+/// What each test runs against: the corpus, an S3 server, its own
+/// database.
+struct World {
+    corpus: Corpus,
+    s3: S3Server,
+    db: String,
+    sql: NativeSql,
+}
+
+async fn world() -> World {
+    let corpus = Corpus::start().await;
+    let s3 = S3Server::start().await;
+    let db = village_migrate::testing::fresh_database()
+        .await
+        .expect("db");
+    let sql = NativeSql::connect(&db).await.expect("sql");
+    World {
+        corpus,
+        s3,
+        db,
+        sql,
+    }
+}
+
+impl World {
+    /// The host's settings for the tests: short timeouts, the corpus
+    /// allowed, this world's bucket.
+    fn config(&self) -> Config {
+        config(&self.db, &self.corpus, &self.s3)
+    }
+
+    async fn enqueue(&self, url: &str) -> i64 {
+        enqueue(&self.db, &self.corpus, url).await
+    }
+
+    async fn wait_started(&self, id: i64) {
+        wait_for(
+            &self.sql,
+            "SELECT count(*) AS n FROM delayed_jobs WHERE id = $1 AND started_at IS NOT NULL",
+            &[SqlValue::Int64(id)],
+            1,
+            30,
+        )
+        .await;
     }
 }
 
@@ -147,20 +194,75 @@ async fn job(sql: &NativeSql, id: i64) -> (String, i32) {
     )
 }
 
-/// The last recorded capture of `url`: outcome and reason.
-async fn last_capture(sql: &NativeSql, url: &str) -> (String, Option<String>) {
-    let row = sql
-        .query_opt(
-            "SELECT outcome, reason FROM screenshot_captures WHERE url = $1 ORDER BY id DESC LIMIT 1",
-            &[SqlValue::Text(url.into())],
-        )
-        .await
-        .expect("capture")
-        .unwrap_or_else(|| panic!("a capture of {url} is recorded"));
-    (
-        row.get("outcome").expect("outcome"),
-        row.get("reason").expect("reason"),
+/// The recorded captures of `url`, oldest first: outcome and reason.
+async fn captures(sql: &NativeSql, url: &str) -> Vec<(String, Option<String>)> {
+    sql.query(
+        "SELECT outcome, reason FROM screenshot_captures WHERE url = $1 ORDER BY id",
+        &[SqlValue::Text(url.into())],
     )
+    .await
+    .expect("captures")
+    .iter()
+    .map(|r| {
+        (
+            r.get("outcome").expect("outcome"),
+            r.get("reason").expect("reason"),
+        )
+    })
+    .collect()
+}
+
+/// The last recorded capture of `url`.
+async fn last_capture(sql: &NativeSql, url: &str) -> (String, Option<String>) {
+    captures(sql, url)
+        .await
+        .pop()
+        .unwrap_or_else(|| panic!("a capture of {url} is recorded"))
+}
+
+/// Starts a host, lets it begin a slow capture, does `interrupt` to its
+/// browser (by pid), and checks the job was not lost: the interrupted
+/// attempt recorded as `browser lost`, the retry captured on a new browser.
+async fn interrupted_mid_capture(interrupt: impl FnOnce(u32)) -> (World, Running) {
+    let w = world().await;
+    let host = start(w.config()).await;
+    let first_pid = host.runner.pool.browser_pid().expect("a browser");
+    let url = w.corpus.url("/slower");
+    let id = w.enqueue(&url).await;
+    w.wait_started(id).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    interrupt(first_pid);
+    wait_for(
+        &w.sql,
+        "SELECT count(*) AS n FROM delayed_jobs WHERE id = $1 AND status = 'succeeded'",
+        &[SqlValue::Int64(id)],
+        1,
+        90,
+    )
+    .await;
+    assert_eq!(
+        job(&w.sql, id).await.1,
+        2,
+        "the interrupted attempt counted, then the retry worked at once"
+    );
+    let outcomes = captures(&w.sql, &url).await;
+    assert_eq!(outcomes.len(), 2, "{outcomes:?}");
+    assert_eq!(outcomes[0].0, "failed");
+    assert!(
+        outcomes[0]
+            .1
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("browser lost"),
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes[1].0, "captured");
+    assert_ne!(
+        host.runner.pool.browser_pid(),
+        Some(first_pid),
+        "a new browser took over"
+    );
+    (w, host)
 }
 
 fn assert_webp(bytes: &[u8], width: u32, height: u32) {
@@ -183,12 +285,8 @@ fn assert_webp(bytes: &[u8], width: u32, height: u32) {
 #[test]
 fn every_case_of_the_corpus_ends_recorded() {
     local(async {
-        let corpus = Corpus::start().await;
-        let s3 = S3Server::start().await;
-        let db = village_migrate::testing::fresh_database()
-            .await
-            .expect("db");
-        let sql = NativeSql::connect(&db).await.expect("sql");
+        let w = world().await;
+        let (corpus, s3, db, sql) = (&w.corpus, &w.s3, &w.db, &w.sql);
         let good = [
             corpus.url("/normal/1"),
             corpus.url("/normal/2"),
@@ -207,16 +305,16 @@ fn every_case_of_the_corpus_ends_recorded() {
         ];
         let mut jobs = Vec::new();
         for url in good.iter().chain(bad.iter().map(|(u, _)| u)) {
-            jobs.push((url.clone(), enqueue(&db, &corpus, url).await));
+            jobs.push((url.clone(), w.enqueue(url).await));
         }
         // A job naming a private address outright (as if the check at
         // enqueue time had been skipped): the proxy refuses it too.
         let direct = format!("http://{}/", corpus.private_addr);
-        let cache = NativeCache::connect_namespaced(TEST_REDIS, &namespace_of(&db))
+        let cache = NativeCache::connect_namespaced(TEST_REDIS, &namespace_of(db))
             .await
             .expect("redis");
         let job_id = village_jobs::enqueue(
-            &sql,
+            sql,
             &cache,
             chrono::Utc::now(),
             village_jobs::NewJob::new(
@@ -233,8 +331,8 @@ fn every_case_of_the_corpus_ends_recorded() {
             .chain([(direct, "refused: 127.0.0.1 is 127.0.0.1")])
             .collect();
         // A second capture of one page: a new version, the first kept.
-        let again = enqueue(&db, &corpus, &good[0]).await;
-        let host = start(config(&db, &corpus, &s3)).await;
+        let again = w.enqueue(&good[0]).await;
+        let host = start(w.config()).await;
         // The hardening flags reach Chromium as switches it knows.
         let pid = host.runner.pool.browser_pid().expect("a browser");
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
@@ -254,7 +352,7 @@ fn every_case_of_the_corpus_ends_recorded() {
         }
         assert!(!args.iter().any(|a| a.starts_with("---")), "{args:?}");
         wait_for(
-            &sql,
+            sql,
             "SELECT count(DISTINCT url) AS n FROM screenshot_captures",
             &[],
             (good.len() + bad.len()) as i64,
@@ -262,7 +360,7 @@ fn every_case_of_the_corpus_ends_recorded() {
         )
         .await;
         wait_for(
-            &sql,
+            sql,
             "SELECT count(*) AS n FROM directory_screenshot_versions WHERE url = $1",
             &[SqlValue::Text(good[0].clone())],
             2,
@@ -270,9 +368,9 @@ fn every_case_of_the_corpus_ends_recorded() {
         )
         .await;
         for url in &good {
-            let (outcome, reason) = last_capture(&sql, url).await;
+            let (outcome, reason) = last_capture(sql, url).await;
             assert_eq!(outcome, "captured", "{url}: {reason:?}");
-            let versions = village_screenshots::versions::history(&sql, url)
+            let versions = village_screenshots::versions::history(sql, url)
                 .await
                 .expect("history");
             let current = versions
@@ -296,15 +394,10 @@ fn every_case_of_the_corpus_ends_recorded() {
                     Some("keep")
                 );
                 assert_eq!(object.bytes.len() as u32, image.bytes);
-                if let Ok(dir) = std::env::var("SCREENSHOT_TEST_DUMP") {
-                    let name = image.key.replace('/', "_");
-                    let _ = std::fs::write(format!("{dir}/{name}"), &object.bytes);
-                    eprintln!("{url} -> {} ({})", current.final_url, name);
-                }
                 assert_webp(&object.bytes, w, h);
             }
         }
-        let history = village_screenshots::versions::history(&sql, &good[0])
+        let history = village_screenshots::versions::history(sql, &good[0])
             .await
             .expect("history");
         assert_eq!(
@@ -317,7 +410,7 @@ fn every_case_of_the_corpus_ends_recorded() {
         );
         assert_ne!(history[0].full.key, history[1].full.key);
         for (url, expected) in &bad {
-            let (outcome, reason) = last_capture(&sql, url).await;
+            let (outcome, reason) = last_capture(sql, url).await;
             assert_eq!(outcome, "failed", "{url}");
             let reason = reason.unwrap_or_default();
             assert!(
@@ -326,7 +419,7 @@ fn every_case_of_the_corpus_ends_recorded() {
             );
         }
         for (url, id) in jobs.iter().chain([(good[0].clone(), again)].iter()) {
-            let (status, attempts) = job(&sql, *id).await;
+            let (status, attempts) = job(sql, *id).await;
             if url.contains(&corpus.closed_addr.to_string()) {
                 // Unreachable may be passing: it backs off and runs again.
                 assert_eq!((status.as_str(), attempts), ("pending", 1), "{url}");
@@ -363,63 +456,7 @@ fn every_case_of_the_corpus_ends_recorded() {
 #[test]
 fn a_browser_killed_mid_capture_loses_no_job() {
     local(async {
-        let corpus = Corpus::start().await;
-        let s3 = S3Server::start().await;
-        let db = village_migrate::testing::fresh_database()
-            .await
-            .expect("db");
-        let sql = NativeSql::connect(&db).await.expect("sql");
-        let host = start(config(&db, &corpus, &s3)).await;
-        let first_pid = host.runner.pool.browser_pid().expect("a browser");
-        let url = corpus.url("/slower");
-        let id = enqueue(&db, &corpus, &url).await;
-        wait_for(
-            &sql,
-            "SELECT count(*) AS n FROM delayed_jobs WHERE id = $1 AND started_at IS NOT NULL",
-            &[SqlValue::Int64(id)],
-            1,
-            30,
-        )
-        .await;
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        screenshot_host::browser::kill_tree(first_pid);
-        wait_for(
-            &sql,
-            "SELECT count(*) AS n FROM delayed_jobs WHERE id = $1 AND status = 'succeeded'",
-            &[SqlValue::Int64(id)],
-            1,
-            90,
-        )
-        .await;
-        let (_, attempts) = job(&sql, id).await;
-        assert_eq!(
-            attempts, 2,
-            "the killed attempt counted, then the retry worked"
-        );
-        let rows = sql
-            .query(
-                "SELECT outcome, reason FROM screenshot_captures WHERE url = $1 ORDER BY id",
-                &[SqlValue::Text(url.clone())],
-            )
-            .await
-            .expect("captures");
-        let outcomes: Vec<(String, Option<String>)> = rows
-            .iter()
-            .map(|r| (r.get("outcome").expect("o"), r.get("reason").expect("r")))
-            .collect();
-        assert_eq!(outcomes.len(), 2, "{outcomes:?}");
-        assert_eq!(outcomes[0].0, "failed");
-        assert!(
-            outcomes[0]
-                .1
-                .as_deref()
-                .unwrap_or_default()
-                .starts_with("browser lost"),
-            "{outcomes:?}"
-        );
-        assert_eq!(outcomes[1].0, "captured");
-        let second_pid = host.runner.pool.browser_pid().expect("a browser");
-        assert_ne!(first_pid, second_pid, "a new browser took over");
+        let (_w, host) = interrupted_mid_capture(screenshot_host::browser::kill_tree).await;
         assert!(
             host.get("/metrics")
                 .await
@@ -432,89 +469,23 @@ fn a_browser_killed_mid_capture_loses_no_job() {
 
 #[test]
 fn a_browser_that_hangs_mid_capture_is_replaced_and_the_job_retried() {
+    let frozen = std::cell::Cell::new(0);
     local(async {
-        let corpus = Corpus::start().await;
-        let s3 = S3Server::start().await;
-        let db = village_migrate::testing::fresh_database()
-            .await
-            .expect("db");
-        let sql = NativeSql::connect(&db).await.expect("sql");
-        let host = start(config(&db, &corpus, &s3)).await;
-        let first_pid = host.runner.pool.browser_pid().expect("a browser");
-        let url = corpus.url("/slower");
-        let id = enqueue(&db, &corpus, &url).await;
-        wait_for(
-            &sql,
-            "SELECT count(*) AS n FROM delayed_jobs WHERE id = $1 AND started_at IS NOT NULL",
-            &[SqlValue::Int64(id)],
-            1,
-            30,
-        )
+        // Frozen, not dead: the browser's processes stop answering.
+        let (_w, host) = interrupted_mid_capture(|pid| {
+            frozen.set(pid);
+            for p in screenshot_host::browser::process_tree(pid) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(p as i32),
+                    nix::sys::signal::Signal::SIGSTOP,
+                );
+            }
+        })
         .await;
-        // Frozen, not dead: every process of the browser stops answering.
-        for pid in std::fs::read_dir("/proc")
-            .expect("proc")
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|p| {
-                std::fs::read_to_string(format!("/proc/{p}/stat"))
-                    .ok()
-                    .and_then(|s| {
-                        s.rsplit_once(')')?
-                            .1
-                            .split_whitespace()
-                            .nth(1)?
-                            .parse::<u32>()
-                            .ok()
-                    })
-                    .is_some_and(|ppid| ppid == first_pid)
-                    || *p as u32 == first_pid
-            })
-        {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGSTOP,
-            );
-        }
-        wait_for(
-            &sql,
-            "SELECT count(*) AS n FROM delayed_jobs WHERE id = $1 AND status = 'succeeded'",
-            &[SqlValue::Int64(id)],
-            1,
-            120,
-        )
-        .await;
-        let (outcome, _) = last_capture(&sql, &url).await;
-        assert_eq!(outcome, "captured");
-        let first: (String, Option<String>) = {
-            let row = sql
-                .query_opt(
-                    "SELECT outcome, reason FROM screenshot_captures WHERE url = $1 ORDER BY id LIMIT 1",
-                    &[SqlValue::Text(url.clone())],
-                )
-                .await
-                .expect("capture")
-                .expect("a row");
-            (
-                row.get("outcome").expect("o"),
-                row.get("reason").expect("r"),
-            )
-        };
-        assert_eq!(first.0, "failed");
+        let pid = frozen.get();
         assert!(
-            first
-                .1
-                .as_deref()
-                .unwrap_or_default()
-                .starts_with("browser lost"),
-            "{first:?}"
-        );
-        assert_eq!(job(&sql, id).await.1, 2, "retried once, at once");
-        assert_ne!(host.runner.pool.browser_pid(), Some(first_pid));
-        assert!(
-            !std::path::Path::new(&format!("/proc/{first_pid}/cmdline")).exists()
-                || std::fs::read_to_string(format!("/proc/{first_pid}/stat"))
-                    .is_ok_and(|s| s.contains(") Z")),
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map_or(true, |s| s.contains(") Z")),
             "the frozen browser was killed"
         );
         host.stop().await;
@@ -524,23 +495,18 @@ fn a_browser_that_hangs_mid_capture_is_replaced_and_the_job_retried() {
 #[test]
 fn a_browser_over_its_memory_limit_is_replaced_between_captures() {
     local(async {
-        let corpus = Corpus::start().await;
-        let s3 = S3Server::start().await;
-        let db = village_migrate::testing::fresh_database()
-            .await
-            .expect("db");
-        let sql = NativeSql::connect(&db).await.expect("sql");
-        let mut c = config(&db, &corpus, &s3);
+        let w = world().await;
+        let mut c = w.config();
         // Any browser is over 1 MB: replaced as soon as the watchdog looks.
         c.browser_memory_mb = 1;
         let host = start(c).await;
         let first_pid = host.runner.pool.browser_pid().expect("a browser");
         let mut ids = Vec::new();
         for n in 20..24 {
-            ids.push(enqueue(&db, &corpus, &corpus.url(&format!("/normal/{n}"))).await);
+            ids.push(w.enqueue(&w.corpus.url(&format!("/normal/{n}"))).await);
         }
         wait_for(
-            &sql,
+            &w.sql,
             "SELECT count(*) AS n FROM delayed_jobs WHERE id = ANY($1) AND status = 'succeeded'",
             &[SqlValue::Int64Array(ids.clone())],
             4,
@@ -549,7 +515,7 @@ fn a_browser_over_its_memory_limit_is_replaced_between_captures() {
         .await;
         for id in ids {
             assert_eq!(
-                job(&sql, id).await,
+                job(&w.sql, id).await,
                 ("succeeded".into(), 1),
                 "no capture was harmed"
             );
@@ -565,25 +531,13 @@ fn a_browser_over_its_memory_limit_is_replaced_between_captures() {
 #[test]
 fn shutdown_hands_claimed_jobs_back_unharmed() {
     local(async {
-        let corpus = Corpus::start().await;
-        let s3 = S3Server::start().await;
-        let db = village_migrate::testing::fresh_database()
-            .await
-            .expect("db");
-        let sql = NativeSql::connect(&db).await.expect("sql");
-        let host = start(config(&db, &corpus, &s3)).await;
-        let id = enqueue(&db, &corpus, &corpus.url("/slower")).await;
-        wait_for(
-            &sql,
-            "SELECT count(*) AS n FROM delayed_jobs WHERE id = $1 AND started_at IS NOT NULL",
-            &[SqlValue::Int64(id)],
-            1,
-            30,
-        )
-        .await;
+        let w = world().await;
+        let host = start(w.config()).await;
+        let id = w.enqueue(&w.corpus.url("/slower")).await;
+        w.wait_started(id).await;
         host.stop().await;
         assert_eq!(
-            job(&sql, id).await,
+            job(&w.sql, id).await,
             ("pending".into(), 0),
             "back in the queue, its attempt refunded"
         );
@@ -593,20 +547,15 @@ fn shutdown_hands_claimed_jobs_back_unharmed() {
 #[test]
 fn a_host_without_a_browser_takes_no_job() {
     local(async {
-        let corpus = Corpus::start().await;
-        let s3 = S3Server::start().await;
-        let db = village_migrate::testing::fresh_database()
-            .await
-            .expect("db");
-        let sql = NativeSql::connect(&db).await.expect("sql");
-        let id = enqueue(&db, &corpus, &corpus.url("/normal/1")).await;
-        let mut c = config(&db, &corpus, &s3);
+        let w = world().await;
+        let id = w.enqueue(&w.corpus.url("/normal/1")).await;
+        let mut c = w.config();
         c.chromium = "/nonexistent/chromium".into();
         let outcome = run(c, std::future::pending(), |_| {}).await;
         let error = outcome.expect_err("no browser, no host").to_string();
         assert!(error.contains("Chromium did not start"), "{error}");
         assert_eq!(
-            job(&sql, id).await,
+            job(&w.sql, id).await,
             ("pending".into(), 0),
             "the job is untouched"
         );

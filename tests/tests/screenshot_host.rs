@@ -147,7 +147,10 @@ async fn ops_queue_a_capture_and_see_its_pictures() {
     let (code, history) = call(
         &app,
         get.clone(),
-        &format!("/admin/api/screenshots/history?url={}", urlencode(&url)),
+        &format!(
+            "/admin/api/screenshots/history?url={}",
+            url::form_urlencoded::byte_serialize(url.as_bytes()).collect::<String>()
+        ),
         None,
         &ops,
     )
@@ -177,15 +180,4 @@ async fn ops_queue_a_capture_and_see_its_pictures() {
         .expect("joined")
         .expect("the host stopped");
     app.stop().await;
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

@@ -28,15 +28,5 @@ pub mod schedule;
 pub mod subscriptions;
 pub mod view;
 
-/// The test allow-list (`feed_allowed_hosts`: comma-separated `host` or
-/// `host:port`) as [`village_platform::address::check`] takes it.
-pub fn allowed_hosts(setting: &str) -> Vec<String> {
-    setting
-        .split(',')
-        .map(str::trim)
-        .filter(|h| !h.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
 #[cfg(feature = "spin")]
 pub mod spin_components;

@@ -87,6 +87,18 @@ pub fn check(input: &str, allowed_hosts: &[String]) -> Result<PublicUrl, Address
     }
 }
 
+/// An allow-list setting (comma-separated `host` or `host:port`, e.g. the
+/// Spin variables `feed_allowed_hosts` and `screenshot_allowed_hosts`) as
+/// [`check`] and [`is_allowed`] take it. Empty in production.
+pub fn allowed_hosts(setting: &str) -> Vec<String> {
+    setting
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Whether `host` (lower case, as in a URL) with `port` is on the
 /// allow-list, as `host` or `host:port`.
 pub fn is_allowed(allowed_hosts: &[String], host: &str, port: Option<u16>) -> bool {

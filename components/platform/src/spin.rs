@@ -317,6 +317,13 @@ impl SpinCache {
     }
 }
 
+/// The object store's settings from the component's Spin variables
+/// (`object_store_*`): `None` when the endpoint or keys are empty.
+pub fn object_store_config() -> Result<Option<crate::objects::S3Config>, crate::objects::ObjectError>
+{
+    crate::objects::S3Config::from_lookup(|name| variables::get(name).ok())
+}
+
 /// What a handler gets besides the request: the ports and the settings.
 pub struct Env {
     pub sql: SpinSql,

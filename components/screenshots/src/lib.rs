@@ -79,15 +79,3 @@ pub async fn enqueue(
     let id = village_jobs::enqueue(sql, cache, now, job).await?;
     Ok((id, checked))
 }
-
-/// The allow-list setting (comma-separated `host` or `host:port`) as
-/// [`address::check`] takes it: hosts on it are captured whatever their
-/// address (tests' local sites). Empty in production.
-pub fn allowed_hosts(setting: &str) -> Vec<String> {
-    setting
-        .split(',')
-        .map(str::trim)
-        .filter(|h| !h.is_empty())
-        .map(str::to_ascii_lowercase)
-        .collect()
-}

@@ -67,7 +67,9 @@ pub async fn run(component: &str, queue: Queue) -> Result<(), String> {
         site_url: variable("public_base_url").unwrap_or_default(),
         http: &mail_http,
     };
-    let hosts = village_feeds::allowed_hosts(&variable("feed_allowed_hosts").unwrap_or_default());
+    let hosts = village_platform::address::allowed_hosts(
+        &variable("feed_allowed_hosts").unwrap_or_default(),
+    );
     let registry = Registry::new()
         .with(Noop)
         .with(village_feeds::handler::RefreshFeed {

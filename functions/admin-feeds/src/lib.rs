@@ -16,7 +16,7 @@ use village_platform::spin::IncomingRequest;
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     serve_admin("admin-feeds", req, out, async |req, env, ctx, admin| {
-        let hosts = village_feeds::allowed_hosts(
+        let hosts = village_platform::address::allowed_hosts(
             &spin_sdk::variables::get("feed_allowed_hosts").unwrap_or_default(),
         );
         let request = FeedsAdminRequest {

@@ -11,7 +11,6 @@ use village_accounts::spin::serve_admin;
 use village_platform::admin::Actor;
 use village_platform::blob::Blobs;
 use village_platform::clock::Clock;
-use village_platform::objects::S3Config;
 use village_platform::spin::{IncomingRequest, SpinHttp};
 use village_screenshots::admin::{AdminRequest, PREFIX, Services, handle as screenshots};
 
@@ -22,18 +21,17 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         req,
         out,
         async |req, env, ctx, admin| {
-            let variable = |n: &str| spin_sdk::variables::get(n).ok();
             // The images are where the host put them: the bucket when
             // `object_store_*` are set, else the embedded store (Postgres).
-            let config = S3Config::from_lookup(variable).map_err(|e| {
+            let config = village_platform::spin::object_store_config().map_err(|e| {
                 village_platform::error::AppError::Internal(format!("object storage settings: {e}"))
             })?;
             let http = SpinHttp::default();
             let blobs = Blobs::choose(config.as_ref(), &env.sql, &http).map_err(|e| {
                 village_platform::error::AppError::Internal(format!("object storage: {e}"))
             })?;
-            let hosts = village_screenshots::allowed_hosts(
-                &variable("screenshot_allowed_hosts").unwrap_or_default(),
+            let hosts = village_platform::address::allowed_hosts(
+                &spin_sdk::variables::get("screenshot_allowed_hosts").unwrap_or_default(),
             );
             let services = Services {
                 sql: &env.sql,

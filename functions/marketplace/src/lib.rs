@@ -31,15 +31,14 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         async |req, env, ctx| {
             // Broken storage settings disable uploads (they say so), not
             // the marketplace: searching and reading go on.
-            let config = S3Config::from_lookup(|n| spin_sdk::variables::get(n).ok())
-                .unwrap_or_else(|e| {
-                    village_platform::log::event(
-                        "ERROR",
-                        &format!("object storage disabled: {e}"),
-                        serde_json::json!({ "component": "marketplace" }),
-                    );
-                    None
-                });
+            let config = village_platform::spin::object_store_config().unwrap_or_else(|e| {
+                village_platform::log::event(
+                    "ERROR",
+                    &format!("object storage disabled: {e}"),
+                    serde_json::json!({ "component": "marketplace" }),
+                );
+                None
+            });
             // Images are up to 8 MiB: reading one back needs more room
             // than the default answer bound.
             let http = SpinHttp {

@@ -31,7 +31,7 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         out,
         village_ratelimit::spin::gate,
         async |req, env, ctx| {
-            let hosts = village_feeds::allowed_hosts(
+            let hosts = village_platform::address::allowed_hosts(
                 &spin_sdk::variables::get("feed_allowed_hosts").unwrap_or_default(),
             );
             let request = NewsRequest {

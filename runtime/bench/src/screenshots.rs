@@ -131,7 +131,7 @@ async fn measure(args: ScreenshotsArgs) -> anyhow::Result<()> {
             .iter()
             .filter(|r| r.get::<String>("outcome").is_ok_and(|o| o == "captured"))
             .count();
-        let metrics = reqwest_free_get(host.addr, "/metrics").await?;
+        let metrics = get_text(host.addr, "/metrics").await?;
         let peak = metrics
             .lines()
             .find_map(|l| l.strip_prefix("village_screenshot_browser_peak_rss_bytes "))
@@ -148,7 +148,7 @@ async fn measure(args: ScreenshotsArgs) -> anyhow::Result<()> {
     }
     println!(
         "(host process, peak: {:.0} MiB — the bench's own process, corpus server included)",
-        own_peak_rss() as f64 / f64::from(1 << 20)
+        crate::status_mib("VmHWM:")
     );
     Ok(())
 }
@@ -215,8 +215,9 @@ async fn baseline(args: &ScreenshotsArgs, corpus: &Corpus) -> anyhow::Result<()>
     Ok(())
 }
 
-/// One GET over a plain connection (the bench has no HTTP client crate).
-async fn reqwest_free_get(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<String> {
+/// One GET over a plain connection, the answer as text (the host's
+/// `/metrics`).
+async fn get_text(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
     stream
@@ -227,17 +228,4 @@ async fn reqwest_free_get(addr: std::net::SocketAddr, path: &str) -> anyhow::Res
     let mut text = String::new();
     stream.read_to_string(&mut text).await?;
     Ok(text)
-}
-
-/// The peak resident memory of this process (`VmHWM`).
-fn own_peak_rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-        * 1024
 }
