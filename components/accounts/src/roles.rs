@@ -152,6 +152,9 @@ pub const ADMIN_ROUTES: &[AdminRoute] = &[
     route(None, "/admin/api/ai-budget", Permission::ManageSystem),
     route(None, "/admin/api/feeds", Permission::ManageSystem),
     route(None, "/admin/api/screenshots", Permission::ManageSystem),
+    // Appointing Good Sites moderators delegates content moderation: for
+    // those who hold it (support, super admins).
+    route(None, "/admin/api/good-sites", Permission::ModerateContent),
     route(None, "/admin/api/refunds", Permission::ManageRefunds),
 ];
 

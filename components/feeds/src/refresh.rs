@@ -145,17 +145,16 @@ pub async fn refresh(
 }
 
 /// GETs `url` with the feed's validators, following up to
-/// [`MAX_REDIRECTS`] redirects — each target checked as the feed's own
-/// address is, so a redirect cannot lead the fetcher somewhere private.
-/// Returns the answer and the URL that gave it (the base for its links).
+/// [`MAX_REDIRECTS`] redirects through [`address::follow`] (each target
+/// checked as the feed's own address is). Returns the answer and the URL
+/// that gave it (the base for its links).
 async fn get(
     http: &impl HttpClient,
     feed: &Feed,
     first: FeedUrl,
     allowed_hosts: &[String],
 ) -> Result<(http::Response<Vec<u8>>, FeedUrl), String> {
-    let mut url = first;
-    for hop in 0..=MAX_REDIRECTS {
+    let followed = address::follow(http, first.clone(), allowed_hosts, MAX_REDIRECTS, |url| {
         let mut request = http::Request::get(url.as_str())
             .header(http::header::USER_AGENT, USER_AGENT)
             .header(
@@ -169,30 +168,23 @@ async fn get(
         if let Some(lm) = &feed.last_modified {
             request = request.header(http::header::IF_MODIFIED_SINCE, lm);
         }
-        let request = request
-            .body(Vec::new())
-            .map_err(|_| "the feed URL cannot be requested".to_owned())?;
-        let response = http.send(request).await.map_err(|e| unreachable(&url, e))?;
-        let status = response.status();
-        if !status.is_redirection() || status == http::StatusCode::NOT_MODIFIED {
-            return Ok((response, url));
+        request
+    })
+    .await
+    .map_err(|e| match e {
+        address::FollowError::Http(e) => unreachable(&first, e),
+        address::FollowError::Refused(e) => {
+            format!("the feed redirected to a refused address: {e}")
         }
-        if hop == MAX_REDIRECTS {
-            return Err(format!("more than {MAX_REDIRECTS} redirects"));
+        address::FollowError::BadLocation => {
+            "the feed redirected to an invalid address".to_owned()
         }
-        let location = response
-            .headers()
-            .get(http::header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| format!("the feed answered {status} without a Location"))?;
-        let next = url
-            .url()
-            .join(location)
-            .map_err(|e| format!("the feed redirected to an invalid address: {e}"))?;
-        url = address::check(next.as_str(), allowed_hosts)
-            .map_err(|e| format!("the feed redirected to a refused address: {e}"))?;
-    }
-    Err(format!("more than {MAX_REDIRECTS} redirects"))
+        address::FollowError::NoLocation(status) => {
+            format!("the feed answered {status} without a Location")
+        }
+        address::FollowError::TooManyRedirects(n) => format!("more than {n} redirects"),
+    })?;
+    Ok((followed.response, followed.url))
 }
 
 /// What readers are told when the fetch failed — the widget shows it:

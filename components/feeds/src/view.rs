@@ -36,7 +36,22 @@ pub struct News {
     /// Tags on the visitor's recent articles, most used first.
     pub tags: Vec<String>,
     pub tag: Option<String>,
+    /// The visitor's articles opened most over the popularity window
+    /// (clicks through `/track/click`, complete days), most first.
+    pub most_read: Vec<PopularItem>,
 }
+
+/// An article and how often it was opened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PopularItem {
+    pub id: i64,
+    pub title: String,
+    pub link: Option<String>,
+    pub clicks: i64,
+}
+
+/// How many "most read" articles the widget shows.
+pub const MOST_READ: i64 = 3;
 
 /// The news for `user` (`None`: the default set), newest first.
 pub async fn news_for(
@@ -100,16 +115,44 @@ pub async fn news_for(
                  ORDER BY coalesce(i.published_at, i.first_seen_at) DESC LIMIT 200) recent, \
                  unnest(recent.tags) AS t \
              GROUP BY t ORDER BY n DESC, t LIMIT 20",
-            &[SqlValue::Int64Array(ids)],
+            &[SqlValue::Int64Array(ids.clone())],
         )
         .await?
         .iter()
         .map(|r| r.get::<String>("tag"))
+        .collect::<Result<Vec<_>, SqlError>>()?;
+    let most_read = sql
+        .query(
+            "WITH popular AS ( \
+                 SELECT r.link_id, sum(r.clicks)::bigint AS clicks FROM link_click_rollups r \
+                 WHERE r.link_kind = 'article' AND r.day >= $2::text::date GROUP BY r.link_id) \
+             SELECT i.id, i.title, i.link, p.clicks FROM popular p \
+             JOIN feed_items i ON i.id = p.link_id \
+             WHERE EXISTS (SELECT 1 FROM feed_item_sources s \
+                           WHERE s.item_id = i.id AND s.feed_id = ANY($1)) \
+             ORDER BY p.clicks DESC, i.id DESC LIMIT $3",
+            &[
+                SqlValue::Int64Array(ids),
+                village_clicks::popularity::since(now),
+                SqlValue::Int64(MOST_READ),
+            ],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(PopularItem {
+                id: r.get("id")?,
+                title: r.get("title")?,
+                link: r.get("link")?,
+                clicks: r.get("clicks")?,
+            })
+        })
         .collect::<Result<Vec<_>, SqlError>>()?;
     Ok(News {
         feeds,
         items,
         tags,
         tag,
+        most_read,
     })
 }

@@ -4,6 +4,7 @@
 
 use askama::Template;
 use chrono::{DateTime, Utc};
+use village_clicks::{Link, LinkKind, LinkSigner};
 use village_flags::Visitor;
 use village_platform::cache::Cache;
 use village_platform::sql::Sql;
@@ -21,6 +22,8 @@ struct WidgetView<'n> {
     news: Option<&'n NewsView>,
     /// The marketplace widget's content (`None` for other widgets).
     market: Option<&'n MarketView>,
+    /// The Good Sites widget's content (`None` for other widgets).
+    good_sites: Option<&'n GoodSitesView>,
 }
 
 /// What widgets with content of their own show.
@@ -28,6 +31,15 @@ struct WidgetView<'n> {
 pub struct WidgetContent {
     pub news: Option<NewsView>,
     pub market: Option<MarketView>,
+    pub good_sites: Option<GoodSitesView>,
+}
+
+/// The Good Sites widget's content, ready to render (links tracked).
+#[derive(Debug, Clone, Default)]
+pub struct GoodSitesView {
+    pub picks: village_directory::widget::Picks,
+    /// Set when the directory could not be read (the page still renders).
+    pub unavailable: bool,
 }
 
 /// The marketplace widget's content, ready to render.
@@ -83,6 +95,8 @@ pub struct NewsView {
     /// The tag being shown, if filtered.
     pub tag: Option<String>,
     pub feeds: Vec<FeedView>,
+    /// The visitor's most opened articles (tracked links).
+    pub most_read: Vec<(String, String)>,
     /// Set when the news could not be read (the page still renders).
     pub unavailable: bool,
     pub can_edit: bool,
@@ -113,7 +127,20 @@ pub struct FeedView {
 }
 
 impl NewsView {
-    pub fn from_news(news: village_feeds::view::News, can_edit: bool, now: DateTime<Utc>) -> Self {
+    /// The view of `news`; article links go through `/track/click` when
+    /// `signer` is set.
+    pub fn from_news(
+        news: village_feeds::view::News,
+        can_edit: bool,
+        now: DateTime<Utc>,
+        signer: Option<&LinkSigner>,
+    ) -> Self {
+        let tracked = |link: &str, id: i64, source: &str, position: usize| {
+            LinkSigner::href_or_plain(
+                signer,
+                &Link::to(link, LinkKind::Article, id, source).at(position),
+            )
+        };
         use village_feeds::subscriptions::Health;
         let feeds = news
             .feeds
@@ -152,9 +179,13 @@ impl NewsView {
             items: news
                 .items
                 .into_iter()
-                .map(|i| NewsItemView {
+                .enumerate()
+                .map(|(n, i)| NewsItemView {
+                    link: i
+                        .link
+                        .as_deref()
+                        .map(|l| tracked(l, i.id, "news_widget", n + 1)),
                     title: i.title,
-                    link: i.link,
                     summary_html: i.summary_html,
                     sources: i.sources.join(", "),
                     at_iso: i.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -166,6 +197,16 @@ impl NewsView {
             tags: news.tags,
             tag: news.tag,
             feeds,
+            most_read: news
+                .most_read
+                .iter()
+                .enumerate()
+                .filter_map(|(n, p)| {
+                    p.link
+                        .as_deref()
+                        .map(|l| (p.title.clone(), tracked(l, p.id, "news_most_read", n + 1)))
+                })
+                .collect(),
             unavailable: false,
             can_edit,
         }
@@ -284,6 +325,10 @@ pub fn render(
                         .market
                         .as_ref()
                         .filter(|_| w.kind == WidgetKind::Marketplace),
+                    good_sites: content
+                        .good_sites
+                        .as_ref()
+                        .filter(|_| w.kind == WidgetKind::GoodSites),
                 })
                 .collect()
         })
@@ -312,6 +357,7 @@ pub async fn page(
     cache: &impl Cache,
     ctx: &RequestContext,
     providers: Vec<(&'static str, &'static str)>,
+    signer: Option<&LinkSigner>,
     now: DateTime<Utc>,
 ) -> Result<Response, AppError> {
     if method != http::Method::GET && method != http::Method::HEAD {
@@ -335,7 +381,7 @@ pub async fn page(
     let flags = village_flags::flags_for(sql, cache, &Visitor::of(ctx), now).await;
     let news = if flags.is_on(widget_flag(WidgetKind::News)) {
         let tag = web::query_param(query.as_bytes(), "tag");
-        Some(load_news(sql, ctx, tag.as_deref(), now).await)
+        Some(load_news(sql, ctx, tag.as_deref(), signer, now).await)
     } else {
         None
     };
@@ -350,7 +396,22 @@ pub async fn page(
         }
         _ => None,
     };
-    let content = WidgetContent { news, market };
+    let good_sites = match prefs
+        .layout
+        .widgets
+        .iter()
+        .find(|w| w.kind == WidgetKind::GoodSites)
+    {
+        Some(w) if flags.is_on(widget_flag(WidgetKind::GoodSites)) => {
+            Some(load_good_sites(sql, signer, &w.settings, now).await)
+        }
+        _ => None,
+    };
+    let content = WidgetContent {
+        news,
+        market,
+        good_sites,
+    };
     let html = render(&prefs, &viewer, &content, |kind| {
         flags.is_on(widget_flag(kind))
     })?;
@@ -385,18 +446,45 @@ async fn load_market(
     }
 }
 
+/// The directory's top sites; a failure degrades the widget, never the page.
+async fn load_good_sites(
+    sql: &impl Sql,
+    signer: Option<&LinkSigner>,
+    settings: &serde_json::Map<String, serde_json::Value>,
+    now: DateTime<Utc>,
+) -> GoodSitesView {
+    match village_directory::widget::picks(sql, signer, settings, now).await {
+        Ok(picks) => GoodSitesView {
+            picks,
+            unavailable: false,
+        },
+        Err(e) => {
+            village_platform::log::event(
+                "ERROR",
+                &format!("good sites could not be read: {e}"),
+                serde_json::json!({ "widget": "good_sites" }),
+            );
+            GoodSitesView {
+                unavailable: true,
+                ..GoodSitesView::default()
+            }
+        }
+    }
+}
+
 /// The visitor's news; a failure degrades the widget, never the page.
 async fn load_news(
     sql: &impl Sql,
     ctx: &RequestContext,
     tag: Option<&str>,
+    signer: Option<&LinkSigner>,
     now: DateTime<Utc>,
 ) -> NewsView {
     let user = ctx.user_id();
     match village_feeds::view::news_for(sql, user, tag, village_feeds::view::WIDGET_ITEMS, now)
         .await
     {
-        Ok(news) => NewsView::from_news(news, user.is_some(), now),
+        Ok(news) => NewsView::from_news(news, user.is_some(), now, signer),
         Err(e) => {
             village_platform::log::event(
                 "ERROR",
@@ -504,6 +592,7 @@ mod tests {
                 health: "failing",
                 problem: Some("failing: the feed answered 500; next try in 30 minutes".into()),
             }],
+            most_read: vec![("Most read <i>story</i>".into(), "/track/click?u=x".into())],
             unavailable: false,
             can_edit: true,
         }
@@ -518,6 +607,7 @@ mod tests {
             &WidgetContent {
                 news: Some(n),
                 market: None,
+                good_sites: None,
             },
             |_| true,
         )
@@ -553,6 +643,7 @@ mod tests {
             &WidgetContent {
                 news: Some(n),
                 market: None,
+                good_sites: None,
             },
             |_| true,
         )
@@ -581,6 +672,7 @@ mod tests {
             &WidgetContent {
                 news: None,
                 market: Some(market),
+                good_sites: None,
             },
             |_| true,
         )

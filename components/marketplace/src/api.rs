@@ -48,6 +48,8 @@ pub struct Services<'a, S, H> {
     pub store: Option<&'a S3Store<'a, H>>,
     /// The store's origin, allowed in the pages' CSP (images, uploads).
     pub store_origin: Option<String>,
+    /// Signs the outbound links in listing bodies (`None`: plain links).
+    pub signer: Option<&'a village_clicks::LinkSigner>,
     pub now: DateTime<Utc>,
 }
 

@@ -36,6 +36,49 @@ const TAGS: &[&str] = &[
     "td",
 ];
 
+fn cleaner() -> ammonia::Builder<'static> {
+    let mut b = ammonia::Builder::default();
+    b.tags(TAGS.iter().copied().collect::<HashSet<_>>())
+        .url_schemes(["http", "https", "mailto"].into_iter().collect())
+        .link_rel(Some("nofollow ugc"));
+    b
+}
+
+/// A stored (already sanitised) body with its web links sent through
+/// `/track/click` (kind `listing`, the listing's id, their order in the
+/// body as position), when `signer` is set. Done when rendering, so the
+/// stored body stays the seller's and rotating keys needs no rewrite.
+pub fn with_tracked_links(
+    body_html: &str,
+    signer: Option<&village_clicks::LinkSigner>,
+    listing_id: i64,
+) -> String {
+    let Some(signer) = signer.cloned() else {
+        return body_html.to_owned();
+    };
+    // The filter must be `Send + Sync`: an atomic counts the links.
+    let position = std::sync::atomic::AtomicUsize::new(0);
+    let mut b = cleaner();
+    b.attribute_filter(move |element, attribute, value| {
+        if element == "a"
+            && attribute == "href"
+            && (value.starts_with("http://") || value.starts_with("https://"))
+        {
+            let n = position.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            let link = village_clicks::Link::to(
+                value,
+                village_clicks::LinkKind::Listing,
+                listing_id,
+                "listing_body",
+            )
+            .at(n);
+            return Some(signer.href(&link).into());
+        }
+        Some(value.into())
+    });
+    b.clean(body_html).to_string()
+}
+
 /// Renders `markdown` to sanitised HTML.
 pub fn render(markdown: &str) -> String {
     use pulldown_cmark::{Options, Parser, html};
@@ -47,17 +90,28 @@ pub fn render(markdown: &str) -> String {
             Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TABLES,
         ),
     );
-    ammonia::Builder::default()
-        .tags(TAGS.iter().copied().collect::<HashSet<_>>())
-        .url_schemes(["http", "https", "mailto"].into_iter().collect())
-        .link_rel(Some("nofollow ugc"))
-        .clean(&raw)
-        .to_string()
+    cleaner().clean(&raw).to_string()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::render;
+    use super::{render, with_tracked_links};
+
+    #[test]
+    fn web_links_in_a_body_are_tracked_when_rendered() {
+        let signer = village_clicks::LinkSigner::from_settings(
+            "a=0123456789abcdef0123456789abcdef0123",
+            None,
+        )
+        .expect("valid")
+        .expect("a signer");
+        let stored = render("See [my shop](https://shop.example/x) or [mail](mailto:a@b.example)");
+        let html = with_tracked_links(&stored, Some(&signer), 12);
+        assert!(html.contains("href=\"/track/click?u=https%3A%2F%2Fshop.example%2Fx&amp;k=listing&amp;id=12"), "{html}");
+        assert!(html.contains("href=\"mailto:a@b.example\""), "{html}");
+        assert!(html.contains("rel=\"nofollow ugc\""), "{html}");
+        assert_eq!(with_tracked_links(&stored, None, 12), stored);
+    }
 
     #[test]
     fn markdown_becomes_html() {

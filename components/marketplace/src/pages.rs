@@ -248,7 +248,9 @@ pub(crate) async fn handle<S: Sql, H: HttpClient>(
             }
         }
         (&M::GET, ["marketplace", "listings", id]) => {
-            let listing = visible_listing(sql, ctx, id_of(id)?).await?;
+            let mut listing = visible_listing(sql, ctx, id_of(id)?).await?;
+            listing.body_html =
+                crate::markdown::with_tracked_links(&listing.body_html, s.signer, listing.id);
             let images = images::of_listing(sql, s.store, &listing, now).await?;
             let page = ListingPage {
                 chrome: chrome(),

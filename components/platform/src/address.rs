@@ -256,3 +256,76 @@ mod tests {
         );
     }
 }
+
+/// A GET that followed redirects to its end.
+#[derive(Debug)]
+pub struct Followed {
+    /// The last answer (not a redirect, unless it was `304 Not Modified`).
+    pub response: crate::http_client::HttpResponse,
+    /// The URL that gave it: the base for the page's own links.
+    pub url: PublicUrl,
+    /// Each redirect followed: its status and where it pointed.
+    pub redirects: Vec<(u16, PublicUrl)>,
+}
+
+/// Why [`follow`] stopped without an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowError {
+    /// The request could not be made or answered (the detail stays in the
+    /// error; show users only its [`category`](crate::http_client::HttpError::category)).
+    #[error(transparent)]
+    Http(#[from] crate::http_client::HttpError),
+    #[error("more than {0} redirects")]
+    TooManyRedirects(usize),
+    #[error("answered {0} without a Location")]
+    NoLocation(u16),
+    #[error("redirected to an invalid address")]
+    BadLocation,
+    #[error("redirected to a refused address: {0}")]
+    Refused(AddressError),
+}
+
+/// GETs `first`, following up to `max_redirects` redirects, each target
+/// checked as `first` was ([`check`]), so a redirect can never lead the
+/// fetch somewhere private. `build` makes the request for each hop (the
+/// caller's headers). The one path feeds, Good Sites pages and link-health
+/// checks are fetched through; `http` is the guarded fetch service in
+/// components, which also refuses names resolving to private addresses.
+pub async fn follow(
+    http: &impl crate::http_client::HttpClient,
+    first: PublicUrl,
+    allowed_hosts: &[String],
+    max_redirects: usize,
+    build: impl Fn(&PublicUrl) -> http::request::Builder,
+) -> Result<Followed, FollowError> {
+    let mut url = first;
+    let mut redirects = Vec::new();
+    loop {
+        let request = build(&url)
+            .body(Vec::new())
+            .map_err(|_| FollowError::BadLocation)?;
+        let response = http.send(request).await?;
+        let status = response.status();
+        if !status.is_redirection() || status == http::StatusCode::NOT_MODIFIED {
+            return Ok(Followed {
+                response,
+                url,
+                redirects,
+            });
+        }
+        if redirects.len() == max_redirects {
+            return Err(FollowError::TooManyRedirects(max_redirects));
+        }
+        let location = response
+            .headers()
+            .get(http::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(FollowError::NoLocation(status.as_u16()))?;
+        let next = url
+            .url()
+            .join(location)
+            .map_err(|_| FollowError::BadLocation)?;
+        url = check(next.as_str(), allowed_hosts).map_err(FollowError::Refused)?;
+        redirects.push((status.as_u16(), url.clone()));
+    }
+}

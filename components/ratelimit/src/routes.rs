@@ -37,6 +37,21 @@ pub fn action_for(method: &http::Method, route: &str, path_info: &str) -> Option
             (true, _) => "page",
             (false, _) => "api",
         }),
+        // Submitting a site and voting (the API or the pages' forms).
+        "/api/good-sites" | "/good-sites" if !get => {
+            Some(match path_segments(path_info).as_slice() {
+                ["sites"] | ["submit"] => "site_submission",
+                ["sites", _, "vote"] => "vote",
+                _ => "api",
+            })
+        }
+        "/good-sites" => Some(match path_segments(path_info).as_slice() {
+            // Thumbnails: a list shows up to 30 (no rule by default).
+            ["screenshots", ..] => "image",
+            _ => "page",
+        }),
+        // A scraper following tracked links is what this stops.
+        "/track/click" => Some("click"),
         r if r.starts_with("/api/") || r.starts_with("/admin/api/") => Some("api"),
         // Spin reports the root route as an empty matched route.
         "" if get => Some("page"),
@@ -123,6 +138,23 @@ mod tests {
         assert_eq!(action_for(&get, "", "/"), Some("page"));
         assert_eq!(action_for(&get, "/static/...", "/site.css"), None);
         assert_eq!(action_for(&get, "/healthz", ""), None);
+    }
+
+    #[test]
+    fn good_sites_submissions_votes_and_clicks_have_their_own_limits() {
+        let get = http::Method::GET;
+        let post = http::Method::POST;
+        for (route, info) in [("/api/good-sites/...", "/sites"), ("/good-sites/...", "/submit")] {
+            assert_eq!(action_for(&post, route, info), Some("site_submission"), "{route}");
+        }
+        for route in ["/api/good-sites/...", "/good-sites/..."] {
+            assert_eq!(action_for(&post, route, "/sites/4/vote"), Some("vote"), "{route}");
+            assert_eq!(action_for(&post, route, "/sites/4/approve"), Some("api"), "{route}");
+        }
+        assert_eq!(action_for(&get, "/api/good-sites/...", "/sites"), Some("api"));
+        assert_eq!(action_for(&get, "/good-sites/...", "/sites/4"), Some("page"));
+        assert_eq!(action_for(&get, "/good-sites/...", "/screenshots/3/thumb"), Some("image"));
+        assert_eq!(action_for(&get, "/track/click", ""), Some("click"));
     }
 
     /// What the router accepts, the limit counts: a trailing or doubled

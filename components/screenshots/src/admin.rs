@@ -81,32 +81,9 @@ pub async fn handle<S: Sql, C: Cache, B: BlobStore>(
             let version = versions::find(services.sql, id)
                 .await?
                 .ok_or(AppError::NotFound)?;
-            let key = if *which == "full" {
-                &version.full.key
-            } else {
-                &version.thumb.key
-            };
-            let blob = services
-                .blobs
-                .get(key)
+            // Ops only: never in a shared cache.
+            crate::image_response(services.blobs, &version, which, "private, max-age=86400, immutable")
                 .await
-                .map_err(|e| AppError::Unavailable {
-                    dependency: "blob storage",
-                    detail: e.to_string(),
-                })?
-                .ok_or(AppError::NotFound)?;
-            let mut response = http::Response::new(blob.bytes);
-            let headers = response.headers_mut();
-            headers.insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("image/webp"),
-            );
-            // A version's images never change: cache them for a day.
-            headers.insert(
-                http::header::CACHE_CONTROL,
-                http::HeaderValue::from_static("private, max-age=86400, immutable"),
-            );
-            Ok(response)
         }
         [] => Err(AppError::MethodNotAllowed {
             allowed: "GET, POST",
@@ -175,6 +152,23 @@ async fn queue_capture<S: Sql, C: Cache, B: BlobStore>(
         return Err(AppError::Validation(vec![FieldError::new(
             "site_id",
             "a positive whole number",
+        )]));
+    }
+    // Versions name their site with a foreign key (V28): a capture for a
+    // site that does not exist would fail at the end, after the work.
+    if let Some(id) = body.site_id
+        && services
+            .sql
+            .query_opt(
+                "SELECT 1 AS found FROM directory_sites WHERE id = $1",
+                &[village_platform::sql::SqlValue::Int64(id)],
+            )
+            .await?
+            .is_none()
+    {
+        return Err(AppError::Validation(vec![FieldError::new(
+            "site_id",
+            "no Good Sites entry has this id",
         )]));
     }
     let (job_id, checked) = match enqueue(

@@ -65,6 +65,21 @@ pub async fn enqueue(
     allowed_hosts: &[String],
     now: DateTime<Utc>,
 ) -> Result<(JobId, PublicUrl), EnqueueError> {
+    enqueue_keyed(sql, cache, url, site_id, allowed_hosts, None, now).await
+}
+
+/// [`enqueue`], at most once per `idempotency_key` (a scheduled
+/// recapture's site and month): a capture already queued, running or done
+/// under the key is returned instead of a second one.
+pub async fn enqueue_keyed(
+    sql: &impl Sql,
+    cache: &impl Cache,
+    url: &str,
+    site_id: Option<i64>,
+    allowed_hosts: &[String],
+    idempotency_key: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<(JobId, PublicUrl), EnqueueError> {
     let checked = address::check(url, allowed_hosts)?;
     let payload = CaptureRequest {
         url: checked.as_str().to_owned(),
@@ -76,6 +91,45 @@ pub async fn enqueue(
         serde_json::to_value(&payload).unwrap_or_default(),
     )
     .max_attempts(MAX_ATTEMPTS);
+    let job = match idempotency_key {
+        Some(key) => job.idempotency_key(key),
+        None => job,
+    };
     let id = village_jobs::enqueue(sql, cache, now, job).await?;
     Ok((id, checked))
+}
+
+/// The answer carrying `version`'s `which` image (`full` or `thumb`), read
+/// from blob storage, with `cache_control` (a version's images never
+/// change: its id in the URL is the cache-buster).
+pub async fn image_response(
+    blobs: &impl village_platform::blob::BlobStore,
+    version: &versions::Version,
+    which: &str,
+    cache_control: &'static str,
+) -> Result<village_platform::web::Response, village_platform::AppError> {
+    let key = if which == "full" {
+        &version.full.key
+    } else {
+        &version.thumb.key
+    };
+    let blob = blobs
+        .get(key)
+        .await
+        .map_err(|e| village_platform::AppError::Unavailable {
+            dependency: "blob storage",
+            detail: e.to_string(),
+        })?
+        .ok_or(village_platform::AppError::NotFound)?;
+    let mut response = http::Response::new(blob.bytes);
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("image/webp"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static(cache_control),
+    );
+    Ok(response)
 }

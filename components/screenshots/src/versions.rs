@@ -299,3 +299,18 @@ pub async fn purge_log(sql: &impl Sql, before: DateTime<Utc>) -> Result<u64, Sql
     )
     .await
 }
+
+/// A Good Sites entry's versions, newest first: its page's history.
+pub async fn of_site(sql: &impl Sql, site_id: i64) -> Result<Vec<Version>, SqlError> {
+    sql.query(
+        &format!(
+            "SELECT {VERSION_COLUMNS} FROM directory_screenshot_versions v \
+             WHERE v.site_id = $1 ORDER BY v.captured_at DESC, v.id DESC"
+        ),
+        &[SqlValue::Int64(site_id)],
+    )
+    .await?
+    .iter()
+    .map(version)
+    .collect()
+}

@@ -11,7 +11,7 @@ fn new_version(url: &str, n: u32) -> NewVersion {
     let (full, thumb) = versions::image_keys(url, uuid::Uuid::new_v4());
     NewVersion {
         url: url.into(),
-        site_id: Some(7),
+        site_id: None,
         final_url: format!("{url}#{n}"),
         full: Image {
             key: full,
@@ -39,8 +39,27 @@ async fn each_capture_is_a_new_current_version_and_none_is_deleted() {
         .expect("db");
     let (sql, _) = test_ports(&db).await;
     let url = "https://example.org/";
+    // The Good Sites entry the captures are for (versions name it).
+    let site: i64 = sql
+        .query(
+            "INSERT INTO directory_sites (url, url_key, host, title, category_id, created_at, \
+                 updated_at) \
+             SELECT $1, 'example.org', 'example.org', 'Example', id, now(), now() \
+             FROM directory_categories WHERE slug = 'music' RETURNING id",
+            &[SqlValue::Text(url.into())],
+        )
+        .await
+        .expect("site")[0]
+        .get("id")
+        .expect("id");
     for n in 1..=3 {
-        let v = versions::record_version(&sql, &new_version(url, n))
+        let v = versions::record_version(
+            &sql,
+            &NewVersion {
+                site_id: Some(site),
+                ..new_version(url, n)
+            },
+        )
             .await
             .expect("recorded");
         assert_eq!((v.version, v.is_current), (n as i32, true));
@@ -61,7 +80,17 @@ async fn each_capture_is_a_new_current_version_and_none_is_deleted() {
     );
     let found = versions::find(&sql, history[1].id).await.expect("find");
     assert_eq!(found.as_ref().map(|v| v.version), Some(2));
-    assert_eq!(found.map(|v| v.site_id), Some(Some(7)));
+    assert_eq!(found.map(|v| v.site_id), Some(Some(site)));
+    assert_eq!(
+        versions::of_site(&sql, site)
+            .await
+            .expect("of site")
+            .iter()
+            .map(|v| v.version)
+            .collect::<Vec<_>>(),
+        vec![3, 2, 1],
+        "a site's history, newest first"
+    );
 }
 
 #[tokio::test]

@@ -10,6 +10,11 @@
 //! | `feeds.refresh`  | `village_feeds::handler`          |
 //! | `ai.tag_items`   | `village_ai::tagging`             |
 //! | `marketplace.lifecycle` | `village_marketplace::lifecycle` |
+//! | `directory.fetch_site` | `village_directory::fetch::FetchSite` |
+//! | `directory.suggest_category` | `village_directory::fetch::SuggestCategory` |
+//! | `directory.check_links` | `village_directory::health` |
+//! | `directory.recapture` | `village_directory::recapture` |
+//! | `clicks.maintain` | `village_clicks::maintain` |
 
 use village_ai::AiConfig;
 use village_jobs::Queue;
@@ -70,6 +75,10 @@ pub async fn run(component: &str, queue: Queue) -> Result<(), String> {
     let hosts = village_platform::address::allowed_hosts(
         &variable("feed_allowed_hosts").unwrap_or_default(),
     );
+    // Good Sites pages are URLs users gave us, fetched like feeds.
+    let site_hosts = village_platform::address::allowed_hosts(
+        &variable("directory_allowed_hosts").unwrap_or_default(),
+    );
     let registry = Registry::new()
         .with(Noop)
         .with(village_feeds::handler::RefreshFeed {
@@ -92,6 +101,36 @@ pub async fn run(component: &str, queue: Queue) -> Result<(), String> {
             clock: &env.clock,
             store,
             mail,
+        })
+        .with(village_directory::fetch::FetchSite {
+            sql: &env.sql,
+            cache: &env.cache,
+            http: &http,
+            clock: &env.clock,
+            allowed_hosts: &site_hosts,
+        })
+        .with(village_directory::fetch::SuggestCategory {
+            sql: &env.sql,
+            http: &ai_http,
+            clock: &env.clock,
+            config: &ai,
+        })
+        .with(village_directory::health::CheckLinks {
+            sql: &env.sql,
+            cache: &env.cache,
+            http: &http,
+            clock: &env.clock,
+            allowed_hosts: &site_hosts,
+        })
+        .with(village_directory::recapture::Recapture {
+            sql: &env.sql,
+            cache: &env.cache,
+            clock: &env.clock,
+            allowed_hosts: &site_hosts,
+        })
+        .with(village_clicks::maintain::Maintain {
+            sql: &env.sql,
+            clock: &env.clock,
         });
     village_jobs::spin_components::run_worker(component, queue, &env, &registry).await
 }

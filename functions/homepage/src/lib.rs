@@ -39,6 +39,7 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
                 &env.cache,
                 ctx,
                 providers(),
+                village_clicks::spin_components::signer("homepage").as_ref(),
                 env.clock.now(),
             )
             .await

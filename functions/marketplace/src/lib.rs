@@ -56,10 +56,12 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
                     })
                     .ok()
             });
+            let signer = village_clicks::spin_components::signer("marketplace");
             let services = Services {
                 sql: &env.sql,
                 store: store.as_ref(),
                 store_origin: config.as_ref().map(S3Config::origin),
+                signer: signer.as_ref(),
                 now: env.clock.now(),
             };
             let request = MarketRequest {

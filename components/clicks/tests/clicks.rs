@@ -1,0 +1,290 @@
+//! Click tracking against a real Postgres: the redirect and its durable
+//! record, refusals, daily partitions and their retention, rollups and the
+//! check that they agree with the raw clicks.
+
+use chrono::{Duration, NaiveDate, Utc};
+use village_clicks::maintain::{self, PARTITIONS_AHEAD, RAW_DAYS};
+use village_clicks::{Link, LinkKind, LinkSigner, record};
+use village_platform::RequestContext;
+use village_platform::native::NativeSql;
+use village_platform::sql::{Sql, SqlValue};
+
+async fn db() -> NativeSql {
+    let url = village_migrate::testing::fresh_database()
+        .await
+        .expect("test database");
+    NativeSql::connect(&url).await.expect("connect")
+}
+
+async fn count(sql: &NativeSql, statement: &str) -> i64 {
+    sql.query(statement, &[]).await.expect("count")[0]
+        .get::<i64>("n")
+        .expect("n")
+}
+
+fn signer() -> LinkSigner {
+    LinkSigner::from_settings("k1=0123456789abcdef0123456789abcdef-k1", None)
+        .expect("valid")
+        .expect("a signer")
+}
+
+fn ctx() -> RequestContext {
+    RequestContext::from_headers(&http::HeaderMap::new(), "track-click")
+}
+
+async fn click_at(sql: &NativeSql, at: chrono::DateTime<Utc>, kind: &str, id: i64, source: &str) {
+    sql.execute(
+        "INSERT INTO link_clicks (clicked_at, link_kind, link_id, target_url, source, category_id) \
+         VALUES ($1, $2, $3, 'https://example.org/', $4, 7)",
+        &[
+            SqlValue::Timestamp(at),
+            SqlValue::Text(kind.into()),
+            SqlValue::Int64(id),
+            SqlValue::Text(source.into()),
+        ],
+    )
+    .await
+    .expect("click");
+}
+
+async fn partitions(sql: &NativeSql) -> Vec<String> {
+    sql.query(
+        "SELECT c.relname::text AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+         JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'link_clicks' ORDER BY 1",
+        &[],
+    )
+    .await
+    .expect("partitions")
+    .iter()
+    .map(|r| r.get("name").expect("name"))
+    .collect()
+}
+
+fn partition_of(day: NaiveDate) -> String {
+    format!("link_clicks_p{}", day.format("%Y%m%d"))
+}
+
+#[tokio::test]
+async fn a_signed_link_is_recorded_before_the_redirect_is_answered() {
+    let sql = db().await;
+    let s = signer();
+    let link = Link::to("https://example.org/garden?a=1", LinkKind::Site, 42, "directory_top")
+        .at(2)
+        .in_category(9);
+    let href = s.href(&link);
+    let query = href.split_once('?').expect("query").1;
+    let now = Utc::now();
+    let context = ctx();
+    let answer = record::handle(&sql, Some(&s), &http::Method::GET, query, &context, now)
+        .await
+        .expect("redirected");
+    assert_eq!(answer.status(), 302);
+    assert_eq!(answer.headers()["location"], "https://example.org/garden?a=1");
+    assert_eq!(answer.headers()["cache-control"], "no-store");
+    let rows = sql
+        .query(
+            "SELECT link_kind, link_id, target_url, source, position, category_id, anon_id \
+             FROM link_clicks",
+            &[],
+        )
+        .await
+        .expect("clicks");
+    assert_eq!(rows.len(), 1, "the click was on disk when the 302 was returned");
+    let r = &rows[0];
+    assert_eq!(r.get::<String>("link_kind").expect("kind"), "site");
+    assert_eq!(r.get::<i64>("link_id").expect("id"), 42);
+    assert_eq!(r.get::<String>("source").expect("source"), "directory_top");
+    assert_eq!(r.get::<i32>("position").expect("pos"), 2);
+    assert_eq!(r.get::<i64>("category_id").expect("cat"), 9);
+    assert_eq!(
+        r.get::<uuid::Uuid>("anon_id").expect("anon"),
+        context.anon_id.as_uuid()
+    );
+    // It landed in today's partition, not the default one.
+    let today = partition_of(now.date_naive());
+    assert_eq!(
+        count(&sql, &format!("SELECT count(*) AS n FROM {today}")).await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn unsigned_and_tampered_links_are_refused_and_nothing_is_recorded() {
+    let sql = db().await;
+    let s = signer();
+    let href = s.href(&Link::to("https://example.org/", LinkKind::Url, 0, "listing_body"));
+    let query = href.split_once('?').expect("query").1.to_owned();
+    let evil = query.replace("example.org", "evil.example");
+    let unsigned = query.split("&sig=").next().expect("before sig").to_owned();
+    let other_key = LinkSigner::from_settings("k1=another-key-that-is-long-enough-000000", None)
+        .expect("valid")
+        .expect("signer")
+        .href(&Link::to("https://evil.example/", LinkKind::Url, 0, "listing_body"));
+    for q in [
+        evil.as_str(),
+        unsigned.as_str(),
+        "u=https%3A%2F%2Fevil.example%2F",
+        "",
+        other_key.split_once('?').expect("query").1,
+    ] {
+        let refused = record::handle(&sql, Some(&s), &http::Method::GET, q, &ctx(), Utc::now())
+            .await
+            .expect_err("refused");
+        assert_eq!(refused.status(), 400, "{q}");
+    }
+    let no_keys = record::handle(&sql, None, &http::Method::GET, &query, &ctx(), Utc::now())
+        .await
+        .expect_err("refused without keys");
+    assert_eq!(no_keys.status(), 400);
+    assert_eq!(count(&sql, "SELECT count(*) AS n FROM link_clicks").await, 0);
+}
+
+#[tokio::test]
+async fn partitions_are_made_sixty_days_ahead_and_dropped_after_ninety_days() {
+    let sql = db().await;
+    let now = Utc::now();
+    let today = now.date_naive();
+    // Clicks 91 and 89 days old, each in its own day's partition.
+    for age in [RAW_DAYS + 1, RAW_DAYS - 1] {
+        let day = today - Duration::days(age);
+        maintain::ensure_partition(&sql, day).await.expect("partition");
+        click_at(&sql, now - Duration::days(age), "site", 1, "directory_top").await;
+    }
+    let report = maintain::run(&sql, now).await.expect("maintained");
+    let names = partitions(&sql).await;
+    for offset in -1..=PARTITIONS_AHEAD {
+        let day = today + Duration::days(offset);
+        assert!(names.contains(&partition_of(day)), "{day} has its partition");
+    }
+    assert!(report.partitions_created >= 50, "{report:?}");
+    assert_eq!(report.partitions_dropped, 1, "{report:?}");
+    assert!(!names.contains(&partition_of(today - Duration::days(RAW_DAYS + 1))));
+    assert!(names.contains(&partition_of(today - Duration::days(RAW_DAYS - 1))));
+    assert_eq!(count(&sql, "SELECT count(*) AS n FROM link_clicks").await, 1);
+    // A second run has nothing to make or drop.
+    let again = maintain::run(&sql, now).await.expect("maintained");
+    assert_eq!((again.partitions_created, again.partitions_dropped), (0, 0));
+}
+
+#[tokio::test]
+async fn a_click_on_a_day_without_a_partition_is_kept_and_moved_into_it_later() {
+    let sql = db().await;
+    let later = Utc::now() + Duration::days(PARTITIONS_AHEAD + 30);
+    click_at(&sql, later, "article", 5, "news_widget").await;
+    assert_eq!(
+        count(&sql, "SELECT count(*) AS n FROM link_clicks_default").await,
+        1,
+        "the default partition caught it"
+    );
+    assert!(
+        maintain::ensure_partition(&sql, later.date_naive())
+            .await
+            .expect("made")
+    );
+    assert_eq!(
+        count(&sql, "SELECT count(*) AS n FROM link_clicks_default").await,
+        0
+    );
+    assert_eq!(
+        count(
+            &sql,
+            &format!("SELECT count(*) AS n FROM {}", partition_of(later.date_naive()))
+        )
+        .await,
+        1,
+        "moved into its day's partition"
+    );
+}
+
+#[tokio::test]
+async fn rollups_agree_with_the_raw_clicks_and_a_disagreement_is_caught() {
+    let sql = db().await;
+    let now = Utc::now();
+    let yesterday = now - Duration::days(1);
+    for (kind, id, source, n) in [
+        ("site", 1, "directory_top", 3),
+        ("site", 1, "good_sites_widget", 2),
+        ("site", 2, "directory_top", 1),
+        ("article", 7, "news_widget", 4),
+    ] {
+        for _ in 0..n {
+            click_at(&sql, yesterday, kind, id, source).await;
+        }
+    }
+    // Today's clicks are not rolled up until the day is over.
+    click_at(&sql, now, "site", 1, "directory_top").await;
+    let report = maintain::run(&sql, now).await.expect("maintained");
+    let day = yesterday.date_naive();
+    let checked = report
+        .rollups
+        .iter()
+        .find(|r| r.day == day)
+        .expect("yesterday rolled up");
+    assert_eq!((checked.raw_clicks, checked.rolled_up, checked.agreed), (10, 10, true));
+    let rows = sql
+        .query(
+            "SELECT link_kind, link_id, source, category_id, clicks FROM link_click_rollups \
+             WHERE day = $1::text::date ORDER BY 1, 2, 3",
+            &[SqlValue::Text(day.to_string())],
+        )
+        .await
+        .expect("rollups");
+    let got: Vec<(String, i64, String, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get("link_kind").expect("kind"),
+                r.get("link_id").expect("id"),
+                r.get("source").expect("source"),
+                r.get("clicks").expect("clicks"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("article".into(), 7, "news_widget".into(), 4),
+            ("site".into(), 1, "directory_top".into(), 3),
+            ("site".into(), 1, "good_sites_widget".into(), 2),
+            ("site".into(), 2, "directory_top".into(), 1),
+        ]
+    );
+    assert_eq!(
+        count(&sql, "SELECT count(*) AS n FROM link_click_rollups WHERE day = (now() AT TIME ZONE 'UTC')::date").await,
+        0
+    );
+    // A late click for yesterday: the check sees the gap, the next run closes it.
+    click_at(&sql, yesterday, "site", 2, "directory_top").await;
+    let gap = maintain::check(&sql, day, now).await.expect("checked");
+    assert_eq!((gap.raw_clicks, gap.rolled_up, gap.agreed), (11, 10, false));
+    let rerun = maintain::run(&sql, now).await.expect("maintained");
+    let fixed = rerun.rollups.iter().find(|r| r.day == day).expect("re-rolled");
+    assert_eq!((fixed.raw_clicks, fixed.rolled_up, fixed.agreed), (11, 11, true));
+    assert_eq!(
+        count(
+            &sql,
+            "SELECT count(*) AS n FROM link_click_rollup_runs WHERE NOT agreed"
+        )
+        .await,
+        1,
+        "the disagreement was recorded"
+    );
+}
+
+#[tokio::test]
+async fn rollups_are_kept_two_years() {
+    let sql = db().await;
+    let now = Utc::now();
+    for age in [729, 731] {
+        sql.execute(
+            "INSERT INTO link_click_rollups (day, link_kind, link_id, source, category_id, clicks) \
+             VALUES ($1::text::date, 'site', 1, 'directory_top', 0, 5)",
+            &[SqlValue::Text((now.date_naive() - Duration::days(age)).to_string())],
+        )
+        .await
+        .expect("rollup");
+    }
+    let report = maintain::run(&sql, now).await.expect("maintained");
+    assert_eq!(report.rollups_pruned, 1);
+    assert_eq!(count(&sql, "SELECT count(*) AS n FROM link_click_rollups").await, 1);
+}
