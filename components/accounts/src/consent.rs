@@ -1,6 +1,7 @@
 //! Analytics consent: the signed-in user's own decision, recorded with its
 //! time and audited. Withdrawing it removes, at once, every analytics row
-//! that names the user (today: feature-flag evaluations).
+//! that names the user (feature-flag evaluations, and the user's name on
+//! their tracked clicks).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -76,6 +77,7 @@ pub async fn set(
         0
     } else {
         village_flags::retention::purge_user(sql, user).await?
+            + village_clicks::record::forget_user(sql, user).await?
     };
     let mut e = authz::entry(ctx, Some(user), "consent.analytics");
     e.target_type = Some("user".into());

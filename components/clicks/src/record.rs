@@ -8,6 +8,11 @@
 //! the row the visitor is still sent on (a link must not break because
 //! analytics are down); the loss is logged and counted as
 //! `clicks_unrecorded`.
+//!
+//! Who clicked is recorded only for a signed-in user who agreed to
+//! analytics (their user and anonymous ids); every other click is counted
+//! without naming anyone. Withdrawing consent forgets the user's clicks
+//! ([`forget_user`]).
 
 use chrono::{DateTime, Utc};
 use village_platform::sql::{Sql, SqlError, SqlValue};
@@ -23,6 +28,7 @@ pub async fn record(
     ctx: &RequestContext,
     now: DateTime<Utc>,
 ) -> Result<(), SqlError> {
+    let consenting = ctx.principal.as_ref().filter(|p| p.analytics_consent);
     sql.execute(
         "INSERT INTO link_clicks (clicked_at, link_kind, link_id, target_url, source, position, \
                                   category_id, anon_id, user_id) \
@@ -35,12 +41,21 @@ pub async fn record(
             SqlValue::Text(link.source.clone()),
             SqlValue::Int32(link.position),
             SqlValue::Int64(link.category),
-            SqlValue::Uuid(ctx.anon_id.as_uuid()),
-            ctx.user_id().map_or(SqlValue::Null, SqlValue::Uuid),
+            consenting.map_or(SqlValue::Null, |_| SqlValue::Uuid(ctx.anon_id.as_uuid())),
+            consenting.map_or(SqlValue::Null, |p| SqlValue::Uuid(p.user_id)),
         ],
     )
     .await?;
     Ok(())
+}
+
+/// Removes `user`'s name from their recorded clicks (the counts stay).
+pub async fn forget_user(sql: &impl Sql, user: uuid::Uuid) -> Result<u64, SqlError> {
+    sql.execute(
+        "UPDATE link_clicks SET user_id = NULL, anon_id = NULL WHERE user_id = $1",
+        &[SqlValue::Uuid(user)],
+    )
+    .await
 }
 
 /// The whole route: 400 for a link we did not sign (never a redirect),

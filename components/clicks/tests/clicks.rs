@@ -32,6 +32,18 @@ fn ctx() -> RequestContext {
     RequestContext::from_headers(&http::HeaderMap::new(), "track-click")
 }
 
+fn signed_in(user: uuid::Uuid, analytics_consent: bool) -> RequestContext {
+    let mut c = ctx();
+    c.principal = Some(village_platform::session::Principal {
+        user_id: user,
+        session_id: uuid::Uuid::new_v4(),
+        impersonator: None,
+        cohort_key: uuid::Uuid::new_v4(),
+        analytics_consent,
+    });
+    c
+}
+
 async fn click_at(sql: &NativeSql, at: chrono::DateTime<Utc>, kind: &str, id: i64, source: &str) {
     sql.execute(
         "INSERT INTO link_clicks (clicked_at, link_kind, link_id, target_url, source, category_id) \
@@ -74,7 +86,8 @@ async fn a_signed_link_is_recorded_before_the_redirect_is_answered() {
     let href = s.href(&link);
     let query = href.split_once('?').expect("query").1;
     let now = Utc::now();
-    let context = ctx();
+    let user = uuid::Uuid::new_v4();
+    let context = signed_in(user, true);
     let answer = record::handle(&sql, Some(&s), &http::Method::GET, query, &context, now)
         .await
         .expect("redirected");
@@ -98,13 +111,30 @@ async fn a_signed_link_is_recorded_before_the_redirect_is_answered() {
     assert_eq!(r.get::<i64>("category_id").expect("cat"), 9);
     assert_eq!(
         r.get::<uuid::Uuid>("anon_id").expect("anon"),
-        context.anon_id.as_uuid()
+        context.anon_id.as_uuid(),
+        "a consenting user's click names them"
     );
-    // It landed in today's partition, not the default one.
+    // Without consent (or signed out) the click is counted, naming no one.
+    for other in [signed_in(uuid::Uuid::new_v4(), false), ctx()] {
+        record::handle(&sql, Some(&s), &http::Method::GET, query, &other, now)
+            .await
+            .expect("redirected");
+    }
+    assert_eq!(
+        count(&sql, "SELECT count(*) AS n FROM link_clicks WHERE anon_id IS NULL AND user_id IS NULL").await,
+        2
+    );
+    // Withdrawing consent forgets who clicked.
+    assert_eq!(record::forget_user(&sql, user).await.expect("forgotten"), 1);
+    assert_eq!(
+        count(&sql, "SELECT count(*) AS n FROM link_clicks WHERE anon_id IS NOT NULL").await,
+        0
+    );
+    // They landed in today's partition, not the default one.
     let today = partition_of(now.date_naive());
     assert_eq!(
         count(&sql, &format!("SELECT count(*) AS n FROM {today}")).await,
-        1
+        3
     );
 }
 
