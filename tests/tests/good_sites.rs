@@ -75,7 +75,10 @@ async fn until<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
         if let Some(v) = probe().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{what} within a minute");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} within a minute"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
@@ -141,7 +144,14 @@ async fn a_site_goes_from_submission_to_a_screenshot_and_its_clicks_are_counted(
     let (_, voter) = app.signed_in_as(&[]).await;
 
     // Anonymous visitors cannot submit; bad fields are named.
-    let (code, _) = call(&app, post.clone(), "/api/good-sites/sites", Some(json!({})), "").await;
+    let (code, _) = call(
+        &app,
+        post.clone(),
+        "/api/good-sites/sites",
+        Some(json!({})),
+        "",
+    )
+    .await;
     assert_eq!(code, 401);
     let (code, refused) = call(
         &app,
@@ -166,8 +176,10 @@ async fn a_site_goes_from_submission_to_a_screenshot_and_its_clicks_are_counted(
         &app,
         post.clone(),
         "/api/good-sites/sites",
-        Some(json!({"url": url, "title": "Seed library", "description": "Swap seeds",
-                    "category": "community"})),
+        Some(
+            json!({"url": url, "title": "Seed library", "description": "Swap seeds",
+                    "category": "community"}),
+        ),
         &member,
     )
     .await;
@@ -184,18 +196,34 @@ async fn a_site_goes_from_submission_to_a_screenshot_and_its_clicks_are_counted(
     )
     .await;
     assert_eq!(code, 400, "{dup}");
-    assert!(dup["errors"][0]["message"].as_str().unwrap_or_default().contains("already"), "{dup}");
+    assert!(
+        dup["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("already"),
+        "{dup}"
+    );
 
     // The worker fetches the page (through the fetch service) and the
     // model suggests a category.
     let fetched = until("the fetch and the suggestion", async || {
-        let (_, got) = call(&app, get.clone(), &format!("/api/good-sites/sites/{id}"), None, &support).await;
+        let (_, got) = call(
+            &app,
+            get.clone(),
+            &format!("/api/good-sites/sites/{id}"),
+            None,
+            &support,
+        )
+        .await;
         (got["site"]["fetch_state"] == "fetched" && got["site"]["suggested_category"].is_string())
             .then_some(got)
     })
     .await;
     assert_eq!(fetched["site"]["fetched_title"], "Vale Seed Library");
-    assert_eq!(fetched["site"]["fetched_description"], "Swap seeds with neighbours");
+    assert_eq!(
+        fetched["site"]["fetched_description"],
+        "Swap seeds with neighbours"
+    );
     assert_eq!(fetched["site"]["suggested_category"], "gardening");
     assert!(!model.requests().is_empty(), "the model was asked");
     assert_eq!(
@@ -204,7 +232,14 @@ async fn a_site_goes_from_submission_to_a_screenshot_and_its_clicks_are_counted(
         1
     );
     // Pending sites are for their submitter and moderators only.
-    let (code, _) = call(&app, get.clone(), &format!("/api/good-sites/sites/{id}"), None, &voter).await;
+    let (code, _) = call(
+        &app,
+        get.clone(),
+        &format!("/api/good-sites/sites/{id}"),
+        None,
+        &voter,
+    )
+    .await;
     assert_eq!(code, 404);
     let (code, _) = call(
         &app,
@@ -240,7 +275,14 @@ async fn a_site_goes_from_submission_to_a_screenshot_and_its_clicks_are_counted(
         .expect("joined")
         .expect("the host starts");
     let shown = until("the screenshot", async || {
-        let (_, got) = call(&app, get.clone(), &format!("/api/good-sites/sites/{id}"), None, "").await;
+        let (_, got) = call(
+            &app,
+            get.clone(),
+            &format!("/api/good-sites/sites/{id}"),
+            None,
+            "",
+        )
+        .await;
         got["site"]["screenshot"].is_i64().then_some(got)
     })
     .await;
@@ -255,9 +297,15 @@ async fn a_site_goes_from_submission_to_a_screenshot_and_its_clicks_are_counted(
         .await,
         1
     );
-    let thumb = shown["screenshots"][0]["thumb"].as_str().expect("a thumbnail");
+    let thumb = shown["screenshots"][0]["thumb"]
+        .as_str()
+        .expect("a thumbnail");
     let image = app.get(thumb, None).await;
-    assert_eq!(image.status(), 200, "an approved site's screenshot is public");
+    assert_eq!(
+        image.status(),
+        200,
+        "an approved site's screenshot is public"
+    );
     assert!(
         image.headers()["cache-control"]
             .to_str()
@@ -277,7 +325,10 @@ async fn a_site_goes_from_submission_to_a_screenshot_and_its_clicks_are_counted(
     )
     .await;
     assert_eq!(code, 200, "{tally}");
-    assert_eq!((tally["upvotes"].as_i64(), tally["vote"].as_i64()), (Some(1), Some(1)));
+    assert_eq!(
+        (tally["upvotes"].as_i64(), tally["vote"].as_i64()),
+        (Some(1), Some(1))
+    );
     let (code, _) = call(
         &app,
         post.clone(),
@@ -295,7 +346,10 @@ async fn a_site_goes_from_submission_to_a_screenshot_and_its_clicks_are_counted(
     assert_eq!(page.status(), 200);
     let html = page.text().await.expect("html");
     assert!(html.contains("Seed library"), "{html}");
-    assert!(html.contains(&format!("src=\"{thumb}\"")), "the screenshot is shown");
+    assert!(
+        html.contains(&format!("src=\"{thumb}\"")),
+        "the screenshot is shown"
+    );
     let start = html.find("href=\"/track/click?").expect("a tracked link") + 6;
     let end = start + html[start..].find('"').expect("end of href");
     // askama escapes `&` in attributes as `&#38;`.
@@ -336,9 +390,15 @@ async fn a_site_goes_from_submission_to_a_screenshot_and_its_clicks_are_counted(
     let detail = rendered(app.url(&format!("/good-sites/sites/{id}"))).await;
     assert!(detail.contains("Screenshot of Seed library"), "{detail}");
     let search = rendered(app.url("/good-sites/search?q=seed")).await;
-    assert!(search.contains("Seed library"), "full-text search finds it: {search}");
+    assert!(
+        search.contains("Seed library"),
+        "full-text search finds it: {search}"
+    );
     let category = rendered(app.url("/good-sites/c/home")).await;
-    assert!(category.contains("Seed library"), "a section lists its categories' sites");
+    assert!(
+        category.contains("Seed library"),
+        "a section lists its categories' sites"
+    );
     app.stop().await;
 }
 
@@ -371,7 +431,12 @@ async fn submitting_through_the_form_keeps_what_was_typed_on_an_error() {
     assert!(html.contains("<option value=\"diy\" selected>"), "{html}");
     assert_eq!(app.count("SELECT count(*) FROM directory_sites").await, 0);
     // Moderation is closed to those who moderate nothing.
-    assert_eq!(app.get("/good-sites/moderation", Some(&member)).await.status(), 403);
+    assert_eq!(
+        app.get("/good-sites/moderation", Some(&member))
+            .await
+            .status(),
+        403
+    );
     assert_eq!(app.get("/good-sites/submit", None).await.status(), 401);
     app.stop().await;
 }

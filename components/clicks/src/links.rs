@@ -151,7 +151,11 @@ impl LinkSigner {
         session_key: Option<&SigningKey>,
     ) -> Result<Option<Self>, String> {
         let mut keys = Vec::new();
-        for entry in click_keys.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        for entry in click_keys
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
             let (id, secret) = entry
                 .split_once('=')
                 .ok_or("click_signing_keys: each entry is `id=secret`")?;
@@ -218,7 +222,10 @@ impl LinkSigner {
             ) {
                 return Err(LinkError::Unknown(name.chars().take(40).collect()));
             }
-            if fields.insert(name.to_string(), value.into_owned()).is_some() {
+            if fields
+                .insert(name.to_string(), value.into_owned())
+                .is_some()
+            {
                 return Err(LinkError::Repeated(name.into_owned()));
             }
         }
@@ -297,9 +304,14 @@ mod tests {
     }
 
     fn link() -> Link {
-        Link::to("https://example.org/a?b=c&d=e", LinkKind::Site, 42, "directory_top")
-            .at(3)
-            .in_category(7)
+        Link::to(
+            "https://example.org/a?b=c&d=e",
+            LinkKind::Site,
+            42,
+            "directory_top",
+        )
+        .at(3)
+        .in_category(7)
     }
 
     #[test]
@@ -314,7 +326,10 @@ mod tests {
         let s = signer(&format!("a={}", key("a")));
         let href = s.href(&link());
         for (from, to) in [
-            ("u=https%3A%2F%2Fexample.org", "u=https%3A%2F%2Fevil.example"),
+            (
+                "u=https%3A%2F%2Fexample.org",
+                "u=https%3A%2F%2Fevil.example",
+            ),
             ("k=site", "k=article"),
             ("id=42", "id=43"),
             ("src=directory_top", "src=directory_new"),
@@ -338,7 +353,10 @@ mod tests {
         let q = query(&href);
         let unsigned = q.split("&sig=").next().expect("before sig");
         assert_eq!(s.verify(unsigned), Err(LinkError::Unsigned));
-        assert_eq!(s.verify("u=https%3A%2F%2Fevil.example"), Err(LinkError::Unsigned));
+        assert_eq!(
+            s.verify("u=https%3A%2F%2Fevil.example"),
+            Err(LinkError::Unsigned)
+        );
         assert!(matches!(
             s.verify(&format!("{q}&u=https%3A%2F%2Fevil.example")),
             Err(LinkError::Repeated(_))
@@ -375,7 +393,11 @@ mod tests {
         let s = signer(&format!("a={}", key("a")));
         for target in ["javascript:alert(1)", "/relative", "data:text/html,x"] {
             let href = s.href(&Link::to(target, LinkKind::Url, 0, "listing_body"));
-            assert_eq!(s.verify(query(&href)), Err(LinkError::Invalid("u")), "{target}");
+            assert_eq!(
+                s.verify(query(&href)),
+                Err(LinkError::Invalid("u")),
+                "{target}"
+            );
         }
     }
 
@@ -388,14 +410,22 @@ mod tests {
         let href = s.href(&link());
         assert!(href.contains("kid=s"));
         assert_eq!(s.verify(query(&href)), Ok(link()));
-        assert!(LinkSigner::from_settings("", None).expect("valid").is_none());
+        assert!(
+            LinkSigner::from_settings("", None)
+                .expect("valid")
+                .is_none()
+        );
     }
 
     #[test]
     fn malformed_key_settings_are_refused() {
-        for bad in ["a", "a=short", &format!("a b={}", key("a")), &format!("s={}", key("s")),
-            &format!("a={},a={}", key("a"), key("b"))]
-        {
+        for bad in [
+            "a",
+            "a=short",
+            &format!("a b={}", key("a")),
+            &format!("s={}", key("s")),
+            &format!("a={},a={}", key("a"), key("b")),
+        ] {
             assert!(LinkSigner::from_settings(bad, None).is_err(), "{bad}");
         }
     }

@@ -66,7 +66,11 @@ pub async fn ensure_partition(sql: &impl Sql, day: NaiveDate) -> Result<bool, Sq
 
 /// Rolls up `day` (replacing what was there) and checks the result
 /// against the raw rows, recording the check.
-pub async fn roll_up(sql: &impl Sql, day: NaiveDate, now: DateTime<Utc>) -> Result<DayRollup, SqlError> {
+pub async fn roll_up(
+    sql: &impl Sql,
+    day: NaiveDate,
+    now: DateTime<Utc>,
+) -> Result<DayRollup, SqlError> {
     // One statement: the day's old rollup rows that no longer occur are
     // deleted, the rest replaced, atomically.
     sql.execute(
@@ -92,7 +96,11 @@ pub async fn roll_up(sql: &impl Sql, day: NaiveDate, now: DateTime<Utc>) -> Resu
 /// Counts `day`'s raw clicks and its rolled-up sum afresh (one statement,
 /// one snapshot), records the comparison in `link_click_rollup_runs`, and
 /// logs an error when they differ.
-pub async fn check(sql: &impl Sql, day: NaiveDate, now: DateTime<Utc>) -> Result<DayRollup, SqlError> {
+pub async fn check(
+    sql: &impl Sql,
+    day: NaiveDate,
+    now: DateTime<Utc>,
+) -> Result<DayRollup, SqlError> {
     let row = sql
         .query_opt(
             "WITH counted AS ( \
@@ -142,7 +150,8 @@ async fn days_to_roll_up(sql: &impl Sql, today: NaiveDate) -> Result<Vec<NaiveDa
         .iter()
         .map(|r| {
             r.get::<String>("day").and_then(|d| {
-                NaiveDate::parse_from_str(&d, "%Y-%m-%d").map_err(|e| SqlError::Decode(e.to_string()))
+                NaiveDate::parse_from_str(&d, "%Y-%m-%d")
+                    .map_err(|e| SqlError::Decode(e.to_string()))
             })
         })
         .collect::<Result<Vec<_>, _>>()?;

@@ -80,9 +80,14 @@ fn partition_of(day: NaiveDate) -> String {
 async fn a_signed_link_is_recorded_before_the_redirect_is_answered() {
     let sql = db().await;
     let s = signer();
-    let link = Link::to("https://example.org/garden?a=1", LinkKind::Site, 42, "directory_top")
-        .at(2)
-        .in_category(9);
+    let link = Link::to(
+        "https://example.org/garden?a=1",
+        LinkKind::Site,
+        42,
+        "directory_top",
+    )
+    .at(2)
+    .in_category(9);
     let href = s.href(&link);
     let query = href.split_once('?').expect("query").1;
     let now = Utc::now();
@@ -92,7 +97,10 @@ async fn a_signed_link_is_recorded_before_the_redirect_is_answered() {
         .await
         .expect("redirected");
     assert_eq!(answer.status(), 302);
-    assert_eq!(answer.headers()["location"], "https://example.org/garden?a=1");
+    assert_eq!(
+        answer.headers()["location"],
+        "https://example.org/garden?a=1"
+    );
     assert_eq!(answer.headers()["cache-control"], "no-store");
     let rows = sql
         .query(
@@ -102,7 +110,11 @@ async fn a_signed_link_is_recorded_before_the_redirect_is_answered() {
         )
         .await
         .expect("clicks");
-    assert_eq!(rows.len(), 1, "the click was on disk when the 302 was returned");
+    assert_eq!(
+        rows.len(),
+        1,
+        "the click was on disk when the 302 was returned"
+    );
     let r = &rows[0];
     assert_eq!(r.get::<String>("link_kind").expect("kind"), "site");
     assert_eq!(r.get::<i64>("link_id").expect("id"), 42);
@@ -121,13 +133,21 @@ async fn a_signed_link_is_recorded_before_the_redirect_is_answered() {
             .expect("redirected");
     }
     assert_eq!(
-        count(&sql, "SELECT count(*) AS n FROM link_clicks WHERE anon_id IS NULL AND user_id IS NULL").await,
+        count(
+            &sql,
+            "SELECT count(*) AS n FROM link_clicks WHERE anon_id IS NULL AND user_id IS NULL"
+        )
+        .await,
         2
     );
     // Withdrawing consent forgets who clicked.
     assert_eq!(record::forget_user(&sql, user).await.expect("forgotten"), 1);
     assert_eq!(
-        count(&sql, "SELECT count(*) AS n FROM link_clicks WHERE anon_id IS NOT NULL").await,
+        count(
+            &sql,
+            "SELECT count(*) AS n FROM link_clicks WHERE anon_id IS NOT NULL"
+        )
+        .await,
         0
     );
     // They landed in today's partition, not the default one.
@@ -142,14 +162,24 @@ async fn a_signed_link_is_recorded_before_the_redirect_is_answered() {
 async fn unsigned_and_tampered_links_are_refused_and_nothing_is_recorded() {
     let sql = db().await;
     let s = signer();
-    let href = s.href(&Link::to("https://example.org/", LinkKind::Url, 0, "listing_body"));
+    let href = s.href(&Link::to(
+        "https://example.org/",
+        LinkKind::Url,
+        0,
+        "listing_body",
+    ));
     let query = href.split_once('?').expect("query").1.to_owned();
     let evil = query.replace("example.org", "evil.example");
     let unsigned = query.split("&sig=").next().expect("before sig").to_owned();
     let other_key = LinkSigner::from_settings("k1=another-key-that-is-long-enough-000000", None)
         .expect("valid")
         .expect("signer")
-        .href(&Link::to("https://evil.example/", LinkKind::Url, 0, "listing_body"));
+        .href(&Link::to(
+            "https://evil.example/",
+            LinkKind::Url,
+            0,
+            "listing_body",
+        ));
     for q in [
         evil.as_str(),
         unsigned.as_str(),
@@ -166,7 +196,10 @@ async fn unsigned_and_tampered_links_are_refused_and_nothing_is_recorded() {
         .await
         .expect_err("refused without keys");
     assert_eq!(no_keys.status(), 400);
-    assert_eq!(count(&sql, "SELECT count(*) AS n FROM link_clicks").await, 0);
+    assert_eq!(
+        count(&sql, "SELECT count(*) AS n FROM link_clicks").await,
+        0
+    );
 }
 
 #[tokio::test]
@@ -177,20 +210,28 @@ async fn partitions_are_made_sixty_days_ahead_and_dropped_after_ninety_days() {
     // Clicks 91 and 89 days old, each in its own day's partition.
     for age in [RAW_DAYS + 1, RAW_DAYS - 1] {
         let day = today - Duration::days(age);
-        maintain::ensure_partition(&sql, day).await.expect("partition");
+        maintain::ensure_partition(&sql, day)
+            .await
+            .expect("partition");
         click_at(&sql, now - Duration::days(age), "site", 1, "directory_top").await;
     }
     let report = maintain::run(&sql, now).await.expect("maintained");
     let names = partitions(&sql).await;
     for offset in -1..=PARTITIONS_AHEAD {
         let day = today + Duration::days(offset);
-        assert!(names.contains(&partition_of(day)), "{day} has its partition");
+        assert!(
+            names.contains(&partition_of(day)),
+            "{day} has its partition"
+        );
     }
     assert!(report.partitions_created >= 50, "{report:?}");
     assert_eq!(report.partitions_dropped, 1, "{report:?}");
     assert!(!names.contains(&partition_of(today - Duration::days(RAW_DAYS + 1))));
     assert!(names.contains(&partition_of(today - Duration::days(RAW_DAYS - 1))));
-    assert_eq!(count(&sql, "SELECT count(*) AS n FROM link_clicks").await, 1);
+    assert_eq!(
+        count(&sql, "SELECT count(*) AS n FROM link_clicks").await,
+        1
+    );
     // A second run has nothing to make or drop.
     let again = maintain::run(&sql, now).await.expect("maintained");
     assert_eq!((again.partitions_created, again.partitions_dropped), (0, 0));
@@ -218,7 +259,10 @@ async fn a_click_on_a_day_without_a_partition_is_kept_and_moved_into_it_later() 
     assert_eq!(
         count(
             &sql,
-            &format!("SELECT count(*) AS n FROM {}", partition_of(later.date_naive()))
+            &format!(
+                "SELECT count(*) AS n FROM {}",
+                partition_of(later.date_naive())
+            )
         )
         .await,
         1,
@@ -250,7 +294,10 @@ async fn rollups_agree_with_the_raw_clicks_and_a_disagreement_is_caught() {
         .iter()
         .find(|r| r.day == day)
         .expect("yesterday rolled up");
-    assert_eq!((checked.raw_clicks, checked.rolled_up, checked.agreed), (10, 10, true));
+    assert_eq!(
+        (checked.raw_clicks, checked.rolled_up, checked.agreed),
+        (10, 10, true)
+    );
     let rows = sql
         .query(
             "SELECT link_kind, link_id, source, category_id, clicks FROM link_click_rollups \
@@ -288,8 +335,15 @@ async fn rollups_agree_with_the_raw_clicks_and_a_disagreement_is_caught() {
     let gap = maintain::check(&sql, day, now).await.expect("checked");
     assert_eq!((gap.raw_clicks, gap.rolled_up, gap.agreed), (11, 10, false));
     let rerun = maintain::run(&sql, now).await.expect("maintained");
-    let fixed = rerun.rollups.iter().find(|r| r.day == day).expect("re-rolled");
-    assert_eq!((fixed.raw_clicks, fixed.rolled_up, fixed.agreed), (11, 11, true));
+    let fixed = rerun
+        .rollups
+        .iter()
+        .find(|r| r.day == day)
+        .expect("re-rolled");
+    assert_eq!(
+        (fixed.raw_clicks, fixed.rolled_up, fixed.agreed),
+        (11, 11, true)
+    );
     assert_eq!(
         count(
             &sql,
@@ -309,12 +363,17 @@ async fn rollups_are_kept_two_years() {
         sql.execute(
             "INSERT INTO link_click_rollups (day, link_kind, link_id, source, category_id, clicks) \
              VALUES ($1::text::date, 'site', 1, 'directory_top', 0, 5)",
-            &[SqlValue::Text((now.date_naive() - Duration::days(age)).to_string())],
+            &[SqlValue::Text(
+                (now.date_naive() - Duration::days(age)).to_string(),
+            )],
         )
         .await
         .expect("rollup");
     }
     let report = maintain::run(&sql, now).await.expect("maintained");
     assert_eq!(report.rollups_pruned, 1);
-    assert_eq!(count(&sql, "SELECT count(*) AS n FROM link_click_rollups").await, 1);
+    assert_eq!(
+        count(&sql, "SELECT count(*) AS n FROM link_click_rollups").await,
+        1
+    );
 }

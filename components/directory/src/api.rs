@@ -115,9 +115,8 @@ pub(crate) fn page_of(query: &str) -> i64 {
 }
 
 pub(crate) fn vote_of(text: &str) -> Result<Vote, AppError> {
-    Vote::parse(text).ok_or_else(|| {
-        AppError::Validation(vec![FieldError::new("vote", "up, down or none")])
-    })
+    Vote::parse(text)
+        .ok_or_else(|| AppError::Validation(vec![FieldError::new("vote", "up, down or none")]))
 }
 
 pub(crate) fn search_query(query: &str) -> Result<Option<String>, AppError> {
@@ -139,7 +138,9 @@ pub(crate) async fn visible_site<S: Sql, C: Cache, B>(
     ctx: &RequestContext,
     id: i64,
 ) -> Result<(sites::Site, moderation::Scope), AppError> {
-    let site = sites::get(s.sql, id, s.now).await?.ok_or(AppError::NotFound)?;
+    let site = sites::get(s.sql, id, s.now)
+        .await?
+        .ok_or(AppError::NotFound)?;
     let scope = moderation::scope_for(s.sql, ctx, s.threshold).await?;
     if site.status == "approved"
         || (ctx.user_id().is_some() && ctx.user_id() == site.submitted_by)
@@ -169,13 +170,9 @@ pub async fn handle<S: Sql, C: Cache, B: BlobStore>(
         )),
         (&M::GET, ["api", "good-sites", "sites"]) => {
             let category = match web::query_param(req.query.as_bytes(), "category") {
-                Some(slug) => Some(
-                    categories::by_slug(sql, &slug)
-                        .await?
-                        .ok_or_else(|| {
-                            AppError::Validation(vec![FieldError::new("category", "no such category")])
-                        })?,
-                ),
+                Some(slug) => Some(categories::by_slug(sql, &slug).await?.ok_or_else(|| {
+                    AppError::Validation(vec![FieldError::new("category", "no such category")])
+                })?),
                 None => None,
             };
             let sort = Sort::parse(web::query_param(req.query.as_bytes(), "sort").as_deref());
@@ -189,7 +186,9 @@ pub async fn handle<S: Sql, C: Cache, B: BlobStore>(
                 s.now,
             )
             .await?;
-            Ok(ok(serde_json::json!({ "sort": sort.as_str(), "page": page, "sites": list })))
+            Ok(ok(
+                serde_json::json!({ "sort": sort.as_str(), "page": page, "sites": list }),
+            ))
         }
         (&M::GET, ["api", "good-sites", "search"]) => {
             let found = match search_query(req.query)? {
@@ -200,7 +199,8 @@ pub async fn handle<S: Sql, C: Cache, B: BlobStore>(
         }
         (&M::POST, ["api", "good-sites", "sites"]) => {
             let user = sites::user(ctx)?;
-            village_accounts::authz::refuse_while_impersonating(sql, ctx, "submitting sites").await?;
+            village_accounts::authz::refuse_while_impersonating(sql, ctx, "submitting sites")
+                .await?;
             let body: SubmitBody = parse_body(req.body)?;
             let raw = RawSubmission {
                 url: body.url,
@@ -212,7 +212,9 @@ pub async fn handle<S: Sql, C: Cache, B: BlobStore>(
                 .await
                 .map_err(AppError::Validation)?;
             let id = sites::submit(sql, s.cache, user, &checked, s.now).await?;
-            let site = sites::get(sql, id, s.now).await?.ok_or(AppError::NotFound)?;
+            let site = sites::get(sql, id, s.now)
+                .await?
+                .ok_or(AppError::NotFound)?;
             Ok(web::json(
                 http::StatusCode::CREATED,
                 &serde_json::json!({ "site": site }),
@@ -236,7 +238,9 @@ pub async fn handle<S: Sql, C: Cache, B: BlobStore>(
                 Some(u) => votes::of(sql, site.id, u).await?,
                 None => 0,
             };
-            Ok(ok(serde_json::json!({ "site": site, "screenshots": history, "your_vote": vote })))
+            Ok(ok(
+                serde_json::json!({ "site": site, "screenshots": history, "your_vote": vote }),
+            ))
         }
         (&M::POST, ["api", "good-sites", "sites", id, "vote"]) => {
             let user = sites::user(ctx)?;
@@ -253,7 +257,9 @@ pub async fn handle<S: Sql, C: Cache, B: BlobStore>(
             let queue = match &scope {
                 moderation::Scope::All => sites::needing_moderation(sql, None, s.now).await?,
                 moderation::Scope::Categories(ids) if ids.is_empty() => {
-                    return Err(AppError::Forbidden("you do not moderate any category".into()));
+                    return Err(AppError::Forbidden(
+                        "you do not moderate any category".into(),
+                    ));
                 }
                 moderation::Scope::Categories(ids) => {
                     sites::needing_moderation(sql, Some(ids), s.now).await?
@@ -274,7 +280,9 @@ pub async fn handle<S: Sql, C: Cache, B: BlobStore>(
                     },
                 )
                 .await?;
-            let site = sites::get(sql, id, s.now).await?.ok_or(AppError::NotFound)?;
+            let site = sites::get(sql, id, s.now)
+                .await?
+                .ok_or(AppError::NotFound)?;
             Ok(ok(serde_json::json!({ "site": site })))
         }
         (&M::POST, ["api", "good-sites", "sites", id, "reject"]) => {
@@ -283,7 +291,9 @@ pub async fn handle<S: Sql, C: Cache, B: BlobStore>(
             s.decision(ctx)
                 .reject(id, body.reason.as_deref().unwrap_or_default())
                 .await?;
-            let site = sites::get(sql, id, s.now).await?.ok_or(AppError::NotFound)?;
+            let site = sites::get(sql, id, s.now)
+                .await?
+                .ok_or(AppError::NotFound)?;
             Ok(ok(serde_json::json!({ "site": site })))
         }
         (&M::POST, ["api", "good-sites", "sites", id, "edit"]) => {
@@ -300,7 +310,9 @@ pub async fn handle<S: Sql, C: Cache, B: BlobStore>(
                     body.health_seen,
                 )
                 .await?;
-            let site = sites::get(sql, id, s.now).await?.ok_or(AppError::NotFound)?;
+            let site = sites::get(sql, id, s.now)
+                .await?
+                .ok_or(AppError::NotFound)?;
             Ok(ok(serde_json::json!({ "site": site })))
         }
         (&M::GET, ["api", "good-sites", "me"]) => {

@@ -65,14 +65,17 @@ pub fn page_info(html: &[u8]) -> PageInfo {
     let title = select("title")
         .and_then(|s| doc.select(&s).next().map(|e| e.text().collect::<String>()))
         .and_then(|t| clean(&t, MAX_FETCHED_TITLE));
-    let description = ["meta[name=description]", "meta[property=\"og:description\"]"]
-        .iter()
-        .filter_map(|css| select(css))
-        .find_map(|s| {
-            doc.select(&s)
-                .find_map(|e| e.value().attr("content").map(str::to_owned))
-        })
-        .and_then(|d| clean(&d, MAX_FETCHED_DESCRIPTION));
+    let description = [
+        "meta[name=description]",
+        "meta[property=\"og:description\"]",
+    ]
+    .iter()
+    .filter_map(|css| select(css))
+    .find_map(|s| {
+        doc.select(&s)
+            .find_map(|e| e.value().attr("content").map(str::to_owned))
+    })
+    .and_then(|d| clean(&d, MAX_FETCHED_DESCRIPTION));
     PageInfo { title, description }
 }
 
@@ -100,7 +103,10 @@ pub async fn fetch_site(
         Ok(first) => address::follow(http, first, allowed_hosts, MAX_REDIRECTS, |u| {
             http::Request::get(u.as_str())
                 .header(http::header::USER_AGENT, USER_AGENT)
-                .header(http::header::ACCEPT, "text/html, application/xhtml+xml;q=0.9, */*;q=0.1")
+                .header(
+                    http::header::ACCEPT,
+                    "text/html, application/xhtml+xml;q=0.9, */*;q=0.1",
+                )
         })
         .await
         .map_err(|e| match e {
@@ -219,7 +225,9 @@ pub fn prompt_for(
     let site = serde_json::json!({
         "url": url, "title": title, "description": description, "page_title": page_title,
     });
-    p.push_str(&format!("\nThe site, as JSON data: {site}\n\nWhich slug fits it best?"));
+    p.push_str(&format!(
+        "\nThe site, as JSON data: {site}\n\nWhich slug fits it best?"
+    ));
     p
 }
 
@@ -271,13 +279,21 @@ pub async fn suggest(
         .filter(|c| c.parent_id.is_some())
         .map(|c| (c.slug, c.name))
         .collect();
-    let get = |name: &str| row.get::<Option<String>>(name).ok().flatten().unwrap_or_default();
+    let get = |name: &str| {
+        row.get::<Option<String>>(name)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    };
     let user = prompt_for(
         &known,
         &get("url"),
         &get("title"),
         &get("description"),
-        row.get::<Option<String>>("fetched_title").ok().flatten().as_deref(),
+        row.get::<Option<String>>("fetched_title")
+            .ok()
+            .flatten()
+            .as_deref(),
     );
     let prompt = Prompt {
         purpose: PURPOSE,
@@ -322,7 +338,14 @@ impl<S: Sql, H: HttpClient, K: Clock> JobHandler for SuggestCategory<'_, S, H, K
     async fn run(&self, job: &Job) -> Result<(), JobError> {
         let p: Payload =
             serde_json::from_value(job.payload.clone()).map_err(JobError::malformed)?;
-        let outcome = suggest(self.sql, self.http, self.config, p.site_id, self.clock.now()).await?;
+        let outcome = suggest(
+            self.sql,
+            self.http,
+            self.config,
+            p.site_id,
+            self.clock.now(),
+        )
+        .await?;
         village_platform::log::event(
             "INFO",
             "category suggestion",
@@ -347,7 +370,8 @@ mod tests {
                 description: Some("Seeds & tips".into()),
             }
         );
-        let og = b"<html><head><meta property=\"og:description\" content=\"From OG\"></head></html>";
+        let og =
+            b"<html><head><meta property=\"og:description\" content=\"From OG\"></head></html>";
         assert_eq!(page_info(og).description.as_deref(), Some("From OG"));
         assert_eq!(page_info(b"not html at all"), PageInfo::default());
     }

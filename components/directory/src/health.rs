@@ -77,7 +77,8 @@ fn site_of(url: &url::Url) -> (String, Option<u16>) {
     let host = url.host_str().unwrap_or_default();
     (
         host.strip_prefix("www.").unwrap_or(host).to_owned(),
-        url.port_or_known_default().filter(|p| *p != 80 && *p != 443),
+        url.port_or_known_default()
+            .filter(|p| *p != 80 && *p != 443),
     )
 }
 

@@ -79,7 +79,11 @@ pub async fn scope_of(sql: &impl Sql, user: Uuid, threshold: i64) -> Result<Scop
 }
 
 /// The caller's scope: nothing while anonymous or impersonating.
-pub async fn scope_for(sql: &impl Sql, ctx: &RequestContext, threshold: i64) -> Result<Scope, SqlError> {
+pub async fn scope_for(
+    sql: &impl Sql,
+    ctx: &RequestContext,
+    threshold: i64,
+) -> Result<Scope, SqlError> {
     match &ctx.principal {
         Some(p) if p.impersonator.is_none() => scope_of(sql, p.user_id, threshold).await,
         _ => Ok(Scope::Categories(Vec::new())),
@@ -140,9 +144,20 @@ async fn check_edits(sql: &impl Sql, e: &Edits) -> Result<CheckedEdits, AppError
         .as_deref()
         .map(|t| sites::text_field(&mut errors, "title", Some(t), sites::MAX_TITLE, true));
     let description = e.description.as_deref().map(|d| {
-        sites::text_field(&mut errors, "description", Some(d), sites::MAX_DESCRIPTION, false)
+        sites::text_field(
+            &mut errors,
+            "description",
+            Some(d),
+            sites::MAX_DESCRIPTION,
+            false,
+        )
     });
-    let category = match e.category.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+    let category = match e
+        .category
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         None => None,
         Some(slug) => match categories::by_slug(sql, slug).await? {
             Some(c) => Some(c),
@@ -183,7 +198,13 @@ async fn moderator_for(
     Ok(user)
 }
 
-fn audit_entry(ctx: &RequestContext, user: Uuid, action: &str, site: i64, reason: Option<&str>) -> SqlValue {
+fn audit_entry(
+    ctx: &RequestContext,
+    user: Uuid,
+    action: &str,
+    site: i64,
+    reason: Option<&str>,
+) -> SqlValue {
     AuditEntry {
         target_type: Some("directory_site".into()),
         target_id: Some(site.to_string()),
@@ -216,9 +237,19 @@ impl<S: Sql, C: Cache> Decision<'_, S, C> {
     pub async fn approve(&self, id: i64, edits: &Edits) -> Result<(), AppError> {
         let site = self.site(id).await?;
         let edits = check_edits(self.sql, edits).await?;
-        let user = moderator_for(self.sql, self.ctx, self.threshold, &site, edits.category.as_ref()).await?;
+        let user = moderator_for(
+            self.sql,
+            self.ctx,
+            self.threshold,
+            &site,
+            edits.category.as_ref(),
+        )
+        .await?;
         if site.status != "pending" {
-            return Err(AppError::Conflict(format!("the site is {}, not pending", site.status)));
+            return Err(AppError::Conflict(format!(
+                "the site is {}, not pending",
+                site.status
+            )));
         }
         let row = self
             .sql
@@ -332,7 +363,14 @@ impl<S: Sql, C: Cache> Decision<'_, S, C> {
     pub async fn edit(&self, id: i64, edits: &Edits, clear_health: bool) -> Result<(), AppError> {
         let site = self.site(id).await?;
         let edits = check_edits(self.sql, edits).await?;
-        let user = moderator_for(self.sql, self.ctx, self.threshold, &site, edits.category.as_ref()).await?;
+        let user = moderator_for(
+            self.sql,
+            self.ctx,
+            self.threshold,
+            &site,
+            edits.category.as_ref(),
+        )
+        .await?;
         self.sql
             .query_opt(
                 "WITH old AS ( \
@@ -359,7 +397,9 @@ impl<S: Sql, C: Cache> Decision<'_, S, C> {
                     SqlValue::Int64(id),
                     edits.title.map_or(SqlValue::Null, SqlValue::Text),
                     edits.description.map_or(SqlValue::Null, SqlValue::Text),
-                    edits.category.map_or(SqlValue::Null, |c| SqlValue::Int64(c.id)),
+                    edits
+                        .category
+                        .map_or(SqlValue::Null, |c| SqlValue::Int64(c.id)),
                     SqlValue::Uuid(user),
                     SqlValue::Timestamp(self.now),
                     SqlValue::Bool(clear_health),

@@ -199,42 +199,84 @@ pub async fn handle<S: Sql, C: Cache, B: BlobStore>(
             )
         }
         (true, ["good-sites", which @ ("top" | "new")]) => {
-            let sort = if *which == "top" { Sort::Top } else { Sort::New };
+            let sort = if *which == "top" {
+                Sort::Top
+            } else {
+                Sort::New
+            };
             let page = page_of(req.query);
-            let list = sites::approved(sql, None, sort, sites::PAGE_SIZE + 1, (page - 1) * sites::PAGE_SIZE, s.now).await?;
-            list_page(chrome, signer, list, page, ListSpec {
-                heading: if sort == Sort::Top { "Top sites".into() } else { "New sites".into() },
-                intro: if sort == Sort::Top {
-                    "Ranked by votes and by what visitors open (one vote counts as ten visits in the last 30 days).".into()
-                } else {
-                    "The latest sites moderators approved.".into()
+            let list = sites::approved(
+                sql,
+                None,
+                sort,
+                sites::PAGE_SIZE + 1,
+                (page - 1) * sites::PAGE_SIZE,
+                s.now,
+            )
+            .await?;
+            list_page(
+                chrome,
+                signer,
+                list,
+                page,
+                ListSpec {
+                    heading: if sort == Sort::Top {
+                        "Top sites".into()
+                    } else {
+                        "New sites".into()
+                    },
+                    intro: if sort == Sort::Top {
+                        "Ranked by votes and by what visitors open (one vote counts as ten visits in the last 30 days).".into()
+                    } else {
+                        "The latest sites moderators approved.".into()
+                    },
+                    base: format!("/good-sites/{which}"),
+                    sort: None,
+                    q: String::new(),
+                    source: if sort == Sort::Top {
+                        "directory_top"
+                    } else {
+                        "directory_new"
+                    },
+                    children: Vec::new(),
                 },
-                base: format!("/good-sites/{which}"),
-                sort: None,
-                q: String::new(),
-                source: if sort == Sort::Top { "directory_top" } else { "directory_new" },
-                children: Vec::new(),
-            })
+            )
         }
         (true, ["good-sites", "c", slug]) => {
-            let category = categories::by_slug(sql, slug).await?.ok_or(AppError::NotFound)?;
+            let category = categories::by_slug(sql, slug)
+                .await?
+                .ok_or(AppError::NotFound)?;
             let sort = Sort::parse(web::query_param(req.query.as_bytes(), "sort").as_deref());
             let page = page_of(req.query);
-            let list = sites::approved(sql, Some(&category), sort, sites::PAGE_SIZE + 1, (page - 1) * sites::PAGE_SIZE, s.now).await?;
+            let list = sites::approved(
+                sql,
+                Some(&category),
+                sort,
+                sites::PAGE_SIZE + 1,
+                (page - 1) * sites::PAGE_SIZE,
+                s.now,
+            )
+            .await?;
             let children = categories::all(sql)
                 .await?
                 .into_iter()
                 .filter(|c| c.parent_id == Some(category.id))
                 .collect();
-            list_page(chrome, signer, list, page, ListSpec {
-                heading: category.name.clone(),
-                intro: category.description.clone(),
-                base: format!("/good-sites/c/{}", category.slug),
-                sort: Some(sort.as_str()),
-                q: String::new(),
-                source: "directory_category",
-                children,
-            })
+            list_page(
+                chrome,
+                signer,
+                list,
+                page,
+                ListSpec {
+                    heading: category.name.clone(),
+                    intro: category.description.clone(),
+                    base: format!("/good-sites/c/{}", category.slug),
+                    sort: Some(sort.as_str()),
+                    q: String::new(),
+                    source: "directory_category",
+                    children,
+                },
+            )
         }
         (true, ["good-sites", "search"]) => {
             let q = search_query(req.query)?;
@@ -246,20 +288,43 @@ pub async fn handle<S: Sql, C: Cache, B: BlobStore>(
                 Some(q) => format!("Sites matching “{q}”"),
                 None => "Search Good Sites".into(),
             };
-            list_page(chrome, signer, list, 1, ListSpec {
-                heading,
-                intro: String::new(),
-                base: "/good-sites/search".into(),
-                sort: None,
-                q: q.unwrap_or_default(),
-                source: "directory_search",
-                children: Vec::new(),
-            })
+            list_page(
+                chrome,
+                signer,
+                list,
+                1,
+                ListSpec {
+                    heading,
+                    intro: String::new(),
+                    base: "/good-sites/search".into(),
+                    sort: None,
+                    q: q.unwrap_or_default(),
+                    source: "directory_search",
+                    children: Vec::new(),
+                },
+            )
         }
         (true, ["good-sites", "sites", id]) => {
-            site_page(s, ctx, chrome, id_of(id)?, Vec::new(), notice(req.query), http::StatusCode::OK).await
+            site_page(
+                s,
+                ctx,
+                chrome,
+                id_of(id)?,
+                Vec::new(),
+                notice(req.query),
+                http::StatusCode::OK,
+            )
+            .await
         }
-        (true, ["good-sites", "screenshots", version, which @ ("full" | "thumb")]) => {
+        (
+            true,
+            [
+                "good-sites",
+                "screenshots",
+                version,
+                which @ ("full" | "thumb"),
+            ],
+        ) => {
             let version = village_screenshots::versions::find(sql, id_of(version)?)
                 .await?
                 .ok_or(AppError::NotFound)?;
@@ -277,18 +342,30 @@ pub async fn handle<S: Sql, C: Cache, B: BlobStore>(
             })?;
             // The version id in the path is the cache-buster: a version's
             // pictures never change, so shared caches (the CDN) keep them.
-            village_screenshots::image_response(blobs, &version, which, "public, max-age=31536000, immutable").await
+            village_screenshots::image_response(
+                blobs,
+                &version,
+                which,
+                "public, max-age=31536000, immutable",
+            )
+            .await
         }
         (true, ["good-sites", "submit"]) => {
             sites::user(ctx)?;
             render(
-                &SubmitPage { chrome, sections: categories::tree(sql).await?, raw: RawSubmission::default(), errors: Vec::new() },
+                &SubmitPage {
+                    chrome,
+                    sections: categories::tree(sql).await?,
+                    raw: RawSubmission::default(),
+                    errors: Vec::new(),
+                },
                 http::StatusCode::OK,
             )
         }
         (false, ["good-sites", "submit"]) => {
             let user = sites::user(ctx)?;
-            village_accounts::authz::refuse_while_impersonating(sql, ctx, "submitting sites").await?;
+            village_accounts::authz::refuse_while_impersonating(sql, ctx, "submitting sites")
+                .await?;
             let raw = RawSubmission {
                 url: form(req.body, "url"),
                 title: form(req.body, "title"),
@@ -302,7 +379,12 @@ pub async fn handle<S: Sql, C: Cache, B: BlobStore>(
             match submitted {
                 Ok(_) => Ok(web::see_other("/good-sites/mine?notice=submitted")),
                 Err(AppError::Validation(errors)) => render(
-                    &SubmitPage { chrome, sections: categories::tree(sql).await?, raw, errors },
+                    &SubmitPage {
+                        chrome,
+                        sections: categories::tree(sql).await?,
+                        raw,
+                        errors,
+                    },
                     http::StatusCode::BAD_REQUEST,
                 ),
                 Err(e) => Err(e),
@@ -325,12 +407,17 @@ pub async fn handle<S: Sql, C: Cache, B: BlobStore>(
             let queue = match &scope {
                 Scope::All => sites::needing_moderation(sql, None, s.now).await?,
                 Scope::Categories(ids) if ids.is_empty() => {
-                    return Err(AppError::Forbidden("you do not moderate any category".into()));
+                    return Err(AppError::Forbidden(
+                        "you do not moderate any category".into(),
+                    ));
                 }
                 Scope::Categories(ids) => sites::needing_moderation(sql, Some(ids), s.now).await?,
             };
             render(
-                &ModerationPage { chrome, sites: queue },
+                &ModerationPage {
+                    chrome,
+                    sites: queue,
+                },
                 http::StatusCode::OK,
             )
         }
@@ -339,10 +426,20 @@ pub async fn handle<S: Sql, C: Cache, B: BlobStore>(
             village_accounts::authz::refuse_while_impersonating(sql, ctx, "voting").await?;
             let id = id_of(id)?;
             let vote = vote_of(&form(req.body, "vote").unwrap_or_default())?;
-            votes::cast(sql, id, user, vote, s.now).await?.ok_or(AppError::NotFound)?;
+            votes::cast(sql, id, user, vote, s.now)
+                .await?
+                .ok_or(AppError::NotFound)?;
             Ok(web::see_other(&format!("/good-sites/sites/{id}")))
         }
-        (false, ["good-sites", "sites", id, action @ ("approve" | "reject" | "edit")]) => {
+        (
+            false,
+            [
+                "good-sites",
+                "sites",
+                id,
+                action @ ("approve" | "reject" | "edit"),
+            ],
+        ) => {
             let id = id_of(id)?;
             let edits = Edits {
                 title: form(req.body, "title"),
@@ -352,18 +449,39 @@ pub async fn handle<S: Sql, C: Cache, B: BlobStore>(
             let decision = s.decision(ctx);
             let done = match *action {
                 "approve" => decision.approve(id, &edits).await,
-                "reject" => decision.reject(id, &form(req.body, "reason").unwrap_or_default()).await,
-                _ => decision.edit(id, &edits, form(req.body, "health_seen").is_some()).await,
+                "reject" => {
+                    decision
+                        .reject(id, &form(req.body, "reason").unwrap_or_default())
+                        .await
+                }
+                _ => {
+                    decision
+                        .edit(id, &edits, form(req.body, "health_seen").is_some())
+                        .await
+                }
             };
             match done {
-                Ok(()) => Ok(web::see_other(&format!("/good-sites/sites/{id}?notice={action}"))),
+                Ok(()) => Ok(web::see_other(&format!(
+                    "/good-sites/sites/{id}?notice={action}"
+                ))),
                 Err(AppError::Validation(errors)) => {
-                    site_page(s, ctx, chrome, id, errors, None, http::StatusCode::BAD_REQUEST).await
+                    site_page(
+                        s,
+                        ctx,
+                        chrome,
+                        id,
+                        errors,
+                        None,
+                        http::StatusCode::BAD_REQUEST,
+                    )
+                    .await
                 }
                 Err(e) => Err(e),
             }
         }
-        (false, _) => Err(AppError::MethodNotAllowed { allowed: "GET, HEAD" }),
+        (false, _) => Err(AppError::MethodNotAllowed {
+            allowed: "GET, HEAD",
+        }),
         _ => Err(AppError::NotFound),
     }
 }
@@ -444,7 +562,8 @@ async fn site_page<S: Sql, C: Cache, B>(
     };
     let href = LinkSigner::href_or_plain(
         s.signer,
-        &Link::to(&site.url, LinkKind::Site, site.id, "directory_site").in_category(site.category_id),
+        &Link::to(&site.url, LinkKind::Site, site.id, "directory_site")
+            .in_category(site.category_id),
     );
     render(
         &SitePage {

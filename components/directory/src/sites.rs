@@ -211,9 +211,15 @@ pub async fn search(
 }
 
 /// A user's own submissions, newest first.
-pub async fn of_submitter(sql: &impl Sql, user: Uuid, now: DateTime<Utc>) -> Result<Vec<Site>, SqlError> {
+pub async fn of_submitter(
+    sql: &impl Sql,
+    user: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Vec<Site>, SqlError> {
     sql.query(
-        &format!("{SELECT} WHERE s.submitted_by = $2 ORDER BY s.created_at DESC, s.id DESC LIMIT 200"),
+        &format!(
+            "{SELECT} WHERE s.submitted_by = $2 ORDER BY s.created_at DESC, s.id DESC LIMIT 200"
+        ),
         &[village_clicks::popularity::since(now), SqlValue::Uuid(user)],
     )
     .await
@@ -227,9 +233,7 @@ pub async fn needing_moderation(
     categories: Option<&[i64]>,
     now: DateTime<Utc>,
 ) -> Result<Vec<Site>, SqlError> {
-    let scope = categories.map_or(SqlValue::Null, |ids| {
-        SqlValue::Json(serde_json::json!(ids))
-    });
+    let scope = categories.map_or(SqlValue::Null, |ids| SqlValue::Json(serde_json::json!(ids)));
     sql.query(
         &format!(
             "{SELECT} WHERE (s.status = 'pending' \
@@ -302,7 +306,12 @@ pub async fn check(
         MAX_DESCRIPTION,
         false,
     );
-    let category = match raw.category.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+    let category = match raw
+        .category
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         None => {
             errors.push(FieldError::new("category", "choose a category"));
             None
@@ -318,7 +327,10 @@ pub async fn check(
                 None
             }
             Err(e) => {
-                errors.push(FieldError::new("category", format!("could not be checked: {e}")));
+                errors.push(FieldError::new(
+                    "category",
+                    format!("could not be checked: {e}"),
+                ));
                 None
             }
         },

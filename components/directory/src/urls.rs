@@ -11,7 +11,9 @@ use url::Url;
 use village_platform::address::{self, PublicUrl};
 
 /// Query parameters that only say where a visitor came from.
-const TRACKING: [&str; 7] = ["fbclid", "gclid", "dclid", "msclkid", "mc_cid", "mc_eid", "igshid"];
+const TRACKING: [&str; 7] = [
+    "fbclid", "gclid", "dclid", "msclkid", "mc_cid", "mc_eid", "igshid",
+];
 
 /// A normalised, address-checked site URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +101,9 @@ mod tests {
     use super::*;
 
     fn key(s: &str) -> String {
-        normalise(s, &[]).map(|u| u.key().to_owned()).unwrap_or_else(|e| e)
+        normalise(s, &[])
+            .map(|u| u.key().to_owned())
+            .unwrap_or_else(|e| e)
     }
 
     #[test]
@@ -121,7 +125,10 @@ mod tests {
     #[test]
     fn paths_and_queries_are_kept_in_a_canonical_order() {
         assert_eq!(key("https://example.org/Docs/"), "example.org/Docs");
-        assert_eq!(key("https://example.org/a?b=2&a=1"), "example.org/a?a=1&b=2");
+        assert_eq!(
+            key("https://example.org/a?b=2&a=1"),
+            "example.org/a?a=1&b=2"
+        );
         assert_eq!(key("http://example.org:8080/x"), "example.org:8080/x");
         let u = normalise("example.org/a/?z=1&utm_medium=m", &[]).expect("valid");
         assert_eq!(u.as_str(), "https://example.org/a?z=1");

@@ -137,7 +137,11 @@ async fn submit(
     sites::submit(sql, cache, by, &checked, Utc::now()).await
 }
 
-async fn one<T: village_platform::sql::FromSqlValue>(sql: &NativeSql, statement: &str, params: &[SqlValue]) -> T {
+async fn one<T: village_platform::sql::FromSqlValue>(
+    sql: &NativeSql,
+    statement: &str,
+    params: &[SqlValue],
+) -> T {
     sql.query(statement, params).await.expect("query")[0]
         .get("v")
         .expect("v")
@@ -180,15 +184,35 @@ async fn a_site_submitted_again_in_another_spelling_is_a_duplicate() {
     let (sql, cache) = ports().await;
     let alice = user(&sql, &[]).await;
     let bob = user(&sql, &[]).await;
-    let id = submit(&sql, &cache, alice, "https://example.org/garden?utm_source=x", "gardening", &[])
+    let id = submit(
+        &sql,
+        &cache,
+        alice,
+        "https://example.org/garden?utm_source=x",
+        "gardening",
+        &[],
+    )
+    .await
+    .expect("submitted");
+    let site = sites::get(&sql, id, Utc::now())
         .await
-        .expect("submitted");
-    let site = sites::get(&sql, id, Utc::now()).await.expect("get").expect("site");
+        .expect("get")
+        .expect("site");
     assert_eq!(site.url, "https://example.org/garden");
-    assert_eq!((site.status.as_str(), site.host.as_str()), ("pending", "example.org"));
-    let again = submit(&sql, &cache, bob, "http://WWW.example.org/garden/#top", "music", &[])
-        .await
-        .expect_err("a duplicate");
+    assert_eq!(
+        (site.status.as_str(), site.host.as_str()),
+        ("pending", "example.org")
+    );
+    let again = submit(
+        &sql,
+        &cache,
+        bob,
+        "http://WWW.example.org/garden/#top",
+        "music",
+        &[],
+    )
+    .await
+    .expect_err("a duplicate");
     assert!(
         field_message(&again, "url").contains(&format!("/good-sites/sites/{id}")),
         "{again:?}"
@@ -211,7 +235,10 @@ async fn a_site_submitted_again_in_another_spelling_is_a_duplicate() {
     let after = submit(&sql, &cache, bob, "example.org/garden", "gardening", &[])
         .await
         .expect_err("still a duplicate");
-    assert!(field_message(&after, "url").contains("not accepted"), "{after:?}");
+    assert!(
+        field_message(&after, "url").contains("not accepted"),
+        "{after:?}"
+    );
 }
 
 #[tokio::test]
@@ -249,15 +276,36 @@ async fn a_fetch_reads_the_page_and_never_follows_a_redirect_to_a_private_addres
     let site = corpus(None).await;
     let hosts = vec![site.clone()];
     let alice = user(&sql, &[]).await;
-    let ok = submit(&sql, &cache, alice, &format!("http://{site}/ok"), "gardening", &hosts)
-        .await
-        .expect("submitted");
-    let private = submit(&sql, &cache, alice, &format!("http://{site}/to-private"), "gardening", &hosts)
-        .await
-        .expect("submitted");
-    let gone = submit(&sql, &cache, alice, &format!("http://{site}/gone"), "gardening", &hosts)
-        .await
-        .expect("submitted");
+    let ok = submit(
+        &sql,
+        &cache,
+        alice,
+        &format!("http://{site}/ok"),
+        "gardening",
+        &hosts,
+    )
+    .await
+    .expect("submitted");
+    let private = submit(
+        &sql,
+        &cache,
+        alice,
+        &format!("http://{site}/to-private"),
+        "gardening",
+        &hosts,
+    )
+    .await
+    .expect("submitted");
+    let gone = submit(
+        &sql,
+        &cache,
+        alice,
+        &format!("http://{site}/gone"),
+        "gardening",
+        &hosts,
+    )
+    .await
+    .expect("submitted");
     let now = Utc::now();
     for id in [ok, private, gone] {
         village_directory::fetch::fetch_site(&sql, &http(), id, &hosts, now)
@@ -269,15 +317,28 @@ async fn a_fetch_reads_the_page_and_never_follows_a_redirect_to_a_private_addres
     assert_eq!(ok.fetch_status, Some(200));
     assert_eq!(ok.fetched_title.as_deref(), Some("The Village Garden"));
     assert_eq!(ok.fetched_description.as_deref(), Some("Seeds and tips"));
-    let private = sites::get(&sql, private, now).await.expect("get").expect("site");
+    let private = sites::get(&sql, private, now)
+        .await
+        .expect("get")
+        .expect("site");
     assert_eq!(private.fetch_state, "failed");
     assert!(
-        private.fetch_error.as_deref().unwrap_or_default().contains("refused address"),
+        private
+            .fetch_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("refused address"),
         "{:?}",
         private.fetch_error
     );
-    let gone = sites::get(&sql, gone, now).await.expect("get").expect("site");
-    assert_eq!((gone.fetch_state.as_str(), gone.fetch_status), ("fetched", Some(404)));
+    let gone = sites::get(&sql, gone, now)
+        .await
+        .expect("get")
+        .expect("site");
+    assert_eq!(
+        (gone.fetch_state.as_str(), gone.fetch_status),
+        ("fetched", Some(404))
+    );
 }
 
 #[tokio::test]
@@ -286,18 +347,33 @@ async fn votes_move_the_tally_and_karma_by_the_rules() {
     let submitter = user(&sql, &[]).await;
     let voter = user(&sql, &[]).await;
     let admin = user(&sql, &["support"]).await;
-    let id = submit(&sql, &cache, submitter, "https://example.org/", "music", &[])
-        .await
-        .expect("submitted");
+    let id = submit(
+        &sql,
+        &cache,
+        submitter,
+        "https://example.org/",
+        "music",
+        &[],
+    )
+    .await
+    .expect("submitted");
     let now = Utc::now();
     // Votes are for approved sites.
-    assert_eq!(votes::cast(&sql, id, voter, Vote::Up, now).await.expect("vote"), None);
+    assert_eq!(
+        votes::cast(&sql, id, voter, Vote::Up, now)
+            .await
+            .expect("vote"),
+        None
+    );
     let ctx = as_user(admin);
     decision(&sql, &cache, &ctx, &[], now)
         .approve(id, &Edits::default())
         .await
         .expect("approved");
-    assert_eq!(karma(&sql, submitter).await, moderation::APPROVED_KARMA as i64);
+    assert_eq!(
+        karma(&sql, submitter).await,
+        moderation::APPROVED_KARMA as i64
+    );
     let base = karma(&sql, submitter).await;
     let steps = [
         // (vote, tally, submitter's karma change from the base, voter's karma)
@@ -321,7 +397,11 @@ async fn votes_move_the_tally_and_karma_by_the_rules() {
             },
             "{vote:?}"
         );
-        assert_eq!(karma(&sql, submitter).await, base + submitter_delta, "{vote:?}");
+        assert_eq!(
+            karma(&sql, submitter).await,
+            base + submitter_delta,
+            "{vote:?}"
+        );
         assert_eq!(karma(&sql, voter).await, voter_karma, "{vote:?}");
     }
     // Voting on one's own site counts, but earns nothing.
@@ -399,13 +479,20 @@ async fn moderators_act_only_in_their_categories() {
     let music = category("music").await;
     let scope = |id: Uuid| {
         let sql = &sql;
-        async move { moderation::scope_of(sql, id, THRESHOLD).await.expect("scope") }
+        async move {
+            moderation::scope_of(sql, id, THRESHOLD)
+                .await
+                .expect("scope")
+        }
     };
     assert_eq!(scope(admin).await, Scope::All);
     let a = scope(appointed).await;
     assert!(a.covers(gardening.id) && !a.covers(music.id), "{a:?}");
     let e = scope(earner).await;
-    assert!(e.covers(books.id) && e.covers(music.id) && !e.covers(gardening.id), "{e:?}");
+    assert!(
+        e.covers(books.id) && e.covers(music.id) && !e.covers(gardening.id),
+        "{e:?}"
+    );
     assert!(scope(nobody).await.is_empty());
     // One karma point short of the threshold is not enough.
     sql.execute(
@@ -417,15 +504,32 @@ async fn moderators_act_only_in_their_categories() {
     .expect("karma");
     assert!(scope(earner).await.is_empty());
 
-    let in_garden = submit(&sql, &cache, submitter, "https://garden.example/", "gardening", &[])
-        .await
-        .expect("submitted");
-    let in_music = submit(&sql, &cache, submitter, "https://music.example/", "music", &[])
-        .await
-        .expect("submitted");
+    let in_garden = submit(
+        &sql,
+        &cache,
+        submitter,
+        "https://garden.example/",
+        "gardening",
+        &[],
+    )
+    .await
+    .expect("submitted");
+    let in_music = submit(
+        &sql,
+        &cache,
+        submitter,
+        "https://music.example/",
+        "music",
+        &[],
+    )
+    .await
+    .expect("submitted");
     let appointed_ctx = as_user(appointed);
     let act = decision(&sql, &cache, &appointed_ctx, &[], now);
-    let denied = act.approve(in_music, &Edits::default()).await.expect_err("not theirs");
+    let denied = act
+        .approve(in_music, &Edits::default())
+        .await
+        .expect_err("not theirs");
     assert!(matches!(denied, AppError::Forbidden(_)), "{denied:?}");
     let moving = act
         .approve(
@@ -453,8 +557,14 @@ async fn moderators_act_only_in_their_categories() {
     )
     .await
     .expect("approved in their category");
-    let site = sites::get(&sql, in_garden, now).await.expect("get").expect("site");
-    assert_eq!((site.status.as_str(), site.title.as_str()), ("approved", "The Garden"));
+    let site = sites::get(&sql, in_garden, now)
+        .await
+        .expect("get")
+        .expect("site");
+    assert_eq!(
+        (site.status.as_str(), site.title.as_str()),
+        ("approved", "The Garden")
+    );
     // The approval queued a screenshot of the site and was audited.
     let captures: i64 = one(
         &sql,
@@ -490,7 +600,10 @@ async fn moderators_act_only_in_their_categories() {
         .reject(in_music, "Not about music")
         .await
         .expect("rejected");
-    assert_eq!(karma(&sql, submitter).await, before + moderation::REJECTED_KARMA as i64);
+    assert_eq!(
+        karma(&sql, submitter).await,
+        before + moderation::REJECTED_KARMA as i64
+    );
 }
 
 #[tokio::test]
@@ -504,10 +617,26 @@ async fn link_health_marks_broken_redirected_and_parked_sites_with_what_it_saw()
     let ctx = as_user(admin);
     let now = Utc::now();
     let mut ids = Vec::new();
-    for path in ["ok", "within", "away", "parked", "gone", "error", "to-private", "silent"] {
-        let id = submit(&sql, &cache, submitter, &format!("http://{site}/{path}"), "gardening", &hosts)
-            .await
-            .expect("submitted");
+    for path in [
+        "ok",
+        "within",
+        "away",
+        "parked",
+        "gone",
+        "error",
+        "to-private",
+        "silent",
+    ] {
+        let id = submit(
+            &sql,
+            &cache,
+            submitter,
+            &format!("http://{site}/{path}"),
+            "gardening",
+            &hosts,
+        )
+        .await
+        .expect("submitted");
         decision(&sql, &cache, &ctx, &hosts, now)
             .approve(id, &Edits::default())
             .await
@@ -522,7 +651,9 @@ async fn link_health_marks_broken_redirected_and_parked_sites_with_what_it_saw()
     let mut at = now;
     let mut rounds = 0;
     loop {
-        let (checked, more) = health::check_due(&sql, &http(), &hosts, at).await.expect("checked");
+        let (checked, more) = health::check_due(&sql, &http(), &hosts, at)
+            .await
+            .expect("checked");
         rounds += 1;
         if !more || checked == 0 {
             break;
@@ -547,7 +678,11 @@ async fn link_health_marks_broken_redirected_and_parked_sites_with_what_it_saw()
     // Failing sites are retried sooner (an hour), and broken after three.
     for _ in 1..BROKEN_AFTER {
         at += chrono::Duration::hours(9);
-        while health::check_due(&sql, &http(), &hosts, at).await.expect("checked").1 {}
+        while health::check_due(&sql, &http(), &hosts, at)
+            .await
+            .expect("checked")
+            .1
+        {}
     }
     for (path, id) in &ids {
         let site = health_of(*id).await;
@@ -562,7 +697,13 @@ async fn link_health_marks_broken_redirected_and_parked_sites_with_what_it_saw()
     let gone = health_of(ids[4].1).await.health_detail.expect("detail");
     assert_eq!(gone["reason"], "answered 404 Not Found");
     let private = health_of(ids[6].1).await.health_detail.expect("detail");
-    assert!(private["reason"].as_str().unwrap_or_default().contains("refused"), "{private}");
+    assert!(
+        private["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("refused"),
+        "{private}"
+    );
     // The flagged ones are in the moderators' queue; healthy ones are not.
     let queue: Vec<i64> = sites::needing_moderation(&sql, None, now)
         .await
@@ -571,7 +712,11 @@ async fn link_health_marks_broken_redirected_and_parked_sites_with_what_it_saw()
         .map(|s| s.id)
         .collect();
     for (path, id) in &ids {
-        assert_eq!(queue.contains(id), !matches!(*path, "ok" | "within"), "{path}");
+        assert_eq!(
+            queue.contains(id),
+            !matches!(*path, "ok" | "within"),
+            "{path}"
+        );
     }
     assert_eq!(health::next_check(0, now), now + chrono::Duration::days(7));
     assert_eq!(health::next_check(1, now), now + chrono::Duration::hours(1));
@@ -585,9 +730,16 @@ async fn screenshots_older_than_a_month_are_queued_again_once() {
     let submitter = user(&sql, &[]).await;
     let admin = user(&sql, &["support"]).await;
     let now = Utc::now();
-    let id = submit(&sql, &cache, submitter, "https://example.org/", "music", &[])
-        .await
-        .expect("submitted");
+    let id = submit(
+        &sql,
+        &cache,
+        submitter,
+        "https://example.org/",
+        "music",
+        &[],
+    )
+    .await
+    .expect("submitted");
     decision(&sql, &cache, &as_user(admin), &[], now)
         .approve(id, &Edits::default())
         .await
@@ -612,7 +764,8 @@ async fn screenshots_older_than_a_month_are_queued_again_once() {
     }
     assert_eq!(captures().await, 2);
     // A fresh screenshot: nothing to do.
-    let (full, thumb) = village_screenshots::versions::image_keys("https://example.org/", Uuid::new_v4());
+    let (full, thumb) =
+        village_screenshots::versions::image_keys("https://example.org/", Uuid::new_v4());
     let image = |key: String| village_screenshots::versions::Image {
         key,
         width: 1,

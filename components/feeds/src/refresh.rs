@@ -176,9 +176,7 @@ async fn get(
         address::FollowError::Refused(e) => {
             format!("the feed redirected to a refused address: {e}")
         }
-        address::FollowError::BadLocation => {
-            "the feed redirected to an invalid address".to_owned()
-        }
+        address::FollowError::BadLocation => "the feed redirected to an invalid address".to_owned(),
         address::FollowError::NoLocation(status) => {
             format!("the feed answered {status} without a Location")
         }

@@ -347,6 +347,14 @@ pub fn render(
     .map_err(|e| AppError::Internal(format!("failed to render the homepage: {e}")))
 }
 
+/// What the component's settings give the page.
+pub struct PageConfig<'a> {
+    /// `(id, display name)` of each configured sign-in provider.
+    pub providers: Vec<(&'static str, &'static str)>,
+    /// Signs outbound links (`None`: they are rendered plain).
+    pub signer: Option<&'a LinkSigner>,
+}
+
 /// `GET /`: the visitor's saved layout, or the default one, without the
 /// widgets whose flag is off for them; `?tag=` filters the news. Reads
 /// only: a page view never creates a user row.
@@ -356,10 +364,10 @@ pub async fn page(
     sql: &impl Sql,
     cache: &impl Cache,
     ctx: &RequestContext,
-    providers: Vec<(&'static str, &'static str)>,
-    signer: Option<&LinkSigner>,
+    config: PageConfig<'_>,
     now: DateTime<Utc>,
 ) -> Result<Response, AppError> {
+    let PageConfig { providers, signer } = config;
     if method != http::Method::GET && method != http::Method::HEAD {
         return Err(AppError::MethodNotAllowed {
             allowed: "GET, HEAD",
@@ -599,6 +607,46 @@ mod tests {
     }
 
     #[test]
+    fn the_good_sites_widget_lists_its_picks_with_tracked_links() {
+        let good = GoodSitesView {
+            picks: village_directory::widget::Picks {
+                category: Some("Home & Garden".into()),
+                category_slug: Some("home".into()),
+                sites: vec![village_directory::widget::Pick {
+                    id: 3,
+                    title: "Seeds <b>& more</b>".into(),
+                    host: "seeds.example".into(),
+                    href: "/track/click?u=https%3A%2F%2Fseeds.example%2F&k=site".into(),
+                    thumb: Some("/good-sites/screenshots/9/thumb".into()),
+                }],
+            },
+            unavailable: false,
+        };
+        let html = render(
+            &Preferences::default(),
+            &Viewer::default(),
+            &WidgetContent {
+                news: None,
+                market: None,
+                good_sites: Some(good),
+            },
+            |_| true,
+        )
+        .expect("renders");
+        assert!(html.contains("Top in Home &#38; Garden"), "{html}");
+        assert!(
+            html.contains("Seeds &#60;b&#62;&#38; more&#60;/b&#62;"),
+            "escaped: {html}"
+        );
+        assert!(
+            html.contains("src=\"/good-sites/screenshots/9/thumb\""),
+            "{html}"
+        );
+        assert!(html.contains("href=\"/good-sites/c/home\""), "{html}");
+        assert!(!html.contains(empty_text(WidgetKind::GoodSites)));
+    }
+
+    #[test]
     fn the_news_widget_shows_articles_tags_badges_and_failing_feeds() {
         let n = news();
         let html = render(
@@ -626,6 +674,10 @@ mod tests {
         assert!(html.contains("<strong>Broken Times</strong>: failing: the feed answered 500"));
         assert!(html.contains("action=\"/news/feeds/7/remove\""));
         assert!(html.contains("datetime=\"2026-11-27T09:00:00Z\">just now</time>"));
+        assert!(
+            html.contains("<a href=\"/track/click?u=x\" rel=\"noopener noreferrer nofollow\">Most read &#60;i&#62;story&#60;/i&#62;</a>"),
+            "the most read, escaped: {html}"
+        );
         // Other widgets keep their placeholder.
         assert!(html.contains(empty_text(WidgetKind::Weather)));
         assert!(!html.contains(empty_text(WidgetKind::News)));

@@ -107,7 +107,12 @@ mod tests {
         .expect("a signer");
         let stored = render("See [my shop](https://shop.example/x) or [mail](mailto:a@b.example)");
         let html = with_tracked_links(&stored, Some(&signer), 12);
-        assert!(html.contains("href=\"/track/click?u=https%3A%2F%2Fshop.example%2Fx&amp;k=listing&amp;id=12"), "{html}");
+        assert!(
+            html.contains(
+                "href=\"/track/click?u=https%3A%2F%2Fshop.example%2Fx&amp;k=listing&amp;id=12"
+            ),
+            "{html}"
+        );
         assert!(html.contains("href=\"mailto:a@b.example\""), "{html}");
         assert!(html.contains("rel=\"nofollow ugc\""), "{html}");
         assert_eq!(with_tracked_links(&stored, None, 12), stored);

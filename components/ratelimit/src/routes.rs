@@ -144,16 +144,40 @@ mod tests {
     fn good_sites_submissions_votes_and_clicks_have_their_own_limits() {
         let get = http::Method::GET;
         let post = http::Method::POST;
-        for (route, info) in [("/api/good-sites/...", "/sites"), ("/good-sites/...", "/submit")] {
-            assert_eq!(action_for(&post, route, info), Some("site_submission"), "{route}");
+        for (route, info) in [
+            ("/api/good-sites/...", "/sites"),
+            ("/good-sites/...", "/submit"),
+        ] {
+            assert_eq!(
+                action_for(&post, route, info),
+                Some("site_submission"),
+                "{route}"
+            );
         }
         for route in ["/api/good-sites/...", "/good-sites/..."] {
-            assert_eq!(action_for(&post, route, "/sites/4/vote"), Some("vote"), "{route}");
-            assert_eq!(action_for(&post, route, "/sites/4/approve"), Some("api"), "{route}");
+            assert_eq!(
+                action_for(&post, route, "/sites/4/vote"),
+                Some("vote"),
+                "{route}"
+            );
+            assert_eq!(
+                action_for(&post, route, "/sites/4/approve"),
+                Some("api"),
+                "{route}"
+            );
         }
-        assert_eq!(action_for(&get, "/api/good-sites/...", "/sites"), Some("api"));
-        assert_eq!(action_for(&get, "/good-sites/...", "/sites/4"), Some("page"));
-        assert_eq!(action_for(&get, "/good-sites/...", "/screenshots/3/thumb"), Some("image"));
+        assert_eq!(
+            action_for(&get, "/api/good-sites/...", "/sites"),
+            Some("api")
+        );
+        assert_eq!(
+            action_for(&get, "/good-sites/...", "/sites/4"),
+            Some("page")
+        );
+        assert_eq!(
+            action_for(&get, "/good-sites/...", "/screenshots/3/thumb"),
+            Some("image")
+        );
         assert_eq!(action_for(&get, "/track/click", ""), Some("click"));
     }
 

@@ -82,8 +82,13 @@ pub async fn handle<S: Sql, C: Cache, B: BlobStore>(
                 .await?
                 .ok_or(AppError::NotFound)?;
             // Ops only: never in a shared cache.
-            crate::image_response(services.blobs, &version, which, "private, max-age=86400, immutable")
-                .await
+            crate::image_response(
+                services.blobs,
+                &version,
+                which,
+                "private, max-age=86400, immutable",
+            )
+            .await
         }
         [] => Err(AppError::MethodNotAllowed {
             allowed: "GET, POST",

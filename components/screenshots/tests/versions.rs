@@ -60,8 +60,8 @@ async fn each_capture_is_a_new_current_version_and_none_is_deleted() {
                 ..new_version(url, n)
             },
         )
-            .await
-            .expect("recorded");
+        .await
+        .expect("recorded");
         assert_eq!((v.version, v.is_current), (n as i32, true));
         assert_eq!(v.full.bytes, 1000 + n);
     }

@@ -32,14 +32,17 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         out,
         village_ratelimit::spin::gate,
         async |req, env, ctx| {
+            let signer = village_clicks::spin_components::signer("homepage");
             village_homepage::page(
                 req.method(),
                 req.uri().query().unwrap_or_default(),
                 &env.sql,
                 &env.cache,
                 ctx,
-                providers(),
-                village_clicks::spin_components::signer("homepage").as_ref(),
+                village_homepage::PageConfig {
+                    providers: providers(),
+                    signer: signer.as_ref(),
+                },
                 env.clock.now(),
             )
             .await

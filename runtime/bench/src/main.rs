@@ -1,6 +1,6 @@
 //! `village-bench runtime`: how close the runtime comes to a native server.
 //! (`village-bench jobs` is in `jobs.rs`, `village-bench guards` in
-//! `guards.rs`.)
+//! `guards.rs`, `village-bench clicks` in `clicks.rs`.)
 //!
 //! In one run, on one machine, it drives (1) a trivial Spin component
 //! (`hello-fixture`, path `/hello`) served by the runtime and (2) a
@@ -27,6 +27,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::Parser;
 
+mod clicks;
 mod guards;
 mod jobs;
 mod marketplace;
@@ -50,6 +51,8 @@ enum Bench {
     Marketplace(marketplace::MarketplaceArgs),
     /// The screenshot host: captures per minute with 1, 2, 4 contexts, beside a process per page.
     Screenshots(screenshots::ScreenshotsArgs),
+    /// `/track/click` under load: redirects/s and p99, then the recorded clicks counted.
+    Clicks(clicks::ClicksArgs),
 }
 
 #[derive(clap::Args)]
@@ -109,11 +112,31 @@ async fn load(
     connections: usize,
     seconds: u64,
 ) -> anyhow::Result<LoadResult> {
+    load_expecting(
+        addr,
+        |_| (path.to_owned(), None),
+        connections,
+        seconds,
+        |s| s.is_success(),
+    )
+    .await
+}
+
+/// [`load`], connection `i` asking for `request(i)` (a path, and a
+/// `Cookie` header to send with it, as a returning browser does), an
+/// answer counted as an error unless `ok` says its status is expected.
+async fn load_expecting(
+    addr: SocketAddr,
+    request: impl Fn(usize) -> (String, Option<String>),
+    connections: usize,
+    seconds: u64,
+    ok: fn(http::StatusCode) -> bool,
+) -> anyhow::Result<LoadResult> {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..connections {
-        let path = path.to_owned();
+    for i in 0..connections {
+        let (path, cookie) = request(i);
         tasks.push(tokio::spawn(async move {
             let stream = TcpStream::connect(addr).await?;
             stream.set_nodelay(true)?;
@@ -123,12 +146,14 @@ async fn load(
             let mut latencies = Vec::new();
             let mut errors = 0;
             while Instant::now() < deadline {
-                let req = http::Request::get(&path)
-                    .header("host", addr.to_string())
-                    .body(Empty::<Bytes>::new())?;
+                let mut req = http::Request::get(&path).header("host", addr.to_string());
+                if let Some(c) = &cookie {
+                    req = req.header("cookie", c);
+                }
+                let req = req.body(Empty::<Bytes>::new())?;
                 let t = Instant::now();
                 let resp = sender.send_request(req).await?;
-                let ok = resp.status().is_success();
+                let ok = ok(resp.status());
                 resp.into_body().collect().await?;
                 latencies.push(t.elapsed());
                 if !ok {
@@ -217,6 +242,7 @@ fn main() -> anyhow::Result<()> {
         Bench::Guards(args) => guards::run(args),
         Bench::Marketplace(args) => marketplace::run(args),
         Bench::Screenshots(args) => screenshots::run(args),
+        Bench::Clicks(args) => clicks::run(args),
     }
 }
 
