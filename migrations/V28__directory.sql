@@ -72,6 +72,8 @@ CREATE TABLE directory_sites (
     health_checked_at      timestamp,
     health_failures        integer NOT NULL DEFAULT 0,
     health_next_at         timestamp,
+    -- When a screenshot was last queued (approval or the monthly recapture).
+    screenshot_requested_at timestamp,
     upvotes                integer NOT NULL DEFAULT 0,
     downvotes              integer NOT NULL DEFAULT 0,
     search                 tsvector GENERATED ALWAYS AS (
@@ -142,7 +144,8 @@ CREATE TABLE directory_moderators (
 -- counted one after another). `p_value` is +1, -1 or 0 (withdraw).
 -- Karma: the submitter gains (new - old) per vote received (+1 for an
 -- upvote, -2 for an upvote turned down, ...); the voter gains +1 for
--- casting a vote and loses it when withdrawing. A vote on one's own site
+-- casting a vote and loses it when withdrawing (`vote_cast`: it counts in
+-- a user's karma, never towards moderating a section). A vote on one's own site
 -- counts in the tally but moves no karma. Returns the new tally, or no
 -- row when the site is not approved.
 CREATE FUNCTION directory_cast_vote(p_site bigint, p_user uuid, p_value integer, p_now timestamp)
@@ -173,9 +176,11 @@ BEGIN
         upvotes = s.upvotes + (p_value = 1)::integer - (old = 1)::integer,
         downvotes = s.downvotes + (p_value = -1)::integer - (old = -1)::integer
     WHERE s.id = p_site;
-    IF p_value <> old AND site.submitted_by IS NOT NULL AND site.submitted_by <> p_user THEN
-        INSERT INTO directory_karma (user_id, delta, cause, site_id, category_id, actor_id, created_at)
-        VALUES (site.submitted_by, p_value - old, 'vote_received', p_site, site.category_id, p_user, p_now);
+    IF p_value <> old AND site.submitted_by IS DISTINCT FROM p_user THEN
+        IF site.submitted_by IS NOT NULL THEN
+            INSERT INTO directory_karma (user_id, delta, cause, site_id, category_id, actor_id, created_at)
+            VALUES (site.submitted_by, p_value - old, 'vote_received', p_site, site.category_id, p_user, p_now);
+        END IF;
         IF (old = 0) <> (p_value = 0) THEN
             INSERT INTO directory_karma (user_id, delta, cause, site_id, category_id, actor_id, created_at)
             VALUES (p_user, CASE WHEN old = 0 THEN 1 ELSE -1 END, 'vote_cast', p_site,

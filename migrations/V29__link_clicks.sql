@@ -15,6 +15,9 @@ CREATE TABLE link_clicks (
     source       text NOT NULL,
     position     integer NOT NULL DEFAULT 0,
     category_id  bigint NOT NULL DEFAULT 0,
+    -- The visitor (their address, else their anonymous id) already clicked
+    -- this link today: counted as a click, not as another visitor.
+    repeat       boolean NOT NULL DEFAULT false,
     anon_id      uuid,
     user_id      uuid
 ) PARTITION BY RANGE (clicked_at);
@@ -29,6 +32,13 @@ LANGUAGE plpgsql AS $$
 DECLARE
     part text := 'link_clicks_p' || to_char(day, 'YYYYMMDD');
 BEGIN
+    IF to_regclass(part) IS NOT NULL THEN
+        RETURN false;
+    END IF;
+    -- One maker at a time, and no click into the default partition while
+    -- its rows move (a click committed between the move and the CREATE
+    -- would make the CREATE fail); clicks to other days go on.
+    LOCK TABLE link_clicks_default IN SHARE ROW EXCLUSIVE MODE;
     IF to_regclass(part) IS NOT NULL THEN
         RETURN false;
     END IF;
@@ -84,6 +94,8 @@ CREATE TABLE link_click_rollups (
     source       text NOT NULL,
     category_id  bigint NOT NULL,
     clicks       bigint NOT NULL,
+    -- Clicks that were not a visitor's repeat of the day.
+    visitors     bigint NOT NULL,
     PRIMARY KEY (day, link_kind, link_id, source, category_id)
 );
 CREATE INDEX link_click_rollups_link ON link_click_rollups (link_kind, link_id, day);
@@ -99,3 +111,15 @@ CREATE TABLE link_click_rollup_runs (
     ran_at      timestamp NOT NULL
 );
 CREATE INDEX link_click_rollup_runs_day ON link_click_rollup_runs (day, ran_at DESC);
+
+-- Popularity: visitors per link over the last 30 complete days, refreshed
+-- from the rollups by each `clicks.maintain` run. What "top" (directory)
+-- and "most read" (news) rank by, without summing rollups per page view.
+CREATE TABLE link_popularity (
+    link_kind  text NOT NULL,
+    link_id    bigint NOT NULL,
+    visitors   bigint NOT NULL,
+    clicks     bigint NOT NULL,
+    PRIMARY KEY (link_kind, link_id)
+);
+CREATE INDEX link_popularity_top ON link_popularity (link_kind, visitors DESC);

@@ -254,6 +254,29 @@ impl TestApp {
         format!("http://{}{path}", self.addr)
     }
 
+    /// A JSON exchange: `method path` with `cookie` and an optional JSON
+    /// body; the status and the answer's JSON (`Null` when it is not).
+    pub async fn call_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+        cookie: &str,
+    ) -> (u16, serde_json::Value) {
+        let mut req = self
+            .client
+            .request(method, self.url(path))
+            .header("cookie", cookie);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("answered");
+        (
+            resp.status().as_u16(),
+            resp.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
     pub async fn get(&self, path: &str, cookie: Option<&str>) -> reqwest::Response {
         let mut req = self.client.get(self.url(path));
         if let Some(c) = cookie {
@@ -369,6 +392,43 @@ impl TestApp {
             }
         }
     }
+}
+
+/// The DOM after headless Chromium loaded `url` (`--dump-dom`: after
+/// parsing, layout and scripts): the page as a browser renders it.
+pub async fn chromium_dom(url: &str) -> String {
+    let browser = chromium();
+    let profile = tempfile::tempdir().expect("profile dir");
+    let profile_arg = format!("--user-data-dir={}", profile.path().display());
+    let url = url.to_owned();
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(browser)
+                .args([
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--dump-dom",
+                ])
+                .arg(&profile_arg)
+                .arg(&url)
+                .output()
+        }),
+    )
+    .await
+    .expect("Chromium finished within a minute")
+    .expect("join")
+    .expect("Chromium ran");
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The installed Chromium (`scripts/test` installs the `chromium` package).

@@ -6,40 +6,18 @@
 //! goes through `/track/click`, is recorded and redirected, while altered
 //! links get 400. Then the pages as Chromium renders them.
 
-use std::process::Command;
 use std::time::Duration;
 
 use screenshot_host::{Config, HostThread};
-use serde_json::{Value, json};
+use serde_json::json;
 use village_e2e::stub::{Reply, StubServer};
-use village_e2e::{TestApp, chromium, spawn_app_with};
+use village_e2e::{chromium, chromium_dom, spawn_app_with};
 
 const PAGE: &str = "<!doctype html><html><head><title>Vale Seed Library</title>\
     <meta name=\"description\" content=\"Swap seeds with neighbours\"></head>\
     <body style=\"background:#264;font:32px sans-serif;color:#fff\"><h1>Seed library</h1>\
     <div style=\"width:600px;height:300px;background:linear-gradient(90deg,#fa0,#06f)\"></div></body></html>";
 const API_KEY: &str = "sk-ant-test-key";
-
-async fn call(
-    app: &TestApp,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-    cookie: &str,
-) -> (u16, Value) {
-    let mut req = app
-        .client
-        .request(method, app.url(path))
-        .header("cookie", cookie);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.expect("answered");
-    (
-        resp.status().as_u16(),
-        resp.json().await.unwrap_or(Value::Null),
-    )
-}
 
 /// Anthropic's Messages API as the category suggestion uses it: checks the
 /// key and version headers, answers `gardening`.
@@ -83,41 +61,6 @@ async fn until<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
     }
 }
 
-/// The page as headless Chromium renders it (`--dump-dom`: after parsing,
-/// layout and scripts).
-async fn rendered(url: String) -> String {
-    let profile = tempfile::tempdir().expect("profile dir");
-    let profile_arg = format!("--user-data-dir={}", profile.path().display());
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::task::spawn_blocking(move || {
-            Command::new(chromium())
-                .args([
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--no-first-run",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--dump-dom",
-                ])
-                .arg(&profile_arg)
-                .arg(&url)
-                .output()
-        }),
-    )
-    .await
-    .expect("Chromium finished within a minute")
-    .expect("join")
-    .expect("Chromium ran");
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[tokio::test]
 async fn a_site_goes_from_submission_to_a_screenshot_and_its_clicks_are_counted() {
     let site = StubServer::start(|_| Reply::new(200, "text/html; charset=utf-8", PAGE)).await;
@@ -144,23 +87,18 @@ async fn a_site_goes_from_submission_to_a_screenshot_and_its_clicks_are_counted(
     let (_, voter) = app.signed_in_as(&[]).await;
 
     // Anonymous visitors cannot submit; bad fields are named.
-    let (code, _) = call(
-        &app,
-        post.clone(),
-        "/api/good-sites/sites",
-        Some(json!({})),
-        "",
-    )
-    .await;
+    let (code, _) = app
+        .call_json(post.clone(), "/api/good-sites/sites", Some(json!({})), "")
+        .await;
     assert_eq!(code, 401);
-    let (code, refused) = call(
-        &app,
-        post.clone(),
-        "/api/good-sites/sites",
-        Some(json!({"url": "http://10.0.0.7/", "title": "", "category": "nope"})),
-        &member,
-    )
-    .await;
+    let (code, refused) = app
+        .call_json(
+            post.clone(),
+            "/api/good-sites/sites",
+            Some(json!({"url": "http://10.0.0.7/", "title": "", "category": "nope"})),
+            &member,
+        )
+        .await;
     assert_eq!(code, 400, "{refused}");
     let fields: Vec<&str> = refused["errors"]
         .as_array()
@@ -172,29 +110,29 @@ async fn a_site_goes_from_submission_to_a_screenshot_and_its_clicks_are_counted(
 
     // Submit.
     let url = format!("{}/", site.url());
-    let (code, submitted) = call(
-        &app,
-        post.clone(),
-        "/api/good-sites/sites",
-        Some(
-            json!({"url": url, "title": "Seed library", "description": "Swap seeds",
+    let (code, submitted) = app
+        .call_json(
+            post.clone(),
+            "/api/good-sites/sites",
+            Some(
+                json!({"url": url, "title": "Seed library", "description": "Swap seeds",
                     "category": "community"}),
-        ),
-        &member,
-    )
-    .await;
+            ),
+            &member,
+        )
+        .await;
     assert_eq!(code, 201, "{submitted}");
     let id = submitted["site"]["id"].as_i64().expect("an id");
     assert_eq!(submitted["site"]["status"], "pending");
     // The same site without its trailing slash is the same entry.
-    let (code, dup) = call(
-        &app,
-        post.clone(),
-        "/api/good-sites/sites",
-        Some(json!({"url": site.url(), "title": "Again", "category": "community"})),
-        &member,
-    )
-    .await;
+    let (code, dup) = app
+        .call_json(
+            post.clone(),
+            "/api/good-sites/sites",
+            Some(json!({"url": site.url(), "title": "Again", "category": "community"})),
+            &member,
+        )
+        .await;
     assert_eq!(code, 400, "{dup}");
     assert!(
         dup["errors"][0]["message"]
@@ -207,14 +145,14 @@ async fn a_site_goes_from_submission_to_a_screenshot_and_its_clicks_are_counted(
     // The worker fetches the page (through the fetch service) and the
     // model suggests a category.
     let fetched = until("the fetch and the suggestion", async || {
-        let (_, got) = call(
-            &app,
-            get.clone(),
-            &format!("/api/good-sites/sites/{id}"),
-            None,
-            &support,
-        )
-        .await;
+        let (_, got) = app
+            .call_json(
+                get.clone(),
+                &format!("/api/good-sites/sites/{id}"),
+                None,
+                &support,
+            )
+            .await;
         (got["site"]["fetch_state"] == "fetched" && got["site"]["suggested_category"].is_string())
             .then_some(got)
     })
@@ -232,34 +170,34 @@ async fn a_site_goes_from_submission_to_a_screenshot_and_its_clicks_are_counted(
         1
     );
     // Pending sites are for their submitter and moderators only.
-    let (code, _) = call(
-        &app,
-        get.clone(),
-        &format!("/api/good-sites/sites/{id}"),
-        None,
-        &voter,
-    )
-    .await;
+    let (code, _) = app
+        .call_json(
+            get.clone(),
+            &format!("/api/good-sites/sites/{id}"),
+            None,
+            &voter,
+        )
+        .await;
     assert_eq!(code, 404);
-    let (code, _) = call(
-        &app,
-        post.clone(),
-        &format!("/api/good-sites/sites/{id}/approve"),
-        Some(json!({})),
-        &member,
-    )
-    .await;
+    let (code, _) = app
+        .call_json(
+            post.clone(),
+            &format!("/api/good-sites/sites/{id}/approve"),
+            Some(json!({})),
+            &member,
+        )
+        .await;
     assert_eq!(code, 403, "a member does not moderate");
 
     // A moderator approves it, into the suggested category.
-    let (code, approved) = call(
-        &app,
-        post.clone(),
-        &format!("/api/good-sites/sites/{id}/approve"),
-        Some(json!({"category": "gardening"})),
-        &support,
-    )
-    .await;
+    let (code, approved) = app
+        .call_json(
+            post.clone(),
+            &format!("/api/good-sites/sites/{id}/approve"),
+            Some(json!({"category": "gardening"})),
+            &support,
+        )
+        .await;
     assert_eq!(code, 200, "{approved}");
     assert_eq!(approved["site"]["status"], "approved");
     assert_eq!(approved["site"]["category_slug"], "gardening");
@@ -275,14 +213,14 @@ async fn a_site_goes_from_submission_to_a_screenshot_and_its_clicks_are_counted(
         .expect("joined")
         .expect("the host starts");
     let shown = until("the screenshot", async || {
-        let (_, got) = call(
-            &app,
-            get.clone(),
-            &format!("/api/good-sites/sites/{id}"),
-            None,
-            "",
-        )
-        .await;
+        let (_, got) = app
+            .call_json(
+                get.clone(),
+                &format!("/api/good-sites/sites/{id}"),
+                None,
+                "",
+            )
+            .await;
         got["site"]["screenshot"].is_i64().then_some(got)
     })
     .await;
@@ -316,29 +254,31 @@ async fn a_site_goes_from_submission_to_a_screenshot_and_its_clicks_are_counted(
     assert_eq!(&bytes[8..12], b"WEBP");
 
     // Votes.
-    let (code, tally) = call(
-        &app,
-        post.clone(),
-        &format!("/api/good-sites/sites/{id}/vote"),
-        Some(json!({"vote": "up"})),
-        &voter,
-    )
-    .await;
+    let (code, tally) = app
+        .call_json(
+            post.clone(),
+            &format!("/api/good-sites/sites/{id}/vote"),
+            Some(json!({"vote": "up"})),
+            &voter,
+        )
+        .await;
     assert_eq!(code, 200, "{tally}");
     assert_eq!(
         (tally["upvotes"].as_i64(), tally["vote"].as_i64()),
         (Some(1), Some(1))
     );
-    let (code, _) = call(
-        &app,
-        post.clone(),
-        &format!("/api/good-sites/sites/{id}/vote"),
-        Some(json!({"vote": "sideways"})),
-        &voter,
-    )
-    .await;
+    let (code, _) = app
+        .call_json(
+            post.clone(),
+            &format!("/api/good-sites/sites/{id}/vote"),
+            Some(json!({"vote": "sideways"})),
+            &voter,
+        )
+        .await;
     assert_eq!(code, 400);
-    let (_, me) = call(&app, get.clone(), "/api/good-sites/me", None, &member).await;
+    let (_, me) = app
+        .call_json(get.clone(), "/api/good-sites/me", None, &member)
+        .await;
     assert_eq!(me["karma"]["total"], 6, "approval 5 + one upvote: {me}");
 
     // The site's page links out through /track/click.
@@ -384,17 +324,17 @@ async fn a_site_goes_from_submission_to_a_screenshot_and_its_clicks_are_counted(
     assert!(home.contains("src=good_sites_widget"), "{home}");
 
     // The pages as a browser renders them.
-    let index = rendered(app.url("/good-sites")).await;
+    let index = chromium_dom(&app.url("/good-sites")).await;
     assert!(index.contains("Seed library"), "{index}");
     assert!(index.contains("/track/click?"), "{index}");
-    let detail = rendered(app.url(&format!("/good-sites/sites/{id}"))).await;
+    let detail = chromium_dom(&app.url(&format!("/good-sites/sites/{id}"))).await;
     assert!(detail.contains("Screenshot of Seed library"), "{detail}");
-    let search = rendered(app.url("/good-sites/search?q=seed")).await;
+    let search = chromium_dom(&app.url("/good-sites/search?q=seed")).await;
     assert!(
         search.contains("Seed library"),
         "full-text search finds it: {search}"
     );
-    let category = rendered(app.url("/good-sites/c/home")).await;
+    let category = chromium_dom(&app.url("/good-sites/c/home")).await;
     assert!(
         category.contains("Seed library"),
         "a section lists its categories' sites"

@@ -1152,13 +1152,13 @@ async fn the_pages_work_without_javascript_and_render_in_chromium() {
 
     // Search results and the listing, as Chromium renders them.
     let search = "/marketplace?near=Boise%2C+ID&radius=25";
-    let dom = chromium_dom(&m.app.url(search)).await;
+    let dom = village_e2e::chromium_dom(&m.app.url(search)).await;
     assert!(
         dom.contains("Oak table") && dom.contains("$125.00"),
         "{dom}"
     );
     assert!(dom.contains(" mi</span>"), "distance shown: {dom}");
-    let dom = chromium_dom(&m.app.url(&format!("/marketplace/listings/{id}"))).await;
+    let dom = village_e2e::chromium_dom(&m.app.url(&format!("/marketplace/listings/{id}"))).await;
     assert!(
         dom.contains("<strong>Oak table</strong>"),
         "the Markdown body: {dom}"
@@ -1197,42 +1197,6 @@ async fn the_pages_work_without_javascript_and_render_in_chromium() {
     );
     assert!(home.contains("Oak table"), "{home}");
     m.stop().await;
-}
-
-/// The DOM after Chromium loaded `url` (headless, `--dump-dom`).
-async fn chromium_dom(url: &str) -> String {
-    let browser = village_e2e::chromium();
-    let profile = tempfile::tempdir().expect("profile dir");
-    let profile_arg = format!("--user-data-dir={}", profile.path().display());
-    let url = url.to_owned();
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::task::spawn_blocking(move || {
-            std::process::Command::new(browser)
-                .args([
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--no-first-run",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--dump-dom",
-                ])
-                .arg(&profile_arg)
-                .arg(&url)
-                .output()
-        }),
-    )
-    .await
-    .expect("Chromium finished within a minute")
-    .expect("join")
-    .expect("Chromium ran");
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[tokio::test]

@@ -6,34 +6,13 @@
 use std::time::Duration;
 
 use screenshot_host::{Config, HostThread};
-use serde_json::{Value, json};
+use serde_json::json;
 use village_e2e::stub::{Reply, StubServer};
-use village_e2e::{TestApp, chromium, spawn_app_with};
+use village_e2e::{chromium, spawn_app_with};
 
 const PAGE: &str = "<!doctype html><html><body style=\"background:#2a6;font:32px sans-serif\">\
     <h1 style=\"color:#fff\">A village site</h1><div style=\"width:600px;height:300px;\
     background:linear-gradient(90deg,#f00,#00f)\"></div></body></html>";
-
-async fn call(
-    app: &TestApp,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-    cookie: &str,
-) -> (u16, Value) {
-    let mut req = app
-        .client
-        .request(method, app.url(path))
-        .header("cookie", cookie);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.expect("answered");
-    (
-        resp.status().as_u16(),
-        resp.json().await.unwrap_or(Value::Null),
-    )
-}
 
 #[tokio::test]
 async fn ops_queue_a_capture_and_see_its_pictures() {
@@ -48,14 +27,14 @@ async fn ops_queue_a_capture_and_see_its_pictures() {
     let post = reqwest::Method::POST;
     let get = reqwest::Method::GET;
 
-    let (code, _) = call(
-        &app,
-        post.clone(),
-        "/admin/api/screenshots",
-        Some(json!({"url": "https://example.org/"})),
-        &nobody,
-    )
-    .await;
+    let (code, _) = app
+        .call_json(
+            post.clone(),
+            "/admin/api/screenshots",
+            Some(json!({"url": "https://example.org/"})),
+            &nobody,
+        )
+        .await;
     assert_eq!(code, 403, "manage_system is needed");
     for (body, field) in [
         (json!({}), "url"),
@@ -71,26 +50,26 @@ async fn ops_queue_a_capture_and_see_its_pictures() {
             "body",
         ),
     ] {
-        let (code, answer) = call(
-            &app,
-            post.clone(),
-            "/admin/api/screenshots",
-            Some(body.clone()),
-            &ops,
-        )
-        .await;
+        let (code, answer) = app
+            .call_json(
+                post.clone(),
+                "/admin/api/screenshots",
+                Some(body.clone()),
+                &ops,
+            )
+            .await;
         assert_eq!(code, 400, "{body}: {answer}");
         assert_eq!(answer["errors"][0]["field"], field, "{body}: {answer}");
     }
     let url = format!("{}/", site.url());
-    let (code, queued) = call(
-        &app,
-        post,
-        "/admin/api/screenshots",
-        Some(json!({"url": url})),
-        &ops,
-    )
-    .await;
+    let (code, queued) = app
+        .call_json(
+            post,
+            "/admin/api/screenshots",
+            Some(json!({"url": url})),
+            &ops,
+        )
+        .await;
     assert_eq!(code, 202, "{queued}");
     let job_id = queued["job_id"].as_i64().expect("a job id");
 
@@ -106,7 +85,9 @@ async fn ops_queue_a_capture_and_see_its_pictures() {
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let listed = loop {
-        let (code, listed) = call(&app, get.clone(), "/admin/api/screenshots", None, &ops).await;
+        let (code, listed) = app
+            .call_json(get.clone(), "/admin/api/screenshots", None, &ops)
+            .await;
         assert_eq!(code, 200, "{listed}");
         if listed["captures"].as_array().is_some_and(|c| !c.is_empty()) {
             break listed;
@@ -141,30 +122,32 @@ async fn ops_queue_a_capture_and_see_its_pictures() {
             bytes.len() as u64,
             version[which]["bytes"].as_u64().expect("size")
         );
-        let (code, _) = call(&app, reqwest::Method::GET, href, None, &nobody).await;
+        let (code, _) = app
+            .call_json(reqwest::Method::GET, href, None, &nobody)
+            .await;
         assert_eq!(code, 403, "only ops see the pictures here");
     }
-    let (code, history) = call(
-        &app,
-        get.clone(),
-        &format!(
-            "/admin/api/screenshots/history?url={}",
-            url::form_urlencoded::byte_serialize(url.as_bytes()).collect::<String>()
-        ),
-        None,
-        &ops,
-    )
-    .await;
+    let (code, history) = app
+        .call_json(
+            get.clone(),
+            &format!(
+                "/admin/api/screenshots/history?url={}",
+                url::form_urlencoded::byte_serialize(url.as_bytes()).collect::<String>()
+            ),
+            None,
+            &ops,
+        )
+        .await;
     assert_eq!(code, 200);
     assert_eq!(history["versions"].as_array().map(Vec::len), Some(1));
-    let (code, _) = call(
-        &app,
-        get,
-        "/admin/api/screenshots/versions/999999/full",
-        None,
-        &ops,
-    )
-    .await;
+    let (code, _) = app
+        .call_json(
+            get,
+            "/admin/api/screenshots/versions/999999/full",
+            None,
+            &ops,
+        )
+        .await;
     assert_eq!(code, 404);
     assert_eq!(
         app.count("SELECT count(*) FROM audit_log WHERE action = 'screenshot.enqueue'")

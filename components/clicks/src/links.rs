@@ -2,15 +2,22 @@
 //!
 //! A link carries its parameters in the clear and a MAC over all of them:
 //!
-//! `/track/click?u=<target>&k=<kind>&id=<link id>&src=<source>&pos=<n>&cat=<category>&kid=<key id>&sig=<mac>`
+//! `/track/click?u=<target>&k=<kind>&id=<link id>&src=<source>&pos=<n>&cat=<category>&exp=<unix time>&kid=<key id>&sig=<mac>`
 //!
 //! The MAC is HMAC-SHA256 (purpose `track-click`) over the JSON array of
-//! the parameters, so no two parameter sets share a message. Keys come from
+//! the parameters, so no two parameter sets share a message. A link expires
+//! [`LIFETIME_DAYS`] after the page that carried it was rendered: a link
+//! copied out of a page cannot serve as a redirect for ever. Keys come from
 //! `click_signing_keys` (`id=secret,id=secret`, each secret 32+ bytes): the
 //! first signs, all verify — rotating is adding a new key in front and
-//! dropping the old one after the longest-lived page (a day) has expired.
-//! Without that setting the links are signed with a key derived from
-//! `session_signing_key` (id `s`, its own purpose label).
+//! dropping the old one once links signed with it have expired. Without
+//! that setting the links are signed with the session key (id `s`, under
+//! its own purpose label), which keeps verifying after click keys are set.
+//!
+//! A signature proves only that we rendered the link. What it may redirect
+//! to is checked again when it is clicked ([`crate::record`]): a site must
+//! still be approved, an article still carry that link, a listing still be
+//! public.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -23,6 +30,8 @@ const PURPOSE: &str = "track-click";
 const SESSION_KEY_ID: &str = "s";
 /// The longest source label (`directory_top`, `news_widget`, ...).
 const MAX_SOURCE: usize = 40;
+/// How long a rendered link keeps working.
+pub const LIFETIME_DAYS: i64 = 7;
 
 /// What a tracked link points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -98,7 +107,7 @@ impl Link {
         self
     }
 
-    fn message(&self) -> Vec<u8> {
+    fn message(&self, expires: i64) -> Vec<u8> {
         serde_json::to_vec(&(
             &self.target,
             self.kind.as_str(),
@@ -106,6 +115,7 @@ impl Link {
             &self.source,
             self.position,
             self.category,
+            expires,
         ))
         .unwrap_or_default()
     }
@@ -121,6 +131,8 @@ pub enum LinkError {
     BadSignature,
     #[error("the link was signed with a key that is no longer in use")]
     UnknownKey,
+    #[error("the link has expired; go back to the page and click it again")]
+    Expired,
     #[error("the link's `{0}` parameter is missing or invalid")]
     Invalid(&'static str),
     #[error("the link's `{0}` parameter is repeated")]
@@ -129,10 +141,13 @@ pub enum LinkError {
     Unknown(String),
 }
 
-/// The keys links are signed and checked with.
+/// The keys links are signed and checked with, at a moment (links signed
+/// now expire [`LIFETIME_DAYS`] later; links checked now must not have).
 #[derive(Clone)]
 pub struct LinkSigner {
+    /// The first signs; all verify.
     keys: Vec<(String, SigningKey)>,
+    now: i64,
 }
 
 impl std::fmt::Debug for LinkSigner {
@@ -149,6 +164,7 @@ impl LinkSigner {
     pub fn from_settings(
         click_keys: &str,
         session_key: Option<&SigningKey>,
+        now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Option<Self>, String> {
         let mut keys = Vec::new();
         for entry in click_keys
@@ -176,22 +192,28 @@ impl LinkSigner {
                 .map_err(|_| format!("click_signing_keys: key `{id}` needs 32+ characters"))?;
             keys.push((id.to_owned(), key));
         }
-        if keys.is_empty() {
-            match session_key {
-                Some(k) => keys.push((SESSION_KEY_ID.to_owned(), k.clone())),
-                None => return Ok(None),
-            }
+        // The session key signs when no click key is set, and verifies
+        // after one is (links already out keep working until they expire).
+        if let Some(k) = session_key {
+            keys.push((SESSION_KEY_ID.to_owned(), k.clone()));
         }
-        Ok(Some(LinkSigner { keys }))
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(LinkSigner {
+            keys,
+            now: now.timestamp(),
+        }))
     }
 
-    fn sign(&self, key: &SigningKey, link: &Link) -> String {
-        URL_SAFE_NO_PAD.encode(key.mac(PURPOSE, &link.message()))
+    fn sign(&self, key: &SigningKey, link: &Link, expires: i64) -> String {
+        URL_SAFE_NO_PAD.encode(key.mac(PURPOSE, &link.message(expires)))
     }
 
     /// The `/track/click?...` href for `link`, signed with the first key.
     pub fn href(&self, link: &Link) -> String {
         let (kid, key) = &self.keys[0];
+        let expires = self.now + LIFETIME_DAYS * 86_400;
         let mut query = url::form_urlencoded::Serializer::new(String::new());
         query
             .append_pair("u", &link.target)
@@ -200,8 +222,9 @@ impl LinkSigner {
             .append_pair("src", &link.source)
             .append_pair("pos", &link.position.to_string())
             .append_pair("cat", &link.category.to_string())
+            .append_pair("exp", &expires.to_string())
             .append_pair("kid", kid)
-            .append_pair("sig", &self.sign(key, link));
+            .append_pair("sig", &self.sign(key, link, expires));
         format!("{PATH}?{}", query.finish())
     }
 
@@ -218,7 +241,7 @@ impl LinkSigner {
         for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
             if !matches!(
                 name.as_ref(),
-                "u" | "k" | "id" | "src" | "pos" | "cat" | "kid" | "sig"
+                "u" | "k" | "id" | "src" | "pos" | "cat" | "exp" | "kid" | "sig"
             ) {
                 return Err(LinkError::Unknown(name.chars().take(40).collect()));
             }
@@ -247,6 +270,7 @@ impl LinkSigner {
             position: i32::try_from(number("pos")?).map_err(|_| LinkError::Invalid("pos"))?,
             category: number("cat")?,
         };
+        let expires = number("exp")?;
         let (_, key) = self
             .keys
             .iter()
@@ -255,9 +279,12 @@ impl LinkSigner {
         let given = URL_SAFE_NO_PAD
             .decode(sig)
             .map_err(|_| LinkError::BadSignature)?;
-        let expected = key.mac(PURPOSE, &link.message());
+        let expected = key.mac(PURPOSE, &link.message(expires));
         if !constant_time_eq(&given, &expected) {
             return Err(LinkError::BadSignature);
+        }
+        if expires < self.now {
+            return Err(LinkError::Expired);
         }
         // Signed by us, but still checked: a redirect goes only to a web
         // address, never to `javascript:` or a relative path.
@@ -294,7 +321,7 @@ mod tests {
     }
 
     fn signer(keys: &str) -> LinkSigner {
-        LinkSigner::from_settings(keys, None)
+        LinkSigner::from_settings(keys, None, chrono::Utc::now())
             .expect("valid keys")
             .expect("a signer")
     }
@@ -335,6 +362,7 @@ mod tests {
             ("src=directory_top", "src=directory_new"),
             ("pos=3", "pos=1"),
             ("cat=7", "cat=8"),
+            ("exp=", "exp=9"),
         ] {
             assert!(href.contains(from), "{href} has {from}");
             let altered = href.replace(from, to);
@@ -402,18 +430,54 @@ mod tests {
     }
 
     #[test]
-    fn the_session_key_stands_in_when_no_click_keys_are_set() {
+    fn the_session_key_stands_in_when_no_click_keys_are_set_and_still_verifies_after() {
+        let now = chrono::Utc::now();
         let session = SigningKey::try_from(key("s").as_str()).expect("key");
-        let s = LinkSigner::from_settings("", Some(&session))
+        let s = LinkSigner::from_settings("", Some(&session), now)
             .expect("valid")
             .expect("a signer");
         let href = s.href(&link());
         assert!(href.contains("kid=s"));
         assert_eq!(s.verify(query(&href)), Ok(link()));
+        let with_keys = LinkSigner::from_settings(&format!("a={}", key("a")), Some(&session), now)
+            .expect("valid")
+            .expect("a signer");
         assert!(
-            LinkSigner::from_settings("", None)
+            with_keys.href(&link()).contains("kid=a"),
+            "the click key signs"
+        );
+        assert_eq!(
+            with_keys.verify(query(&href)),
+            Ok(link()),
+            "old links still work"
+        );
+        assert!(
+            LinkSigner::from_settings("", None, now)
                 .expect("valid")
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn a_link_expires_a_week_after_its_page() {
+        let keys = format!("a={}", key("a"));
+        let at = |days_ago: i64| {
+            LinkSigner::from_settings(
+                &keys,
+                None,
+                chrono::Utc::now() - chrono::Duration::days(days_ago),
+            )
+            .expect("valid")
+            .expect("a signer")
+            .href(&link())
+        };
+        assert_eq!(
+            signer(&keys).verify(query(&at(LIFETIME_DAYS + 1))),
+            Err(LinkError::Expired)
+        );
+        assert_eq!(
+            signer(&keys).verify(query(&at(LIFETIME_DAYS - 1))),
+            Ok(link())
         );
     }
 
@@ -426,7 +490,10 @@ mod tests {
             &format!("s={}", key("s")),
             &format!("a={},a={}", key("a"), key("b")),
         ] {
-            assert!(LinkSigner::from_settings(bad, None).is_err(), "{bad}");
+            assert!(
+                LinkSigner::from_settings(bad, None, chrono::Utc::now()).is_err(),
+                "{bad}"
+            );
         }
     }
 }

@@ -10,7 +10,9 @@
 //! 3. Agreement: after each day's rollup its raw rows are counted again
 //!    and compared with the rolled-up sum; the result is a row of
 //!    `link_click_rollup_runs` and, when they differ, an error in the log.
-//! 4. Retention: partitions wholly older than [`RAW_DAYS`] days are
+//! 4. Popularity: `link_popularity` (visitors per link over the last 30
+//!    complete days) rebuilt from the rollups.
+//! 5. Retention: partitions wholly older than [`RAW_DAYS`] days are
 //!    dropped, rollups older than [`ROLLUP_DAYS`] deleted.
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -50,6 +52,8 @@ pub struct Report {
     pub partitions_dropped: i64,
     pub rollups: Vec<DayRollup>,
     pub rollups_pruned: u64,
+    /// Links with clicks in the popularity window.
+    pub popular_links: u64,
 }
 
 /// Makes sure the partition of `day` exists; true when it was created.
@@ -75,7 +79,8 @@ pub async fn roll_up(
     // deleted, the rest replaced, atomically.
     sql.execute(
         "WITH fresh AS ( \
-             SELECT link_kind, link_id, source, category_id, count(*) AS clicks \
+             SELECT link_kind, link_id, source, category_id, count(*) AS clicks, \
+                    count(*) FILTER (WHERE NOT repeat) AS visitors \
              FROM link_clicks \
              WHERE clicked_at >= $1::text::date AND clicked_at < $1::text::date + 1 \
              GROUP BY 1, 2, 3, 4), \
@@ -83,10 +88,10 @@ pub async fn roll_up(
              DELETE FROM link_click_rollups r WHERE r.day = $1::text::date AND NOT EXISTS ( \
                  SELECT 1 FROM fresh f WHERE f.link_kind = r.link_kind AND f.link_id = r.link_id \
                      AND f.source = r.source AND f.category_id = r.category_id)) \
-         INSERT INTO link_click_rollups (day, link_kind, link_id, source, category_id, clicks) \
-         SELECT $1::text::date, link_kind, link_id, source, category_id, clicks FROM fresh \
+         INSERT INTO link_click_rollups (day, link_kind, link_id, source, category_id, clicks, visitors) \
+         SELECT $1::text::date, link_kind, link_id, source, category_id, clicks, visitors FROM fresh \
          ON CONFLICT (day, link_kind, link_id, source, category_id) \
-         DO UPDATE SET clicks = EXCLUDED.clicks",
+         DO UPDATE SET clicks = EXCLUDED.clicks, visitors = EXCLUDED.visitors",
         &[date(day)],
     )
     .await?;
@@ -159,6 +164,34 @@ async fn days_to_roll_up(sql: &impl Sql, today: NaiveDate) -> Result<Vec<NaiveDa
     Ok(days)
 }
 
+/// Rebuilds `link_popularity` from the rollups of the window ending
+/// yesterday, in one statement (readers see the old table or the new).
+pub async fn refresh_popularity(sql: &impl Sql, today: NaiveDate) -> Result<u64, SqlError> {
+    let since = today - Duration::days(crate::popularity::WINDOW_DAYS);
+    let row = sql
+        .query_opt(
+            "WITH fresh AS ( \
+                 SELECT link_kind, link_id, sum(visitors)::bigint AS visitors, \
+                        sum(clicks)::bigint AS clicks \
+                 FROM link_click_rollups WHERE day >= $1::text::date \
+                 GROUP BY link_kind, link_id), \
+             gone AS ( \
+                 DELETE FROM link_popularity p WHERE NOT EXISTS ( \
+                     SELECT 1 FROM fresh f WHERE f.link_kind = p.link_kind AND f.link_id = p.link_id)), \
+             kept AS ( \
+                 INSERT INTO link_popularity (link_kind, link_id, visitors, clicks) \
+                 SELECT link_kind, link_id, visitors, clicks FROM fresh \
+                 ON CONFLICT (link_kind, link_id) \
+                 DO UPDATE SET visitors = EXCLUDED.visitors, clicks = EXCLUDED.clicks \
+                 RETURNING 1) \
+             SELECT count(*) AS n FROM kept",
+            &[date(since)],
+        )
+        .await?
+        .ok_or_else(|| SqlError::Decode("no answer".into()))?;
+    Ok(row.get::<i64>("n")? as u64)
+}
+
 /// One run (see the module doc).
 pub async fn run(sql: &impl Sql, now: DateTime<Utc>) -> Result<Report, SqlError> {
     let today = now.date_naive();
@@ -171,6 +204,7 @@ pub async fn run(sql: &impl Sql, now: DateTime<Utc>) -> Result<Report, SqlError>
     for day in days_to_roll_up(sql, today).await? {
         report.rollups.push(roll_up(sql, day, now).await?);
     }
+    report.popular_links = refresh_popularity(sql, today).await?;
     report.partitions_dropped = sql
         .query_opt(
             "SELECT link_clicks_drop_before($1::text::date) AS dropped",

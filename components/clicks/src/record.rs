@@ -9,44 +9,125 @@
 //! analytics are down); the loss is logged and counted as
 //! `clicks_unrecorded`.
 //!
+//! The signature proves we rendered the link; the same statement that
+//! records the click checks that what it leads to still stands — a site
+//! still approved (and sent to its stored URL), an article still carrying
+//! that link, a listing still public. Otherwise the visitor gets a page
+//! saying so, not a redirect.
+//!
 //! Who clicked is recorded only for a signed-in user who agreed to
 //! analytics (their user and anonymous ids); every other click is counted
 //! without naming anyone. Withdrawing consent forgets the user's clicks
-//! ([`forget_user`]).
+//! ([`forget_user`]). A visitor's second click on a link the same day is
+//! recorded as a `repeat` (popularity counts visitors, not clicks): their
+//! address (else their anonymous id), hashed, is remembered in Redis for
+//! the day. `HEAD` is answered like `GET` but not recorded.
 
 use chrono::{DateTime, Utc};
+use sha2::Digest;
+use village_platform::cache::Cache;
 use village_platform::sql::{Sql, SqlError, SqlValue};
 use village_platform::web::Response;
 use village_platform::{AppError, FieldError, RequestContext};
 
 use crate::links::{Link, LinkSigner};
 
-/// Writes one click.
+/// What recording a click found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// Recorded; the visitor goes to this address.
+    To(String),
+    /// What the link leads to is gone (removed site, withdrawn listing).
+    Gone,
+}
+
+/// Writes one click, if what it leads to still stands (one statement).
 pub async fn record(
     sql: &impl Sql,
     link: &Link,
+    repeat: bool,
     ctx: &RequestContext,
     now: DateTime<Utc>,
-) -> Result<(), SqlError> {
+) -> Result<Recorded, SqlError> {
     let consenting = ctx.principal.as_ref().filter(|p| p.analytics_consent);
-    sql.execute(
-        "INSERT INTO link_clicks (clicked_at, link_kind, link_id, target_url, source, position, \
-                                  category_id, anon_id, user_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        &[
-            SqlValue::Timestamp(now),
-            SqlValue::Text(link.kind.as_str().to_owned()),
-            SqlValue::Int64(link.id),
-            SqlValue::Text(link.target.clone()),
-            SqlValue::Text(link.source.clone()),
-            SqlValue::Int32(link.position),
-            SqlValue::Int64(link.category),
-            consenting.map_or(SqlValue::Null, |_| SqlValue::Uuid(ctx.anon_id.as_uuid())),
-            consenting.map_or(SqlValue::Null, |p| SqlValue::Uuid(p.user_id)),
-        ],
-    )
-    .await?;
-    Ok(())
+    let row = sql
+        .query_opt(
+            "WITH target AS ( \
+                 SELECT CASE $2 \
+                     WHEN 'site' THEN (SELECT s.url FROM directory_sites s \
+                                       WHERE s.id = $3 AND s.status = 'approved') \
+                     WHEN 'article' THEN (SELECT i.link FROM feed_items i \
+                                          WHERE i.id = $3 AND i.link = $4) \
+                     WHEN 'listing' THEN (SELECT $4 FROM marketplace_listings l \
+                                          WHERE l.id = $3 AND l.status IN ('active', 'sold')) \
+                     ELSE $4 END AS url) \
+             INSERT INTO link_clicks (clicked_at, link_kind, link_id, target_url, source, \
+                                      position, category_id, repeat, anon_id, user_id) \
+             SELECT $1, $2, $3, t.url, $5, $6, $7, $8, $9, $10 FROM target t \
+             WHERE t.url IS NOT NULL RETURNING target_url",
+            &[
+                SqlValue::Timestamp(now),
+                SqlValue::Text(link.kind.as_str().to_owned()),
+                SqlValue::Int64(link.id),
+                SqlValue::Text(link.target.clone()),
+                SqlValue::Text(link.source.clone()),
+                SqlValue::Int32(link.position),
+                SqlValue::Int64(link.category),
+                SqlValue::Bool(repeat),
+                consenting.map_or(SqlValue::Null, |_| SqlValue::Uuid(ctx.anon_id.as_uuid())),
+                consenting.map_or(SqlValue::Null, |p| SqlValue::Uuid(p.user_id)),
+            ],
+        )
+        .await?;
+    Ok(match row {
+        Some(r) => Recorded::To(r.get("target_url")?),
+        None => Recorded::Gone,
+    })
+}
+
+/// Whether this visitor already clicked `link` today (remembering that
+/// they have). Without Redis every click counts as a first one.
+async fn is_repeat(
+    cache: &impl Cache,
+    link: &Link,
+    ctx: &RequestContext,
+    now: DateTime<Utc>,
+) -> bool {
+    let visitor = ctx
+        .client_ip
+        .clone()
+        .unwrap_or_else(|| ctx.anon_id.to_string());
+    let digest = sha2::Sha256::digest(
+        format!(
+            "{}|{visitor}|{}|{}",
+            now.format("%Y%m%d"),
+            link.kind.as_str(),
+            link.id
+        )
+        .as_bytes(),
+    );
+    let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    let key = cache.key(&format!("click:seen:{hex}"));
+    match cache
+        .execute(
+            "SET",
+            &[
+                key.into(),
+                "1".into(),
+                "NX".into(),
+                "EX".into(),
+                86_400i64.into(),
+            ],
+        )
+        .await
+    {
+        // `SET NX` answers nil when the key was already there.
+        Ok(reply) => matches!(
+            reply.first(),
+            Some(village_platform::cache::CacheValue::Nil)
+        ),
+        Err(_) => false,
+    }
 }
 
 /// Removes `user`'s name from their recorded clicks (the counts stay).
@@ -58,17 +139,20 @@ pub async fn forget_user(sql: &impl Sql, user: uuid::Uuid) -> Result<u64, SqlErr
     .await
 }
 
-/// The whole route: 400 for a link we did not sign (never a redirect),
-/// else the click recorded and a 302 to the signed target.
+/// The whole route: 400 for a link we did not sign or that expired, 410
+/// for one whose target is gone (never a redirect), else the click
+/// recorded and a 302.
 pub async fn handle(
     sql: &impl Sql,
+    cache: &impl Cache,
     signer: Option<&LinkSigner>,
     method: &http::Method,
     query: &str,
     ctx: &RequestContext,
     now: DateTime<Utc>,
 ) -> Result<Response, AppError> {
-    if method != http::Method::GET && method != http::Method::HEAD {
+    let head = method == http::Method::HEAD;
+    if method != http::Method::GET && !head {
         return Err(AppError::MethodNotAllowed {
             allowed: "GET, HEAD",
         });
@@ -76,17 +160,36 @@ pub async fn handle(
     let refused = |message: String| AppError::Validation(vec![FieldError::new("link", message)]);
     let signer = signer.ok_or_else(|| refused("click tracking is not configured".into()))?;
     let link = signer.verify(query).map_err(|e| refused(e.to_string()))?;
-    if let Err(e) = record(sql, &link, ctx, now).await {
-        village_platform::log::event(
-            "ERROR",
-            &format!("click not recorded: {e}"),
-            serde_json::json!({ "metric": "clicks_unrecorded", "source": link.source,
-                                "link_kind": link.kind.as_str(), "link_id": link.id }),
-        );
-    }
+    let target = if head {
+        Some(link.target.clone())
+    } else {
+        let repeat = is_repeat(cache, &link, ctx, now).await;
+        match record(sql, &link, repeat, ctx, now).await {
+            Ok(Recorded::To(url)) => Some(url),
+            Ok(Recorded::Gone) => None,
+            Err(e) => {
+                village_platform::log::event(
+                    "ERROR",
+                    &format!("click not recorded: {e}"),
+                    serde_json::json!({ "metric": "clicks_unrecorded", "source": link.source,
+                                        "link_kind": link.kind.as_str(), "link_id": link.id }),
+                );
+                Some(link.target.clone())
+            }
+        }
+    };
+    let Some(target) = target else {
+        return Err(AppError::NotFound);
+    };
+    // Re-serialised by the URL parser: what goes out in `Location` is a
+    // well-formed absolute http(s) URL (checked in `verify` as well).
+    let target = url::Url::parse(&target)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .ok_or_else(|| refused("the link's target is not a valid address".into()))?;
     let mut response = http::Response::new(Vec::new());
     *response.status_mut() = http::StatusCode::FOUND;
-    let location = http::HeaderValue::from_str(&link.target)
+    let location = http::HeaderValue::from_str(target.as_str())
         .map_err(|_| refused("the link's target is not a valid address".into()))?;
     let headers = response.headers_mut();
     headers.insert(http::header::LOCATION, location);

@@ -15,7 +15,7 @@ pub fn signer(component: &str) -> Option<LinkSigner> {
     let session = spin_sdk::variables::get("session_signing_key")
         .ok()
         .and_then(|k| village_platform::session::SigningKey::try_from(k.as_str()).ok());
-    LinkSigner::from_settings(&keys, session.as_ref()).unwrap_or_else(|e| {
+    LinkSigner::from_settings(&keys, session.as_ref(), chrono::Utc::now()).unwrap_or_else(|e| {
         village_platform::log::event(
             "ERROR",
             &format!("click tracking disabled: {e}"),

@@ -6,14 +6,33 @@ use chrono::{Duration, NaiveDate, Utc};
 use village_clicks::maintain::{self, PARTITIONS_AHEAD, RAW_DAYS};
 use village_clicks::{Link, LinkKind, LinkSigner, record};
 use village_platform::RequestContext;
-use village_platform::native::NativeSql;
+use village_platform::native::{NativeCache, NativeSql, test_ports};
 use village_platform::sql::{Sql, SqlValue};
 
 async fn db() -> NativeSql {
+    ports().await.0
+}
+
+async fn ports() -> (NativeSql, NativeCache) {
     let url = village_migrate::testing::fresh_database()
         .await
         .expect("test database");
-    NativeSql::connect(&url).await.expect("connect")
+    test_ports(&url).await
+}
+
+/// An approved (or not) Good Sites entry for `url`.
+async fn site(sql: &NativeSql, url: &str, status: &str) -> i64 {
+    sql.query(
+        "INSERT INTO directory_sites (url, url_key, host, title, category_id, status, created_at, \
+             updated_at) \
+         SELECT $1, $1, 'example.org', 'Example', id, $2, now(), now() \
+         FROM directory_categories WHERE slug = 'music' RETURNING id",
+        &[SqlValue::Text(url.into()), SqlValue::Text(status.into())],
+    )
+    .await
+    .expect("site")[0]
+        .get("id")
+        .expect("id")
 }
 
 async fn count(sql: &NativeSql, statement: &str) -> i64 {
@@ -23,7 +42,7 @@ async fn count(sql: &NativeSql, statement: &str) -> i64 {
 }
 
 fn signer() -> LinkSigner {
-    LinkSigner::from_settings("k1=0123456789abcdef0123456789abcdef-k1", None)
+    LinkSigner::from_settings("k1=0123456789abcdef0123456789abcdef-k1", None, Utc::now())
         .expect("valid")
         .expect("a signer")
 }
@@ -46,8 +65,9 @@ fn signed_in(user: uuid::Uuid, analytics_consent: bool) -> RequestContext {
 
 async fn click_at(sql: &NativeSql, at: chrono::DateTime<Utc>, kind: &str, id: i64, source: &str) {
     sql.execute(
-        "INSERT INTO link_clicks (clicked_at, link_kind, link_id, target_url, source, category_id) \
-         VALUES ($1, $2, $3, 'https://example.org/', $4, 7)",
+        "INSERT INTO link_clicks (clicked_at, link_kind, link_id, target_url, source, category_id, \
+                                  repeat) \
+         VALUES ($1, $2, $3, 'https://example.org/', $4, 7, $4 = 'repeat')",
         &[
             SqlValue::Timestamp(at),
             SqlValue::Text(kind.into()),
@@ -78,12 +98,13 @@ fn partition_of(day: NaiveDate) -> String {
 
 #[tokio::test]
 async fn a_signed_link_is_recorded_before_the_redirect_is_answered() {
-    let sql = db().await;
+    let (sql, cache) = ports().await;
     let s = signer();
+    let id = site(&sql, "https://example.org/garden?a=1", "approved").await;
     let link = Link::to(
         "https://example.org/garden?a=1",
         LinkKind::Site,
-        42,
+        id,
         "directory_top",
     )
     .at(2)
@@ -93,9 +114,17 @@ async fn a_signed_link_is_recorded_before_the_redirect_is_answered() {
     let now = Utc::now();
     let user = uuid::Uuid::new_v4();
     let context = signed_in(user, true);
-    let answer = record::handle(&sql, Some(&s), &http::Method::GET, query, &context, now)
-        .await
-        .expect("redirected");
+    let answer = record::handle(
+        &sql,
+        &cache,
+        Some(&s),
+        &http::Method::GET,
+        query,
+        &context,
+        now,
+    )
+    .await
+    .expect("redirected");
     assert_eq!(answer.status(), 302);
     assert_eq!(
         answer.headers()["location"],
@@ -104,7 +133,7 @@ async fn a_signed_link_is_recorded_before_the_redirect_is_answered() {
     assert_eq!(answer.headers()["cache-control"], "no-store");
     let rows = sql
         .query(
-            "SELECT link_kind, link_id, target_url, source, position, category_id, anon_id \
+            "SELECT link_kind, link_id, target_url, source, position, category_id, anon_id, repeat \
              FROM link_clicks",
             &[],
         )
@@ -117,20 +146,58 @@ async fn a_signed_link_is_recorded_before_the_redirect_is_answered() {
     );
     let r = &rows[0];
     assert_eq!(r.get::<String>("link_kind").expect("kind"), "site");
-    assert_eq!(r.get::<i64>("link_id").expect("id"), 42);
+    assert_eq!(r.get::<i64>("link_id").expect("id"), id);
     assert_eq!(r.get::<String>("source").expect("source"), "directory_top");
     assert_eq!(r.get::<i32>("position").expect("pos"), 2);
     assert_eq!(r.get::<i64>("category_id").expect("cat"), 9);
+    assert!(!r.get::<bool>("repeat").expect("repeat"));
     assert_eq!(
         r.get::<uuid::Uuid>("anon_id").expect("anon"),
         context.anon_id.as_uuid(),
         "a consenting user's click names them"
     );
+    // The same visitor again today: recorded, as a repeat.
+    record::handle(
+        &sql,
+        &cache,
+        Some(&s),
+        &http::Method::GET,
+        query,
+        &context,
+        now,
+    )
+    .await
+    .expect("redirected");
+    assert_eq!(
+        count(&sql, "SELECT count(*) AS n FROM link_clicks WHERE repeat").await,
+        1
+    );
+    // A HEAD is answered, not recorded.
+    let head = record::handle(
+        &sql,
+        &cache,
+        Some(&s),
+        &http::Method::HEAD,
+        query,
+        &ctx(),
+        now,
+    )
+    .await
+    .expect("answered");
+    assert_eq!(head.status(), 302);
     // Without consent (or signed out) the click is counted, naming no one.
     for other in [signed_in(uuid::Uuid::new_v4(), false), ctx()] {
-        record::handle(&sql, Some(&s), &http::Method::GET, query, &other, now)
-            .await
-            .expect("redirected");
+        record::handle(
+            &sql,
+            &cache,
+            Some(&s),
+            &http::Method::GET,
+            query,
+            &other,
+            now,
+        )
+        .await
+        .expect("redirected");
     }
     assert_eq!(
         count(
@@ -141,7 +208,7 @@ async fn a_signed_link_is_recorded_before_the_redirect_is_answered() {
         2
     );
     // Withdrawing consent forgets who clicked.
-    assert_eq!(record::forget_user(&sql, user).await.expect("forgotten"), 1);
+    assert_eq!(record::forget_user(&sql, user).await.expect("forgotten"), 2);
     assert_eq!(
         count(
             &sql,
@@ -154,13 +221,101 @@ async fn a_signed_link_is_recorded_before_the_redirect_is_answered() {
     let today = partition_of(now.date_naive());
     assert_eq!(
         count(&sql, &format!("SELECT count(*) AS n FROM {today}")).await,
-        3
+        4
+    );
+}
+
+#[tokio::test]
+async fn a_link_whose_target_no_longer_stands_is_not_a_redirect() {
+    let (sql, cache) = ports().await;
+    let s = signer();
+    let now = Utc::now();
+    let follow = async |link: Link| {
+        let href = s.href(&link);
+        let query = href.split_once('?').expect("query").1.to_owned();
+        record::handle(
+            &sql,
+            &cache,
+            Some(&s),
+            &http::Method::GET,
+            &query,
+            &ctx(),
+            now,
+        )
+        .await
+    };
+    // A site that is not (or no longer) approved.
+    for status in ["pending", "rejected"] {
+        let id = site(&sql, &format!("https://{status}.example.org/"), status).await;
+        let gone = follow(Link::to(
+            format!("https://{status}.example.org/"),
+            LinkKind::Site,
+            id,
+            "directory_site",
+        ))
+        .await
+        .expect_err("no redirect");
+        assert_eq!(gone.status(), 404, "{status}");
+    }
+    // An approved site is reached at its stored address, whatever the link says.
+    let id = site(&sql, "https://kept.example.org/", "approved").await;
+    let answer = follow(Link::to(
+        "https://elsewhere.example/",
+        LinkKind::Site,
+        id,
+        "directory_top",
+    ))
+    .await
+    .expect("redirected");
+    assert_eq!(answer.headers()["location"], "https://kept.example.org/");
+    // An article must still carry the link.
+    let article: i64 = sql
+        .query(
+            "INSERT INTO feed_items (content_hash, title, link, summary_html, first_seen_at) \
+             VALUES ('h1', 'Bridge', 'https://news.example.org/bridge', '', now()) RETURNING id",
+            &[],
+        )
+        .await
+        .expect("article")[0]
+        .get("id")
+        .expect("id");
+    let ok = follow(Link::to(
+        "https://news.example.org/bridge",
+        LinkKind::Article,
+        article,
+        "news_widget",
+    ))
+    .await
+    .expect("redirected");
+    assert_eq!(ok.status(), 302);
+    let other = follow(Link::to(
+        "https://phish.example/",
+        LinkKind::Article,
+        article,
+        "news_widget",
+    ))
+    .await
+    .expect_err("not the article's link");
+    assert_eq!(other.status(), 404);
+    // A listing that does not exist (or is not public).
+    let listing = follow(Link::to(
+        "https://shop.example/",
+        LinkKind::Listing,
+        999_999,
+        "listing_body",
+    ))
+    .await
+    .expect_err("no such listing");
+    assert_eq!(listing.status(), 404);
+    assert_eq!(
+        count(&sql, "SELECT count(*) AS n FROM link_clicks").await,
+        2
     );
 }
 
 #[tokio::test]
 async fn unsigned_and_tampered_links_are_refused_and_nothing_is_recorded() {
-    let sql = db().await;
+    let (sql, cache) = ports().await;
     let s = signer();
     let href = s.href(&Link::to(
         "https://example.org/",
@@ -171,15 +326,19 @@ async fn unsigned_and_tampered_links_are_refused_and_nothing_is_recorded() {
     let query = href.split_once('?').expect("query").1.to_owned();
     let evil = query.replace("example.org", "evil.example");
     let unsigned = query.split("&sig=").next().expect("before sig").to_owned();
-    let other_key = LinkSigner::from_settings("k1=another-key-that-is-long-enough-000000", None)
-        .expect("valid")
-        .expect("signer")
-        .href(&Link::to(
-            "https://evil.example/",
-            LinkKind::Url,
-            0,
-            "listing_body",
-        ));
+    let other_key = LinkSigner::from_settings(
+        "k1=another-key-that-is-long-enough-000000",
+        None,
+        Utc::now(),
+    )
+    .expect("valid")
+    .expect("signer")
+    .href(&Link::to(
+        "https://evil.example/",
+        LinkKind::Url,
+        0,
+        "listing_body",
+    ));
     for q in [
         evil.as_str(),
         unsigned.as_str(),
@@ -187,14 +346,30 @@ async fn unsigned_and_tampered_links_are_refused_and_nothing_is_recorded() {
         "",
         other_key.split_once('?').expect("query").1,
     ] {
-        let refused = record::handle(&sql, Some(&s), &http::Method::GET, q, &ctx(), Utc::now())
-            .await
-            .expect_err("refused");
+        let refused = record::handle(
+            &sql,
+            &cache,
+            Some(&s),
+            &http::Method::GET,
+            q,
+            &ctx(),
+            Utc::now(),
+        )
+        .await
+        .expect_err("refused");
         assert_eq!(refused.status(), 400, "{q}");
     }
-    let no_keys = record::handle(&sql, None, &http::Method::GET, &query, &ctx(), Utc::now())
-        .await
-        .expect_err("refused without keys");
+    let no_keys = record::handle(
+        &sql,
+        &cache,
+        None,
+        &http::Method::GET,
+        &query,
+        &ctx(),
+        Utc::now(),
+    )
+    .await
+    .expect_err("refused without keys");
     assert_eq!(no_keys.status(), 400);
     assert_eq!(
         count(&sql, "SELECT count(*) AS n FROM link_clicks").await,
@@ -280,6 +455,7 @@ async fn rollups_agree_with_the_raw_clicks_and_a_disagreement_is_caught() {
         ("site", 1, "good_sites_widget", 2),
         ("site", 2, "directory_top", 1),
         ("article", 7, "news_widget", 4),
+        ("article", 7, "repeat", 2),
     ] {
         for _ in 0..n {
             click_at(&sql, yesterday, kind, id, source).await;
@@ -296,7 +472,7 @@ async fn rollups_agree_with_the_raw_clicks_and_a_disagreement_is_caught() {
         .expect("yesterday rolled up");
     assert_eq!(
         (checked.raw_clicks, checked.rolled_up, checked.agreed),
-        (10, 10, true)
+        (12, 12, true)
     );
     let rows = sql
         .query(
@@ -321,6 +497,7 @@ async fn rollups_agree_with_the_raw_clicks_and_a_disagreement_is_caught() {
         got,
         vec![
             ("article".into(), 7, "news_widget".into(), 4),
+            ("article".into(), 7, "repeat".into(), 2),
             ("site".into(), 1, "directory_top".into(), 3),
             ("site".into(), 1, "good_sites_widget".into(), 2),
             ("site".into(), 2, "directory_top".into(), 1),
@@ -333,7 +510,7 @@ async fn rollups_agree_with_the_raw_clicks_and_a_disagreement_is_caught() {
     // A late click for yesterday: the check sees the gap, the next run closes it.
     click_at(&sql, yesterday, "site", 2, "directory_top").await;
     let gap = maintain::check(&sql, day, now).await.expect("checked");
-    assert_eq!((gap.raw_clicks, gap.rolled_up, gap.agreed), (11, 10, false));
+    assert_eq!((gap.raw_clicks, gap.rolled_up, gap.agreed), (13, 12, false));
     let rerun = maintain::run(&sql, now).await.expect("maintained");
     let fixed = rerun
         .rollups
@@ -342,7 +519,33 @@ async fn rollups_agree_with_the_raw_clicks_and_a_disagreement_is_caught() {
         .expect("re-rolled");
     assert_eq!(
         (fixed.raw_clicks, fixed.rolled_up, fixed.agreed),
-        (11, 11, true)
+        (13, 13, true)
+    );
+    // Popularity counts visitors (a repeat is a click, not a visitor).
+    let popular: Vec<(String, i64, i64, i64)> = sql
+        .query(
+            "SELECT link_kind, link_id, visitors, clicks FROM link_popularity ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .expect("popularity")
+        .iter()
+        .map(|r| {
+            (
+                r.get("link_kind").expect("kind"),
+                r.get("link_id").expect("id"),
+                r.get("visitors").expect("visitors"),
+                r.get("clicks").expect("clicks"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        popular,
+        vec![
+            ("article".into(), 7, 4, 6),
+            ("site".into(), 1, 5, 5),
+            ("site".into(), 2, 2, 2),
+        ]
     );
     assert_eq!(
         count(
@@ -361,8 +564,9 @@ async fn rollups_are_kept_two_years() {
     let now = Utc::now();
     for age in [729, 731] {
         sql.execute(
-            "INSERT INTO link_click_rollups (day, link_kind, link_id, source, category_id, clicks) \
-             VALUES ($1::text::date, 'site', 1, 'directory_top', 0, 5)",
+            "INSERT INTO link_click_rollups (day, link_kind, link_id, source, category_id, clicks, \
+                                             visitors) \
+             VALUES ($1::text::date, 'site', 1, 'directory_top', 0, 5, 5)",
             &[SqlValue::Text(
                 (now.date_naive() - Duration::days(age)).to_string(),
             )],

@@ -138,9 +138,7 @@ pub(crate) async fn visible_site<S: Sql, C: Cache, B>(
     ctx: &RequestContext,
     id: i64,
 ) -> Result<(sites::Site, moderation::Scope), AppError> {
-    let site = sites::get(s.sql, id, s.now)
-        .await?
-        .ok_or(AppError::NotFound)?;
+    let site = sites::get(s.sql, id).await?.ok_or(AppError::NotFound)?;
     let scope = moderation::scope_for(s.sql, ctx, s.threshold).await?;
     if site.status == "approved"
         || (ctx.user_id().is_some() && ctx.user_id() == site.submitted_by)
@@ -150,6 +148,34 @@ pub(crate) async fn visible_site<S: Sql, C: Cache, B>(
     } else {
         Err(AppError::NotFound)
     }
+}
+
+/// Fields only the submitter and the category's moderators see: who
+/// submitted it and what the fetch, the model and the link check saw.
+const PRIVATE_FIELDS: [&str; 8] = [
+    "submitted_by",
+    "fetch_state",
+    "fetch_status",
+    "fetch_error",
+    "fetched_title",
+    "fetched_description",
+    "suggested_category",
+    "health_detail",
+];
+
+/// A site as everyone may see it.
+pub(crate) fn public_json(site: &sites::Site) -> serde_json::Value {
+    let mut value = serde_json::json!(site);
+    if let Some(obj) = value.as_object_mut() {
+        for field in PRIVATE_FIELDS {
+            obj.remove(field);
+        }
+    }
+    value
+}
+
+fn public_list(list: &[sites::Site]) -> Vec<serde_json::Value> {
+    list.iter().map(public_json).collect()
 }
 
 fn ok(value: serde_json::Value) -> Response {
@@ -183,19 +209,18 @@ pub async fn handle<S: Sql, C: Cache, B: BlobStore>(
                 sort,
                 sites::PAGE_SIZE,
                 (page - 1) * sites::PAGE_SIZE,
-                s.now,
             )
             .await?;
             Ok(ok(
-                serde_json::json!({ "sort": sort.as_str(), "page": page, "sites": list }),
+                serde_json::json!({ "sort": sort.as_str(), "page": page, "sites": public_list(&list) }),
             ))
         }
         (&M::GET, ["api", "good-sites", "search"]) => {
             let found = match search_query(req.query)? {
-                Some(q) => sites::search(sql, &q, sites::PAGE_SIZE, s.now).await?,
+                Some(q) => sites::search(sql, &q, sites::PAGE_SIZE).await?,
                 None => Vec::new(),
             };
-            Ok(ok(serde_json::json!({ "sites": found })))
+            Ok(ok(serde_json::json!({ "sites": public_list(&found) })))
         }
         (&M::POST, ["api", "good-sites", "sites"]) => {
             let user = sites::user(ctx)?;
@@ -212,16 +237,16 @@ pub async fn handle<S: Sql, C: Cache, B: BlobStore>(
                 .await
                 .map_err(AppError::Validation)?;
             let id = sites::submit(sql, s.cache, user, &checked, s.now).await?;
-            let site = sites::get(sql, id, s.now)
-                .await?
-                .ok_or(AppError::NotFound)?;
+            let site = sites::get(sql, id).await?.ok_or(AppError::NotFound)?;
             Ok(web::json(
                 http::StatusCode::CREATED,
                 &serde_json::json!({ "site": site }),
             ))
         }
         (&M::GET, ["api", "good-sites", "sites", id]) => {
-            let (site, _) = visible_site(s, ctx, id_of(id)?).await?;
+            let (site, scope) = visible_site(s, ctx, id_of(id)?).await?;
+            let full = scope.covers(site.category_id)
+                || (ctx.user_id().is_some() && ctx.user_id() == site.submitted_by);
             let versions = village_screenshots::versions::of_site(sql, site.id).await?;
             let history: Vec<_> = versions
                 .iter()
@@ -237,6 +262,11 @@ pub async fn handle<S: Sql, C: Cache, B: BlobStore>(
             let vote = match ctx.user_id() {
                 Some(u) => votes::of(sql, site.id, u).await?,
                 None => 0,
+            };
+            let site = if full {
+                serde_json::json!(site)
+            } else {
+                public_json(&site)
             };
             Ok(ok(
                 serde_json::json!({ "site": site, "screenshots": history, "your_vote": vote }),
@@ -255,14 +285,14 @@ pub async fn handle<S: Sql, C: Cache, B: BlobStore>(
             sites::user(ctx)?;
             let scope = moderation::scope_for(sql, ctx, s.threshold).await?;
             let queue = match &scope {
-                moderation::Scope::All => sites::needing_moderation(sql, None, s.now).await?,
+                moderation::Scope::All => sites::needing_moderation(sql, None).await?,
                 moderation::Scope::Categories(ids) if ids.is_empty() => {
                     return Err(AppError::Forbidden(
                         "you do not moderate any category".into(),
                     ));
                 }
                 moderation::Scope::Categories(ids) => {
-                    sites::needing_moderation(sql, Some(ids), s.now).await?
+                    sites::needing_moderation(sql, Some(ids)).await?
                 }
             };
             Ok(ok(serde_json::json!({ "sites": queue })))
@@ -280,9 +310,7 @@ pub async fn handle<S: Sql, C: Cache, B: BlobStore>(
                     },
                 )
                 .await?;
-            let site = sites::get(sql, id, s.now)
-                .await?
-                .ok_or(AppError::NotFound)?;
+            let site = sites::get(sql, id).await?.ok_or(AppError::NotFound)?;
             Ok(ok(serde_json::json!({ "site": site })))
         }
         (&M::POST, ["api", "good-sites", "sites", id, "reject"]) => {
@@ -291,9 +319,7 @@ pub async fn handle<S: Sql, C: Cache, B: BlobStore>(
             s.decision(ctx)
                 .reject(id, body.reason.as_deref().unwrap_or_default())
                 .await?;
-            let site = sites::get(sql, id, s.now)
-                .await?
-                .ok_or(AppError::NotFound)?;
+            let site = sites::get(sql, id).await?.ok_or(AppError::NotFound)?;
             Ok(ok(serde_json::json!({ "site": site })))
         }
         (&M::POST, ["api", "good-sites", "sites", id, "edit"]) => {
@@ -310,16 +336,14 @@ pub async fn handle<S: Sql, C: Cache, B: BlobStore>(
                     body.health_seen,
                 )
                 .await?;
-            let site = sites::get(sql, id, s.now)
-                .await?
-                .ok_or(AppError::NotFound)?;
+            let site = sites::get(sql, id).await?.ok_or(AppError::NotFound)?;
             Ok(ok(serde_json::json!({ "site": site })))
         }
         (&M::GET, ["api", "good-sites", "me"]) => {
             let user = sites::user(ctx)?;
             let karma = moderation::karma_of(sql, user).await?;
             let scope = moderation::scope_for(sql, ctx, s.threshold).await?;
-            let mine = sites::of_submitter(sql, user, s.now).await?;
+            let mine = sites::of_submitter(sql, user).await?;
             let moderates = match scope {
                 moderation::Scope::All => serde_json::json!("all"),
                 moderation::Scope::Categories(ids) => serde_json::json!(ids),

@@ -65,7 +65,20 @@ pub async fn tree(sql: &impl Sql) -> Result<Vec<Section>, SqlError> {
         .collect())
 }
 
+/// Whether `slug` could name a category (checked before any query, so
+/// nothing a visitor typed — a NUL, a megabyte — reaches Postgres).
+pub fn is_slug(slug: &str) -> bool {
+    (1..=64).contains(&slug.len())
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// The category named `slug`; `None` for an unknown or impossible slug.
 pub async fn by_slug(sql: &impl Sql, slug: &str) -> Result<Option<Category>, SqlError> {
+    if !is_slug(slug) {
+        return Ok(None);
+    }
     sql.query_opt(
         "SELECT id, parent_id, slug, name, description FROM directory_categories WHERE slug = $1",
         &[SqlValue::Text(slug.to_owned())],

@@ -5,8 +5,12 @@
 //! - an admin appointed them to it or to its section
 //!   (`directory_moderators`, `/admin/api/good-sites/moderators`); or
 //! - their karma earned in its section (the sum of their
-//!   `directory_karma` rows for sites there) is at least the threshold
-//!   (`directory_moderator_karma`, default [`DEFAULT_KARMA_THRESHOLD`]).
+//!   `directory_karma` rows for sites there, except the +1s for casting
+//!   votes: voting is not a way to become a moderator) is at least the
+//!   threshold (`directory_moderator_karma`, default
+//!   [`DEFAULT_KARMA_THRESHOLD`]).
+//!
+//! Nobody but a `moderate_content` holder decides on their own submission.
 //!
 //! Approving, editing and rejecting each write the change, the karma it
 //! earns and the audit row in one statement. Admin power is not used while
@@ -68,7 +72,8 @@ pub async fn scope_of(sql: &impl Sql, user: Uuid, threshold: i64) -> Result<Scop
                 OR coalesce(c.parent_id, c.id) IN ( \
                        SELECT coalesce(kc.parent_id, kc.id) FROM directory_karma k \
                        JOIN directory_categories kc ON kc.id = k.category_id \
-                       WHERE k.user_id = $1 GROUP BY 1 HAVING sum(k.delta) >= $2) \
+                       WHERE k.user_id = $1 AND k.cause <> 'vote_cast' \
+                       GROUP BY 1 HAVING sum(k.delta) >= $2) \
              ORDER BY c.id",
             &[SqlValue::Uuid(user), SqlValue::Int64(threshold)],
         )
@@ -195,6 +200,11 @@ async fn moderator_for(
             "you do not moderate this category".into(),
         ));
     }
+    if site.submitted_by == Some(user) && scope != Scope::All {
+        return Err(AppError::Forbidden(
+            "another moderator decides on your own submissions".into(),
+        ));
+    }
     Ok(user)
 }
 
@@ -226,10 +236,10 @@ pub struct Decision<'a, S, C> {
 }
 
 impl<S: Sql, C: Cache> Decision<'_, S, C> {
+    /// The site, for a signed-in caller (401 before anything is looked up).
     async fn site(&self, id: i64) -> Result<sites::Site, AppError> {
-        sites::get(self.sql, id, self.now)
-            .await?
-            .ok_or(AppError::NotFound)
+        sites::user(self.ctx)?;
+        sites::get(self.sql, id).await?.ok_or(AppError::NotFound)
     }
 
     /// Approves a pending submission (with any edits): the submitter earns
@@ -262,7 +272,7 @@ impl<S: Sql, C: Cache> Decision<'_, S, C> {
                          title = coalesce($2, s.title), description = coalesce($3, s.description), \
                          category_id = coalesce($4, s.category_id), moderation_reason = NULL, \
                          moderated_by = $5, moderated_at = $6, approved_at = $6, updated_at = $6, \
-                         health_next_at = $6 \
+                         health_next_at = $6, screenshot_requested_at = $6 \
                      FROM old WHERE s.id = old.id \
                      RETURNING s.id, s.url, s.submitted_by, s.category_id, s.title, s.description), \
                  karma AS ( \
@@ -315,13 +325,13 @@ impl<S: Sql, C: Cache> Decision<'_, S, C> {
     /// Rejects a pending submission, or removes an approved site, with a
     /// reason the submitter sees. The submitter loses karma.
     pub async fn reject(&self, id: i64, reason: &str) -> Result<(), AppError> {
+        let site = self.site(id).await?;
+        let user = moderator_for(self.sql, self.ctx, self.threshold, &site, None).await?;
         let mut errors = Vec::new();
         let reason = sites::text_field(&mut errors, "reason", Some(reason), MAX_REASON, true);
         if !errors.is_empty() {
             return Err(AppError::Validation(errors));
         }
-        let site = self.site(id).await?;
-        let user = moderator_for(self.sql, self.ctx, self.threshold, &site, None).await?;
         if site.status == "rejected" {
             return Err(AppError::Conflict("the site is already rejected".into()));
         }

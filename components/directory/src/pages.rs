@@ -102,7 +102,8 @@ struct ListPage {
 struct SitePage {
     chrome: Chrome,
     site: Site,
-    href: String,
+    /// The tracked link; `None` until the site is approved.
+    href: Option<String>,
     your_vote: i32,
     can_moderate: bool,
     history: Vec<Shot>,
@@ -186,8 +187,8 @@ pub async fn handle<S: Sql, C: Cache, B: BlobStore>(
     let signer = s.signer;
     match (get, segments) {
         (true, ["good-sites"]) => {
-            let top = sites::approved(sql, None, Sort::Top, 10, 0, s.now).await?;
-            let newest = sites::approved(sql, None, Sort::New, 10, 0, s.now).await?;
+            let top = sites::approved(sql, None, Sort::Top, 10, 0).await?;
+            let newest = sites::approved(sql, None, Sort::New, 10, 0).await?;
             render(
                 &IndexPage {
                     chrome,
@@ -211,7 +212,6 @@ pub async fn handle<S: Sql, C: Cache, B: BlobStore>(
                 sort,
                 sites::PAGE_SIZE + 1,
                 (page - 1) * sites::PAGE_SIZE,
-                s.now,
             )
             .await?;
             list_page(
@@ -254,7 +254,6 @@ pub async fn handle<S: Sql, C: Cache, B: BlobStore>(
                 sort,
                 sites::PAGE_SIZE + 1,
                 (page - 1) * sites::PAGE_SIZE,
-                s.now,
             )
             .await?;
             let children = categories::all(sql)
@@ -281,7 +280,7 @@ pub async fn handle<S: Sql, C: Cache, B: BlobStore>(
         (true, ["good-sites", "search"]) => {
             let q = search_query(req.query)?;
             let list = match &q {
-                Some(q) => sites::search(sql, q, sites::PAGE_SIZE, s.now).await?,
+                Some(q) => sites::search(sql, q, sites::PAGE_SIZE).await?,
                 None => Vec::new(),
             };
             let heading = match &q {
@@ -330,7 +329,7 @@ pub async fn handle<S: Sql, C: Cache, B: BlobStore>(
                 .ok_or(AppError::NotFound)?;
             // Only an approved site's pictures are public.
             let site = match version.site_id {
-                Some(id) => sites::get(sql, id, s.now).await?,
+                Some(id) => sites::get(sql, id).await?,
                 None => None,
             };
             if site.is_none_or(|site| site.status != "approved") {
@@ -340,15 +339,11 @@ pub async fn handle<S: Sql, C: Cache, B: BlobStore>(
                 dependency: "blob storage",
                 detail: "object storage settings are broken".into(),
             })?;
-            // The version id in the path is the cache-buster: a version's
-            // pictures never change, so shared caches (the CDN) keep them.
-            village_screenshots::image_response(
-                blobs,
-                &version,
-                which,
-                "public, max-age=31536000, immutable",
-            )
-            .await
+            // A version's pictures never change (its id in the path is the
+            // cache-buster), but a removed site's must leave shared caches
+            // (the CDN) soon: an hour, as listing images.
+            village_screenshots::image_response(blobs, &version, which, "public, max-age=3600")
+                .await
         }
         (true, ["good-sites", "submit"]) => {
             sites::user(ctx)?;
@@ -396,7 +391,7 @@ pub async fn handle<S: Sql, C: Cache, B: BlobStore>(
                 &MinePage {
                     chrome,
                     karma: moderation::karma_of(sql, user).await?,
-                    sites: sites::of_submitter(sql, user, s.now).await?,
+                    sites: sites::of_submitter(sql, user).await?,
                     notice: notice(req.query),
                 },
                 http::StatusCode::OK,
@@ -405,13 +400,13 @@ pub async fn handle<S: Sql, C: Cache, B: BlobStore>(
         (true, ["good-sites", "moderation"]) => {
             sites::user(ctx)?;
             let queue = match &scope {
-                Scope::All => sites::needing_moderation(sql, None, s.now).await?,
+                Scope::All => sites::needing_moderation(sql, None).await?,
                 Scope::Categories(ids) if ids.is_empty() => {
                     return Err(AppError::Forbidden(
                         "you do not moderate any category".into(),
                     ));
                 }
-                Scope::Categories(ids) => sites::needing_moderation(sql, Some(ids), s.now).await?,
+                Scope::Categories(ids) => sites::needing_moderation(sql, Some(ids)).await?,
             };
             render(
                 &ModerationPage {
@@ -560,11 +555,15 @@ async fn site_page<S: Sql, C: Cache, B>(
         Some(u) => votes::of(s.sql, site.id, u).await?,
         None => 0,
     };
-    let href = LinkSigner::href_or_plain(
-        s.signer,
-        &Link::to(&site.url, LinkKind::Site, site.id, "directory_site")
-            .in_category(site.category_id),
-    );
+    // Only an approved site is linked: a pending or rejected one is shown
+    // as text, so nobody gets a tracked link to an address we never vetted.
+    let href = (site.status == "approved").then(|| {
+        LinkSigner::href_or_plain(
+            s.signer,
+            &Link::to(&site.url, LinkKind::Site, site.id, "directory_site")
+                .in_category(site.category_id),
+        )
+    });
     render(
         &SitePage {
             chrome,

@@ -1,9 +1,11 @@
 //! `directory.recapture`: screenshots kept fresh. Each run (daily) queues
-//! a capture for approved sites whose newest screenshot is older than
-//! [`MAX_AGE_DAYS`] (the blueprint's cost model: 12 captures a year per
-//! site), or that have none (an approval whose capture could not be
-//! queued). One capture per site per month at most: the job key is the
-//! site and the month, so a failing site is not retried daily.
+//! a capture for approved sites whose screenshot was last asked for more
+//! than [`MAX_AGE_DAYS`] ago (the blueprint's cost model: 12 captures a
+//! year per site), or never (an approval whose capture could not be
+//! queued), longest-waiting first. Asking is recorded
+//! (`screenshot_requested_at`), so a site whose page cannot be captured is
+//! asked again next month, not every day, and never holds up the others;
+//! the job key (site and month) keeps a double run from queueing twice.
 
 use chrono::{DateTime, Duration, Utc};
 use village_jobs::{Job, JobError, JobHandler, NewJob, Queue};
@@ -28,10 +30,9 @@ pub async fn queue_due(
     let due = sql
         .query(
             "SELECT s.id, s.url FROM directory_sites s \
-             WHERE s.status = 'approved' AND coalesce( \
-                 (SELECT max(v.captured_at) FROM directory_screenshot_versions v \
-                  WHERE v.site_id = s.id), '-infinity'::timestamp) < $1 \
-             ORDER BY s.id LIMIT $2",
+             WHERE s.status = 'approved' \
+               AND coalesce(s.screenshot_requested_at, '-infinity'::timestamp) < $1 \
+             ORDER BY s.screenshot_requested_at NULLS FIRST, s.id LIMIT $2",
             &[
                 SqlValue::Timestamp(now - Duration::days(MAX_AGE_DAYS)),
                 SqlValue::Int64(PER_RUN),
@@ -54,7 +55,14 @@ pub async fn queue_due(
         )
         .await
         {
-            Ok(_) => queued += 1,
+            Ok(_) => {
+                sql.execute(
+                    "UPDATE directory_sites SET screenshot_requested_at = $2 WHERE id = $1",
+                    &[SqlValue::Int64(id), SqlValue::Timestamp(now)],
+                )
+                .await?;
+                queued += 1;
+            }
             Err(e) => village_platform::log::event(
                 "WARNING",
                 &format!("recapture not queued: {e}"),

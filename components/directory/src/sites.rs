@@ -44,7 +44,8 @@ pub struct Site {
     pub health_checked_at: Option<DateTime<Utc>>,
     pub upvotes: i32,
     pub downvotes: i32,
-    /// Clicks over the popularity window (complete days).
+    /// Visitors who clicked through over the popularity window (complete
+    /// days; see `village_clicks::popularity`).
     pub clicks: i64,
     /// The current screenshot's version id, if one was captured.
     pub screenshot: Option<i64>,
@@ -59,19 +60,19 @@ impl Site {
 }
 
 /// The columns [`Site`] maps from (`s` is `directory_sites`, `c` its
-/// category); `$1` in each query is the popularity window's first day.
+/// category, `p` its popularity).
 const SELECT: &str = "SELECT s.id, s.url, s.host, s.title, s.description, s.category_id, \
         c.slug AS category_slug, c.name AS category_name, s.submitted_by, s.status, \
         s.moderation_reason, s.fetch_state, s.fetch_status, s.fetch_error, s.fetched_title, \
         s.fetched_description, (SELECT sc.slug FROM directory_categories sc \
                                 WHERE sc.id = s.suggested_category_id) AS suggested_category, \
         s.health, s.health_detail, s.health_checked_at, s.upvotes, s.downvotes, \
-        coalesce((SELECT sum(r.clicks) FROM link_click_rollups r WHERE r.link_kind = 'site' \
-                  AND r.link_id = s.id AND r.day >= $1::text::date), 0)::bigint AS clicks, \
+        coalesce(p.visitors, 0) AS clicks, \
         (SELECT v.id FROM directory_screenshot_versions v WHERE v.site_id = s.id \
          ORDER BY v.captured_at DESC, v.id DESC LIMIT 1) AS screenshot, \
         s.created_at, s.approved_at \
-    FROM directory_sites s JOIN directory_categories c ON c.id = s.category_id";
+    FROM directory_sites s JOIN directory_categories c ON c.id = s.category_id \
+    LEFT JOIN link_popularity p ON p.link_kind = 'site' AND p.link_id = s.id";
 
 impl TryFrom<&Row> for Site {
     type Error = SqlError;
@@ -113,15 +114,12 @@ fn map(rows: Vec<Row>) -> Result<Vec<Site>, SqlError> {
 }
 
 /// One site, whatever its status.
-pub async fn get(sql: &impl Sql, id: i64, now: DateTime<Utc>) -> Result<Option<Site>, SqlError> {
-    sql.query_opt(
-        &format!("{SELECT} WHERE s.id = $2"),
-        &[village_clicks::popularity::since(now), SqlValue::Int64(id)],
-    )
-    .await?
-    .as_ref()
-    .map(Site::try_from)
-    .transpose()
+pub async fn get(sql: &impl Sql, id: i64) -> Result<Option<Site>, SqlError> {
+    sql.query_opt(&format!("{SELECT} WHERE s.id = $1"), &[SqlValue::Int64(id)])
+        .await?
+        .as_ref()
+        .map(Site::try_from)
+        .transpose()
 }
 
 /// How a list is ordered.
@@ -157,13 +155,11 @@ pub async fn approved(
     sort: Sort,
     limit: i64,
     offset: i64,
-    now: DateTime<Utc>,
 ) -> Result<Vec<Site>, SqlError> {
     let order = match sort {
         Sort::Top => {
-            "ORDER BY (s.upvotes - s.downvotes) * 10 + coalesce((SELECT sum(r.clicks) \
-             FROM link_click_rollups r WHERE r.link_kind = 'site' AND r.link_id = s.id \
-             AND r.day >= $1::text::date), 0) DESC, s.approved_at DESC, s.id DESC"
+            "ORDER BY (s.upvotes - s.downvotes) * 10 + coalesce(p.visitors, 0) DESC, \
+             s.approved_at DESC, s.id DESC"
         }
         Sort::New => "ORDER BY s.approved_at DESC, s.id DESC",
     };
@@ -171,15 +167,10 @@ pub async fn approved(
     sql.query(
         &format!(
             "{SELECT} WHERE s.status = 'approved' \
-               AND ($2::bigint IS NULL OR c.id = $2 OR c.parent_id = $2) \
-             {order} LIMIT $3 OFFSET $4"
+               AND ($1::bigint IS NULL OR c.id = $1 OR c.parent_id = $1) \
+             {order} LIMIT $2 OFFSET $3"
         ),
-        &[
-            village_clicks::popularity::since(now),
-            category_id,
-            SqlValue::Int64(limit),
-            SqlValue::Int64(offset),
-        ],
+        &[category_id, SqlValue::Int64(limit), SqlValue::Int64(offset)],
     )
     .await
     .and_then(map)
@@ -187,40 +178,27 @@ pub async fn approved(
 
 /// Full-text search over approved sites' titles, descriptions and hosts
 /// (`websearch_to_tsquery`: words, "phrases", -exclusions), best first.
-pub async fn search(
-    sql: &impl Sql,
-    query: &str,
-    limit: i64,
-    now: DateTime<Utc>,
-) -> Result<Vec<Site>, SqlError> {
+pub async fn search(sql: &impl Sql, query: &str, limit: i64) -> Result<Vec<Site>, SqlError> {
     sql.query(
         &format!(
-            "{SELECT}, websearch_to_tsquery('english', $2) q \
+            "{SELECT} CROSS JOIN websearch_to_tsquery('english', $1) q \
              WHERE s.status = 'approved' AND s.search @@ q \
              ORDER BY ts_rank(s.search, q) DESC, s.upvotes - s.downvotes DESC, s.id DESC \
-             LIMIT $3"
+             LIMIT $2"
         ),
-        &[
-            village_clicks::popularity::since(now),
-            SqlValue::Text(query.to_owned()),
-            SqlValue::Int64(limit),
-        ],
+        &[SqlValue::Text(query.to_owned()), SqlValue::Int64(limit)],
     )
     .await
     .and_then(map)
 }
 
 /// A user's own submissions, newest first.
-pub async fn of_submitter(
-    sql: &impl Sql,
-    user: Uuid,
-    now: DateTime<Utc>,
-) -> Result<Vec<Site>, SqlError> {
+pub async fn of_submitter(sql: &impl Sql, user: Uuid) -> Result<Vec<Site>, SqlError> {
     sql.query(
         &format!(
-            "{SELECT} WHERE s.submitted_by = $2 ORDER BY s.created_at DESC, s.id DESC LIMIT 200"
+            "{SELECT} WHERE s.submitted_by = $1 ORDER BY s.created_at DESC, s.id DESC LIMIT 200"
         ),
-        &[village_clicks::popularity::since(now), SqlValue::Uuid(user)],
+        &[SqlValue::Uuid(user)],
     )
     .await
     .and_then(map)
@@ -231,17 +209,16 @@ pub async fn of_submitter(
 pub async fn needing_moderation(
     sql: &impl Sql,
     categories: Option<&[i64]>,
-    now: DateTime<Utc>,
 ) -> Result<Vec<Site>, SqlError> {
     let scope = categories.map_or(SqlValue::Null, |ids| SqlValue::Json(serde_json::json!(ids)));
     sql.query(
         &format!(
             "{SELECT} WHERE (s.status = 'pending' \
                    OR (s.status = 'approved' AND s.health IN ('broken', 'redirected', 'parked'))) \
-               AND ($2::jsonb IS NULL OR $2::jsonb @> to_jsonb(s.category_id)) \
+               AND ($1::jsonb IS NULL OR $1::jsonb @> to_jsonb(s.category_id)) \
              ORDER BY s.status = 'approved', s.created_at, s.id LIMIT 200"
         ),
-        &[village_clicks::popularity::since(now), scope],
+        &[scope],
     )
     .await
     .and_then(map)

@@ -2,7 +2,6 @@
 //! widget's `category` setting names, a section including its
 //! categories), each a tracked link with its thumbnail.
 
-use chrono::{DateTime, Utc};
 use village_clicks::{Link, LinkKind, LinkSigner};
 use village_platform::sql::{Sql, SqlError};
 
@@ -35,13 +34,12 @@ pub async fn picks(
     sql: &impl Sql,
     signer: Option<&LinkSigner>,
     settings: &serde_json::Map<String, serde_json::Value>,
-    now: DateTime<Utc>,
 ) -> Result<Picks, SqlError> {
     let category = match settings.get("category").and_then(serde_json::Value::as_str) {
         Some(slug) if slug.len() <= 64 => categories::by_slug(sql, slug).await?,
         _ => None,
     };
-    let top = sites::approved(sql, category.as_ref(), Sort::Top, WIDGET_ITEMS, 0, now).await?;
+    let top = sites::approved(sql, category.as_ref(), Sort::Top, WIDGET_ITEMS, 0).await?;
     Ok(Picks {
         category: category.as_ref().map(|c| c.name.clone()),
         category_slug: category.map(|c| c.slug),

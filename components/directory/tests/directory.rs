@@ -194,10 +194,7 @@ async fn a_site_submitted_again_in_another_spelling_is_a_duplicate() {
     )
     .await
     .expect("submitted");
-    let site = sites::get(&sql, id, Utc::now())
-        .await
-        .expect("get")
-        .expect("site");
+    let site = sites::get(&sql, id).await.expect("get").expect("site");
     assert_eq!(site.url, "https://example.org/garden");
     assert_eq!(
         (site.status.as_str(), site.host.as_str()),
@@ -312,15 +309,12 @@ async fn a_fetch_reads_the_page_and_never_follows_a_redirect_to_a_private_addres
             .await
             .expect("fetched");
     }
-    let ok = sites::get(&sql, ok, now).await.expect("get").expect("site");
+    let ok = sites::get(&sql, ok).await.expect("get").expect("site");
     assert_eq!(ok.fetch_state, "fetched");
     assert_eq!(ok.fetch_status, Some(200));
     assert_eq!(ok.fetched_title.as_deref(), Some("The Village Garden"));
     assert_eq!(ok.fetched_description.as_deref(), Some("Seeds and tips"));
-    let private = sites::get(&sql, private, now)
-        .await
-        .expect("get")
-        .expect("site");
+    let private = sites::get(&sql, private).await.expect("get").expect("site");
     assert_eq!(private.fetch_state, "failed");
     assert!(
         private
@@ -331,10 +325,7 @@ async fn a_fetch_reads_the_page_and_never_follows_a_redirect_to_a_private_addres
         "{:?}",
         private.fetch_error
     );
-    let gone = sites::get(&sql, gone, now)
-        .await
-        .expect("get")
-        .expect("site");
+    let gone = sites::get(&sql, gone).await.expect("get").expect("site");
     assert_eq!(
         (gone.fetch_state.as_str(), gone.fetch_status),
         ("fetched", Some(404))
@@ -494,6 +485,19 @@ async fn moderators_act_only_in_their_categories() {
         "{e:?}"
     );
     assert!(scope(nobody).await.is_empty());
+    // Casting votes earns karma, not a moderator's rights.
+    sql.execute(
+        "INSERT INTO directory_karma (user_id, delta, cause, category_id, created_at) \
+         SELECT $1, 1, 'vote_cast', id, now() FROM directory_categories, \
+                generate_series(1, 80) WHERE slug = 'music'",
+        &[SqlValue::Uuid(nobody)],
+    )
+    .await
+    .expect("karma");
+    assert!(
+        scope(nobody).await.is_empty(),
+        "votes alone make no moderator"
+    );
     // One karma point short of the threshold is not enough.
     sql.execute(
         "INSERT INTO directory_karma (user_id, delta, cause, category_id, created_at) \
@@ -548,6 +552,27 @@ async fn moderators_act_only_in_their_categories() {
         .await
         .expect_err("not a moderator");
     assert!(matches!(denied, AppError::Forbidden(_)), "{denied:?}");
+    let own = submit(
+        &sql,
+        &cache,
+        appointed,
+        "https://own.example/",
+        "gardening",
+        &[],
+    )
+    .await
+    .expect("submitted");
+    let denied = act
+        .approve(own, &Edits::default())
+        .await
+        .expect_err("not their own");
+    assert!(matches!(denied, AppError::Forbidden(_)), "{denied:?}");
+    let anonymous = RequestContext::from_headers(&http::HeaderMap::new(), "good-sites");
+    let denied = decision(&sql, &cache, &anonymous, &[], now)
+        .reject(in_garden, "")
+        .await
+        .expect_err("signed out");
+    assert!(matches!(denied, AppError::Unauthorized), "{denied:?}");
     act.approve(
         in_garden,
         &Edits {
@@ -557,7 +582,7 @@ async fn moderators_act_only_in_their_categories() {
     )
     .await
     .expect("approved in their category");
-    let site = sites::get(&sql, in_garden, now)
+    let site = sites::get(&sql, in_garden)
         .await
         .expect("get")
         .expect("site");
@@ -645,7 +670,7 @@ async fn link_health_marks_broken_redirected_and_parked_sites_with_what_it_saw()
     }
     let health_of = |id: i64| {
         let sql = &sql;
-        async move { sites::get(sql, id, now).await.expect("get").expect("site") }
+        async move { sites::get(sql, id).await.expect("get").expect("site") }
     };
     // Checks are due at approval; each run claims a batch.
     let mut at = now;
@@ -705,7 +730,7 @@ async fn link_health_marks_broken_redirected_and_parked_sites_with_what_it_saw()
         "{private}"
     );
     // The flagged ones are in the moderators' queue; healthy ones are not.
-    let queue: Vec<i64> = sites::needing_moderation(&sql, None, now)
+    let queue: Vec<i64> = sites::needing_moderation(&sql, None)
         .await
         .expect("queue")
         .iter()
@@ -756,14 +781,23 @@ async fn screenshots_older_than_a_month_are_queued_again_once() {
         }
     };
     assert_eq!(captures().await, 1, "the approval's capture");
-    // No screenshot yet: the daily run asks again, once for the month.
-    for _ in 0..2 {
-        village_directory::recapture::queue_due(&sql, &cache, &[], now)
-            .await
-            .expect("queued");
-    }
+    let run = |at: DateTime<Utc>| {
+        let (sql, cache) = (&sql, &cache);
+        async move {
+            village_directory::recapture::queue_due(sql, cache, &[], at)
+                .await
+                .expect("queued")
+        }
+    };
+    // Asked for at approval: not again this month, however often it runs.
+    assert_eq!(run(now).await, 0);
+    assert_eq!(run(now + chrono::Duration::days(10)).await, 0);
+    // A month on (even with no picture: a page that cannot be captured is
+    // asked for monthly, not daily), once.
+    let later = now + chrono::Duration::days(40);
+    assert_eq!(run(later).await, 1);
+    assert_eq!(run(later).await, 0);
     assert_eq!(captures().await, 2);
-    // A fresh screenshot: nothing to do.
     let (full, thumb) =
         village_screenshots::versions::image_keys("https://example.org/", Uuid::new_v4());
     let image = |key: String| village_screenshots::versions::Image {
@@ -783,24 +817,15 @@ async fn screenshots_older_than_a_month_are_queued_again_once() {
             capture_ms: 1,
             job_id: None,
             attempt: 1,
-            captured_at: now,
+            captured_at: later,
         },
     )
     .await
     .expect("version");
-    let later = now + chrono::Duration::days(10);
+    assert_eq!(run(later + chrono::Duration::days(10)).await, 0);
     assert_eq!(
-        village_directory::recapture::queue_due(&sql, &cache, &[], later)
-            .await
-            .expect("queued"),
-        0
-    );
-    // Forty days on, it is stale: queued again.
-    let stale = now + chrono::Duration::days(40);
-    assert_eq!(
-        village_directory::recapture::queue_due(&sql, &cache, &[], stale)
-            .await
-            .expect("queued"),
-        1
+        run(later + chrono::Duration::days(35)).await,
+        1,
+        "stale again"
     );
 }

@@ -36,8 +36,8 @@ pub struct News {
     /// Tags on the visitor's recent articles, most used first.
     pub tags: Vec<String>,
     pub tag: Option<String>,
-    /// The visitor's articles opened most over the popularity window
-    /// (clicks through `/track/click`, complete days), most first.
+    /// The visitor's articles opened by the most visitors over the
+    /// popularity window (`link_popularity`, kept by `clicks.maintain`).
     pub most_read: Vec<PopularItem>,
 }
 
@@ -47,6 +47,7 @@ pub struct PopularItem {
     pub id: i64,
     pub title: String,
     pub link: Option<String>,
+    /// Visitors who opened it over the window.
     pub clicks: i64,
 }
 
@@ -123,19 +124,13 @@ pub async fn news_for(
         .collect::<Result<Vec<_>, SqlError>>()?;
     let most_read = sql
         .query(
-            "WITH popular AS ( \
-                 SELECT r.link_id, sum(r.clicks)::bigint AS clicks FROM link_click_rollups r \
-                 WHERE r.link_kind = 'article' AND r.day >= $2::text::date GROUP BY r.link_id) \
-             SELECT i.id, i.title, i.link, p.clicks FROM popular p \
+            "SELECT i.id, i.title, i.link, p.visitors AS clicks FROM link_popularity p \
              JOIN feed_items i ON i.id = p.link_id \
-             WHERE EXISTS (SELECT 1 FROM feed_item_sources s \
+             WHERE p.link_kind = 'article' \
+               AND EXISTS (SELECT 1 FROM feed_item_sources s \
                            WHERE s.item_id = i.id AND s.feed_id = ANY($1)) \
-             ORDER BY p.clicks DESC, i.id DESC LIMIT $3",
-            &[
-                SqlValue::Int64Array(ids),
-                village_clicks::popularity::since(now),
-                SqlValue::Int64(MOST_READ),
-            ],
+             ORDER BY p.visitors DESC, i.id DESC LIMIT $2",
+            &[SqlValue::Int64Array(ids), SqlValue::Int64(MOST_READ)],
         )
         .await?
         .iter()

@@ -95,7 +95,8 @@ pub struct NewsView {
     /// The tag being shown, if filtered.
     pub tag: Option<String>,
     pub feeds: Vec<FeedView>,
-    /// The visitor's most opened articles (tracked links).
+    /// The most opened of the visitor's articles (by everyone's visits),
+    /// as tracked links.
     pub most_read: Vec<(String, String)>,
     /// Set when the news could not be read (the page still renders).
     pub unavailable: bool,
@@ -411,7 +412,7 @@ pub async fn page(
         .find(|w| w.kind == WidgetKind::GoodSites)
     {
         Some(w) if flags.is_on(widget_flag(WidgetKind::GoodSites)) => {
-            Some(load_good_sites(sql, signer, &w.settings, now).await)
+            Some(load_good_sites(sql, signer, &w.settings).await)
         }
         _ => None,
     };
@@ -459,9 +460,8 @@ async fn load_good_sites(
     sql: &impl Sql,
     signer: Option<&LinkSigner>,
     settings: &serde_json::Map<String, serde_json::Value>,
-    now: DateTime<Utc>,
 ) -> GoodSitesView {
-    match village_directory::widget::picks(sql, signer, settings, now).await {
+    match village_directory::widget::picks(sql, signer, settings).await {
         Ok(picks) => GoodSitesView {
             picks,
             unavailable: false,

@@ -102,6 +102,7 @@ mod tests {
         let signer = village_clicks::LinkSigner::from_settings(
             "a=0123456789abcdef0123456789abcdef0123",
             None,
+            chrono::Utc::now(),
         )
         .expect("valid")
         .expect("a signer");

@@ -36,6 +36,18 @@ pub enum Surface {
     Plain,
 }
 
+impl Surface {
+    /// For a component serving both pages and JSON: `Api` under `/api/`,
+    /// `Page` elsewhere (its forms answer browsers with readable pages).
+    pub fn by_path(path: &str) -> Self {
+        if path.starts_with("/api/") {
+            Surface::Api
+        } else {
+            Surface::Page
+        }
+    }
+}
+
 /// Runs every edge check on a fully read request.
 pub fn check(req: &Request, surface: Surface) -> Result<(), AppError> {
     check_origin(req)?;
@@ -261,6 +273,13 @@ pub fn security_headers(headers: &mut http::HeaderMap, surface: Surface) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn api_paths_answer_json_and_the_rest_pages() {
+        assert_eq!(Surface::by_path("/api/good-sites/sites"), Surface::Api);
+        assert_eq!(Surface::by_path("/good-sites/api/x"), Surface::Page);
+        assert_eq!(Surface::by_path("/apiary"), Surface::Page);
+    }
     use super::*;
 
     fn request(method: &str, uri: &str, headers: &[(&str, &str)], body: &[u8]) -> Request {

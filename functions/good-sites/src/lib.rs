@@ -13,15 +13,7 @@ use village_platform::spin::{IncomingRequest, SpinHttp, Surface, serve_guarded};
 
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
-    let surface = if req
-        .path_with_query()
-        .unwrap_or_default()
-        .starts_with("/api/")
-    {
-        Surface::Api
-    } else {
-        Surface::Page
-    };
+    let surface = Surface::by_path(&req.path_with_query().unwrap_or_default());
     serve_guarded(
         "good-sites",
         surface,

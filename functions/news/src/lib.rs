@@ -15,15 +15,7 @@ use village_platform::spin::{Surface, serve_guarded};
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     // The forms under /news/ answer browsers: errors as readable pages.
-    let surface = if req
-        .path_with_query()
-        .unwrap_or_default()
-        .starts_with("/api/")
-    {
-        Surface::Api
-    } else {
-        Surface::Page
-    };
+    let surface = Surface::by_path(&req.path_with_query().unwrap_or_default());
     serve_guarded(
         "news",
         surface,

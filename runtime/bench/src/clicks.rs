@@ -70,9 +70,27 @@ async fn measure(args: ClicksArgs) -> anyhow::Result<()> {
             .map(|n| n.get())
             .unwrap_or(1)
     );
-    let signer = LinkSigner::from_settings(KEYS, None)
+    let signer = LinkSigner::from_settings(KEYS, None, chrono::Utc::now())
         .map_err(anyhow::Error::msg)?
         .ok_or_else(|| anyhow::anyhow!("no signer"))?;
+    // One approved Good Sites entry per connection: a click is recorded
+    // only while what it leads to still stands.
+    let mut sites = Vec::new();
+    for i in 0..args.connections {
+        let row = client
+            .query_one(
+                "INSERT INTO directory_sites (url, url_key, host, title, category_id, status, \
+                     created_at, updated_at, approved_at) \
+                 SELECT $1, $2, $2, 'Bench site', id, 'approved', now(), now(), now() \
+                 FROM directory_categories WHERE slug = 'music' RETURNING id",
+                &[
+                    &format!("https://site-{i}.example.org/page"),
+                    &format!("site-{i}.example.org/page"),
+                ],
+            )
+            .await?;
+        sites.push(row.get::<_, i64>(0));
+    }
     // Connection `i` is a returning visitor (their `vu_anon_id` cookie)
     // clicking the link at position `i + 1`.
     let link = move |i: usize| {
@@ -81,7 +99,7 @@ async fn measure(args: ClicksArgs) -> anyhow::Result<()> {
             &Link::to(
                 format!("https://site-{i}.example.org/page"),
                 LinkKind::Site,
-                i as i64 + 1,
+                sites[i],
                 "bench",
             )
             .at(i + 1),
@@ -130,8 +148,9 @@ async fn measure(args: ClicksArgs) -> anyhow::Result<()> {
         .get(0);
     let misfiled: i64 = client
         .query_one(
-            "SELECT count(*) FROM link_clicks WHERE source = 'bench' \
-             AND (link_id <> position OR target_url <> 'https://site-' || (position - 1) || '.example.org/page')",
+            "SELECT count(*) FROM link_clicks c LEFT JOIN directory_sites s ON s.id = c.link_id \
+             WHERE c.source = 'bench' AND (s.url IS DISTINCT FROM c.target_url \
+                 OR c.target_url <> 'https://site-' || (c.position - 1) || '.example.org/page')",
             &[],
         )
         .await?
