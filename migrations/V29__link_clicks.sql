@@ -15,9 +15,10 @@ CREATE TABLE link_clicks (
     source       text NOT NULL,
     position     integer NOT NULL DEFAULT 0,
     category_id  bigint NOT NULL DEFAULT 0,
-    -- The visitor (their address, else their anonymous id) already clicked
-    -- this link today: counted as a click, not as another visitor.
-    repeat       boolean NOT NULL DEFAULT false,
+    -- Who clicked, as a hash of the day and their address (else their
+    -- anonymous id): the same visitor's clicks of one day share it, and no
+    -- two days' can be linked. Rollups count distinct ones as visitors.
+    visitor      text,
     anon_id      uuid,
     user_id      uuid
 ) PARTITION BY RANGE (clicked_at);
@@ -94,7 +95,7 @@ CREATE TABLE link_click_rollups (
     source       text NOT NULL,
     category_id  bigint NOT NULL,
     clicks       bigint NOT NULL,
-    -- Clicks that were not a visitor's repeat of the day.
+    -- Distinct visitors among them.
     visitors     bigint NOT NULL,
     PRIMARY KEY (day, link_kind, link_id, source, category_id)
 );

@@ -244,11 +244,10 @@ async fn a_site_goes_from_submission_to_a_screenshot_and_its_clicks_are_counted(
         200,
         "an approved site's screenshot is public"
     );
-    assert!(
-        image.headers()["cache-control"]
-            .to_str()
-            .expect("cache-control")
-            .contains("immutable")
+    assert_eq!(
+        image.headers()["cache-control"],
+        "public, max-age=3600",
+        "shared caches keep it, and drop a removed site's soon"
     );
     let bytes = image.bytes().await.expect("bytes");
     assert_eq!(&bytes[8..12], b"WEBP");

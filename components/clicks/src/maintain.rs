@@ -80,7 +80,7 @@ pub async fn roll_up(
     sql.execute(
         "WITH fresh AS ( \
              SELECT link_kind, link_id, source, category_id, count(*) AS clicks, \
-                    count(*) FILTER (WHERE NOT repeat) AS visitors \
+                    count(DISTINCT visitor) + count(*) FILTER (WHERE visitor IS NULL) AS visitors \
              FROM link_clicks \
              WHERE clicked_at >= $1::text::date AND clicked_at < $1::text::date + 1 \
              GROUP BY 1, 2, 3, 4), \

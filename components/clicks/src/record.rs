@@ -18,14 +18,13 @@
 //! Who clicked is recorded only for a signed-in user who agreed to
 //! analytics (their user and anonymous ids); every other click is counted
 //! without naming anyone. Withdrawing consent forgets the user's clicks
-//! ([`forget_user`]). A visitor's second click on a link the same day is
-//! recorded as a `repeat` (popularity counts visitors, not clicks): their
-//! address (else their anonymous id), hashed, is remembered in Redis for
-//! the day. `HEAD` is answered like `GET` but not recorded.
+//! ([`forget_user`]). Each click carries a visitor hash — the day and the
+//! visitor's address (else their anonymous id), hashed — so the rollups can
+//! count visitors, not clicks, without anything linking one day's visitor
+//! to the next. `HEAD` is answered like `GET` but not recorded.
 
 use chrono::{DateTime, Utc};
 use sha2::Digest;
-use village_platform::cache::Cache;
 use village_platform::sql::{Sql, SqlError, SqlValue};
 use village_platform::web::Response;
 use village_platform::{AppError, FieldError, RequestContext};
@@ -45,7 +44,6 @@ pub enum Recorded {
 pub async fn record(
     sql: &impl Sql,
     link: &Link,
-    repeat: bool,
     ctx: &RequestContext,
     now: DateTime<Utc>,
 ) -> Result<Recorded, SqlError> {
@@ -62,7 +60,7 @@ pub async fn record(
                                           WHERE l.id = $3 AND l.status IN ('active', 'sold')) \
                      ELSE $4 END AS url) \
              INSERT INTO link_clicks (clicked_at, link_kind, link_id, target_url, source, \
-                                      position, category_id, repeat, anon_id, user_id) \
+                                      position, category_id, visitor, anon_id, user_id) \
              SELECT $1, $2, $3, t.url, $5, $6, $7, $8, $9, $10 FROM target t \
              WHERE t.url IS NOT NULL RETURNING target_url",
             &[
@@ -73,7 +71,7 @@ pub async fn record(
                 SqlValue::Text(link.source.clone()),
                 SqlValue::Int32(link.position),
                 SqlValue::Int64(link.category),
-                SqlValue::Bool(repeat),
+                SqlValue::Text(visitor_hash(ctx, now)),
                 consenting.map_or(SqlValue::Null, |_| SqlValue::Uuid(ctx.anon_id.as_uuid())),
                 consenting.map_or(SqlValue::Null, |p| SqlValue::Uuid(p.user_id)),
             ],
@@ -85,49 +83,15 @@ pub async fn record(
     })
 }
 
-/// Whether this visitor already clicked `link` today (remembering that
-/// they have). Without Redis every click counts as a first one.
-async fn is_repeat(
-    cache: &impl Cache,
-    link: &Link,
-    ctx: &RequestContext,
-    now: DateTime<Utc>,
-) -> bool {
+/// The visitor of `ctx` on `now`'s day, as a hash: their address, else
+/// their anonymous id, salted with the day (so days cannot be joined).
+fn visitor_hash(ctx: &RequestContext, now: DateTime<Utc>) -> String {
     let visitor = ctx
         .client_ip
         .clone()
         .unwrap_or_else(|| ctx.anon_id.to_string());
-    let digest = sha2::Sha256::digest(
-        format!(
-            "{}|{visitor}|{}|{}",
-            now.format("%Y%m%d"),
-            link.kind.as_str(),
-            link.id
-        )
-        .as_bytes(),
-    );
-    let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
-    let key = cache.key(&format!("click:seen:{hex}"));
-    match cache
-        .execute(
-            "SET",
-            &[
-                key.into(),
-                "1".into(),
-                "NX".into(),
-                "EX".into(),
-                86_400i64.into(),
-            ],
-        )
-        .await
-    {
-        // `SET NX` answers nil when the key was already there.
-        Ok(reply) => matches!(
-            reply.first(),
-            Some(village_platform::cache::CacheValue::Nil)
-        ),
-        Err(_) => false,
-    }
+    let digest = sha2::Sha256::digest(format!("{}|{visitor}", now.format("%Y%m%d")).as_bytes());
+    digest[..12].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Removes `user`'s name from their recorded clicks (the counts stay).
@@ -144,7 +108,6 @@ pub async fn forget_user(sql: &impl Sql, user: uuid::Uuid) -> Result<u64, SqlErr
 /// recorded and a 302.
 pub async fn handle(
     sql: &impl Sql,
-    cache: &impl Cache,
     signer: Option<&LinkSigner>,
     method: &http::Method,
     query: &str,
@@ -163,8 +126,7 @@ pub async fn handle(
     let target = if head {
         Some(link.target.clone())
     } else {
-        let repeat = is_repeat(cache, &link, ctx, now).await;
-        match record(sql, &link, repeat, ctx, now).await {
+        match record(sql, &link, ctx, now).await {
             Ok(Recorded::To(url)) => Some(url),
             Ok(Recorded::Gone) => None,
             Err(e) => {

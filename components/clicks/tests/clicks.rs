@@ -6,18 +6,14 @@ use chrono::{Duration, NaiveDate, Utc};
 use village_clicks::maintain::{self, PARTITIONS_AHEAD, RAW_DAYS};
 use village_clicks::{Link, LinkKind, LinkSigner, record};
 use village_platform::RequestContext;
-use village_platform::native::{NativeCache, NativeSql, test_ports};
+use village_platform::native::NativeSql;
 use village_platform::sql::{Sql, SqlValue};
 
 async fn db() -> NativeSql {
-    ports().await.0
-}
-
-async fn ports() -> (NativeSql, NativeCache) {
     let url = village_migrate::testing::fresh_database()
         .await
         .expect("test database");
-    test_ports(&url).await
+    NativeSql::connect(&url).await.expect("connect")
 }
 
 /// An approved (or not) Good Sites entry for `url`.
@@ -66,8 +62,9 @@ fn signed_in(user: uuid::Uuid, analytics_consent: bool) -> RequestContext {
 async fn click_at(sql: &NativeSql, at: chrono::DateTime<Utc>, kind: &str, id: i64, source: &str) {
     sql.execute(
         "INSERT INTO link_clicks (clicked_at, link_kind, link_id, target_url, source, category_id, \
-                                  repeat) \
-         VALUES ($1, $2, $3, 'https://example.org/', $4, 7, $4 = 'repeat')",
+                                  visitor) \
+         VALUES ($1, $2, $3, 'https://example.org/', $4, 7, \
+                 CASE WHEN $4 = 'repeat' THEN 'the same one' ELSE gen_random_uuid()::text END)",
         &[
             SqlValue::Timestamp(at),
             SqlValue::Text(kind.into()),
@@ -98,7 +95,7 @@ fn partition_of(day: NaiveDate) -> String {
 
 #[tokio::test]
 async fn a_signed_link_is_recorded_before_the_redirect_is_answered() {
-    let (sql, cache) = ports().await;
+    let sql = db().await;
     let s = signer();
     let id = site(&sql, "https://example.org/garden?a=1", "approved").await;
     let link = Link::to(
@@ -114,17 +111,9 @@ async fn a_signed_link_is_recorded_before_the_redirect_is_answered() {
     let now = Utc::now();
     let user = uuid::Uuid::new_v4();
     let context = signed_in(user, true);
-    let answer = record::handle(
-        &sql,
-        &cache,
-        Some(&s),
-        &http::Method::GET,
-        query,
-        &context,
-        now,
-    )
-    .await
-    .expect("redirected");
+    let answer = record::handle(&sql, Some(&s), &http::Method::GET, query, &context, now)
+        .await
+        .expect("redirected");
     assert_eq!(answer.status(), 302);
     assert_eq!(
         answer.headers()["location"],
@@ -133,7 +122,7 @@ async fn a_signed_link_is_recorded_before_the_redirect_is_answered() {
     assert_eq!(answer.headers()["cache-control"], "no-store");
     let rows = sql
         .query(
-            "SELECT link_kind, link_id, target_url, source, position, category_id, anon_id, repeat \
+            "SELECT link_kind, link_id, target_url, source, position, category_id, anon_id, visitor \
              FROM link_clicks",
             &[],
         )
@@ -150,54 +139,31 @@ async fn a_signed_link_is_recorded_before_the_redirect_is_answered() {
     assert_eq!(r.get::<String>("source").expect("source"), "directory_top");
     assert_eq!(r.get::<i32>("position").expect("pos"), 2);
     assert_eq!(r.get::<i64>("category_id").expect("cat"), 9);
-    assert!(!r.get::<bool>("repeat").expect("repeat"));
+    let visitor: String = r.get("visitor").expect("visitor");
+    assert_eq!(visitor.len(), 24, "a hash, not the address: {visitor}");
     assert_eq!(
         r.get::<uuid::Uuid>("anon_id").expect("anon"),
         context.anon_id.as_uuid(),
         "a consenting user's click names them"
     );
-    // The same visitor again today: recorded, as a repeat.
-    record::handle(
-        &sql,
-        &cache,
-        Some(&s),
-        &http::Method::GET,
-        query,
-        &context,
-        now,
-    )
-    .await
-    .expect("redirected");
+    // The same visitor again today: another click, the same visitor.
+    record::handle(&sql, Some(&s), &http::Method::GET, query, &context, now)
+        .await
+        .expect("redirected");
     assert_eq!(
-        count(&sql, "SELECT count(*) AS n FROM link_clicks WHERE repeat").await,
+        count(&sql, "SELECT count(DISTINCT visitor) AS n FROM link_clicks").await,
         1
     );
     // A HEAD is answered, not recorded.
-    let head = record::handle(
-        &sql,
-        &cache,
-        Some(&s),
-        &http::Method::HEAD,
-        query,
-        &ctx(),
-        now,
-    )
-    .await
-    .expect("answered");
+    let head = record::handle(&sql, Some(&s), &http::Method::HEAD, query, &ctx(), now)
+        .await
+        .expect("answered");
     assert_eq!(head.status(), 302);
     // Without consent (or signed out) the click is counted, naming no one.
     for other in [signed_in(uuid::Uuid::new_v4(), false), ctx()] {
-        record::handle(
-            &sql,
-            &cache,
-            Some(&s),
-            &http::Method::GET,
-            query,
-            &other,
-            now,
-        )
-        .await
-        .expect("redirected");
+        record::handle(&sql, Some(&s), &http::Method::GET, query, &other, now)
+            .await
+            .expect("redirected");
     }
     assert_eq!(
         count(
@@ -227,22 +193,13 @@ async fn a_signed_link_is_recorded_before_the_redirect_is_answered() {
 
 #[tokio::test]
 async fn a_link_whose_target_no_longer_stands_is_not_a_redirect() {
-    let (sql, cache) = ports().await;
+    let sql = db().await;
     let s = signer();
     let now = Utc::now();
     let follow = async |link: Link| {
         let href = s.href(&link);
         let query = href.split_once('?').expect("query").1.to_owned();
-        record::handle(
-            &sql,
-            &cache,
-            Some(&s),
-            &http::Method::GET,
-            &query,
-            &ctx(),
-            now,
-        )
-        .await
+        record::handle(&sql, Some(&s), &http::Method::GET, &query, &ctx(), now).await
     };
     // A site that is not (or no longer) approved.
     for status in ["pending", "rejected"] {
@@ -315,7 +272,7 @@ async fn a_link_whose_target_no_longer_stands_is_not_a_redirect() {
 
 #[tokio::test]
 async fn unsigned_and_tampered_links_are_refused_and_nothing_is_recorded() {
-    let (sql, cache) = ports().await;
+    let sql = db().await;
     let s = signer();
     let href = s.href(&Link::to(
         "https://example.org/",
@@ -346,30 +303,14 @@ async fn unsigned_and_tampered_links_are_refused_and_nothing_is_recorded() {
         "",
         other_key.split_once('?').expect("query").1,
     ] {
-        let refused = record::handle(
-            &sql,
-            &cache,
-            Some(&s),
-            &http::Method::GET,
-            q,
-            &ctx(),
-            Utc::now(),
-        )
-        .await
-        .expect_err("refused");
+        let refused = record::handle(&sql, Some(&s), &http::Method::GET, q, &ctx(), Utc::now())
+            .await
+            .expect_err("refused");
         assert_eq!(refused.status(), 400, "{q}");
     }
-    let no_keys = record::handle(
-        &sql,
-        &cache,
-        None,
-        &http::Method::GET,
-        &query,
-        &ctx(),
-        Utc::now(),
-    )
-    .await
-    .expect_err("refused without keys");
+    let no_keys = record::handle(&sql, None, &http::Method::GET, &query, &ctx(), Utc::now())
+        .await
+        .expect_err("refused without keys");
     assert_eq!(no_keys.status(), 400);
     assert_eq!(
         count(&sql, "SELECT count(*) AS n FROM link_clicks").await,
@@ -521,7 +462,7 @@ async fn rollups_agree_with_the_raw_clicks_and_a_disagreement_is_caught() {
         (fixed.raw_clicks, fixed.rolled_up, fixed.agreed),
         (13, 13, true)
     );
-    // Popularity counts visitors (a repeat is a click, not a visitor).
+    // Popularity counts visitors: the two clicks of one visitor count once.
     let popular: Vec<(String, i64, i64, i64)> = sql
         .query(
             "SELECT link_kind, link_id, visitors, clicks FROM link_popularity ORDER BY 1, 2",
@@ -542,7 +483,7 @@ async fn rollups_agree_with_the_raw_clicks_and_a_disagreement_is_caught() {
     assert_eq!(
         popular,
         vec![
-            ("article".into(), 7, 4, 6),
+            ("article".into(), 7, 5, 6),
             ("site".into(), 1, 5, 5),
             ("site".into(), 2, 2, 2),
         ]

@@ -21,7 +21,6 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
             let signer = village_clicks::spin_components::signer("track-click");
             village_clicks::record::handle(
                 &env.sql,
-                &env.cache,
                 signer.as_ref(),
                 req.method(),
                 req.uri().query().unwrap_or_default(),
