@@ -20,6 +20,25 @@ export CARGO_TARGET_DIR="${VILLAGE_TARGET_DIR:-$HOME/.cache/village/target}"
 mkdir -p "$CARGO_TARGET_DIR"
 if [ ! -e target ]; then ln -s "$CARGO_TARGET_DIR" target; fi
 
+# The shared target folder outlives clones, and every clone path builds its
+# own copies of the workspace's crates: left alone it filled the disk (73 GB
+# after a day of sessions and CI runs). Test and binary executables are
+# relinked in seconds, so those not written in the last hour are deleted,
+# and incremental state (a local editing aid, gigabytes per path) goes when
+# the folder passes 40 GB. Cargo rebuilds any output it finds missing.
+prune_target() {
+  local deps="$CARGO_TARGET_DIR/debug/deps"
+  [ -d "$deps" ] || return 0
+  find "$deps" -maxdepth 1 -type f ! -name '*.*' -mmin +60 -delete 2>/dev/null
+  local kb
+  kb=$(du -sk "$CARGO_TARGET_DIR" 2>/dev/null | cut -f1)
+  if [ "${kb:-0}" -gt $((40 * 1024 * 1024)) ]; then
+    log "target folder over 40 GB: dropping incremental build state"
+    rm -rf "$CARGO_TARGET_DIR"/debug/incremental "$CARGO_TARGET_DIR"/release/incremental
+  fi
+  return 0
+}
+
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
