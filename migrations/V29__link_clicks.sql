@@ -9,7 +9,7 @@
 -- when it creates it.
 CREATE TABLE link_clicks (
     clicked_at   timestamp NOT NULL,
-    link_kind    text NOT NULL CHECK (link_kind IN ('url', 'site', 'article', 'listing')),
+    link_kind    text NOT NULL CHECK (link_kind IN ('site', 'article', 'listing')),
     link_id      bigint NOT NULL DEFAULT 0,
     target_url   text NOT NULL,
     source       text NOT NULL,

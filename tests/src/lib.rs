@@ -394,6 +394,17 @@ impl TestApp {
     }
 }
 
+/// How the tests run Chromium: headless, without a sandbox (containers),
+/// GPU, first-run UI or background traffic.
+pub const HEADLESS: [&str; 6] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+];
+
 /// The DOM after headless Chromium loaded `url` (`--dump-dom`: after
 /// parsing, layout and scripts): the page as a browser renders it.
 pub async fn chromium_dom(url: &str) -> String {
@@ -405,15 +416,8 @@ pub async fn chromium_dom(url: &str) -> String {
         std::time::Duration::from_secs(60),
         tokio::task::spawn_blocking(move || {
             std::process::Command::new(browser)
-                .args([
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--no-first-run",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--dump-dom",
-                ])
+                .args(HEADLESS)
+                .arg("--dump-dom")
                 .arg(&profile_arg)
                 .arg(&url)
                 .output()

@@ -22,14 +22,9 @@ async fn the_homepage_renders_in_headless_chromium() {
         Duration::from_secs(60),
         tokio::task::spawn_blocking(move || {
             Command::new(browser)
+                .args(village_e2e::HEADLESS)
                 .args([
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
                     "--disable-quic",
-                    "--no-first-run",
-                    "--disable-background-networking",
-                    "--disable-component-update",
                     "--disable-sync",
                     "--hide-scrollbars",
                     "--window-size=1280,900",

@@ -36,8 +36,6 @@ pub const LIFETIME_DAYS: i64 = 7;
 /// What a tracked link points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LinkKind {
-    /// A plain URL (a link inside a listing's text).
-    Url,
     /// A Good Sites entry (`link_id` = `directory_sites.id`).
     Site,
     /// A news article (`link_id` = `feed_items.id`).
@@ -49,7 +47,6 @@ pub enum LinkKind {
 impl LinkKind {
     pub fn as_str(self) -> &'static str {
         match self {
-            LinkKind::Url => "url",
             LinkKind::Site => "site",
             LinkKind::Article => "article",
             LinkKind::Listing => "listing",
@@ -57,14 +54,9 @@ impl LinkKind {
     }
 
     fn parse(s: &str) -> Option<Self> {
-        [
-            LinkKind::Url,
-            LinkKind::Site,
-            LinkKind::Article,
-            LinkKind::Listing,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
+        [LinkKind::Site, LinkKind::Article, LinkKind::Listing]
+            .into_iter()
+            .find(|k| k.as_str() == s)
     }
 }
 
@@ -420,7 +412,7 @@ mod tests {
     fn signed_non_web_targets_are_still_refused() {
         let s = signer(&format!("a={}", key("a")));
         for target in ["javascript:alert(1)", "/relative", "data:text/html,x"] {
-            let href = s.href(&Link::to(target, LinkKind::Url, 0, "listing_body"));
+            let href = s.href(&Link::to(target, LinkKind::Listing, 4, "listing_body"));
             assert_eq!(
                 s.verify(query(&href)),
                 Err(LinkError::Invalid("u")),

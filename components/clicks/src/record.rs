@@ -58,7 +58,7 @@ pub async fn record(
                                           WHERE i.id = $3 AND i.link = $4) \
                      WHEN 'listing' THEN (SELECT $4 FROM marketplace_listings l \
                                           WHERE l.id = $3 AND l.status IN ('active', 'sold')) \
-                     ELSE $4 END AS url) \
+                     END AS url) \
              INSERT INTO link_clicks (clicked_at, link_kind, link_id, target_url, source, \
                                       position, category_id, visitor, anon_id, user_id) \
              SELECT $1, $2, $3, t.url, $5, $6, $7, $8, $9, $10 FROM target t \

@@ -276,7 +276,7 @@ async fn unsigned_and_tampered_links_are_refused_and_nothing_is_recorded() {
     let s = signer();
     let href = s.href(&Link::to(
         "https://example.org/",
-        LinkKind::Url,
+        LinkKind::Listing,
         0,
         "listing_body",
     ));
@@ -292,7 +292,7 @@ async fn unsigned_and_tampered_links_are_refused_and_nothing_is_recorded() {
     .expect("signer")
     .href(&Link::to(
         "https://evil.example/",
-        LinkKind::Url,
+        LinkKind::Listing,
         0,
         "listing_body",
     ));

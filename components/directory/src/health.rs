@@ -140,12 +140,14 @@ pub fn next_check(failures: i32, now: DateTime<Utc>) -> DateTime<Utc> {
     now + Duration::hours(hours).min(Duration::days(HEALTHY_EVERY_DAYS))
 }
 
-/// Checks `url` and records the result on site `id`.
+/// Checks `url` and records the result on site `id`, which had failed
+/// `failures` times in a row before.
 pub async fn check_one(
     sql: &impl Sql,
     http: &impl HttpClient,
     id: i64,
     url: &str,
+    failures: i32,
     allowed_hosts: &[String],
     now: DateTime<Utc>,
 ) -> Result<Seen, SqlError> {
@@ -196,7 +198,7 @@ pub async fn check_one(
             SqlValue::Timestamp(now),
             SqlValue::Timestamp(next_check(
                 if seen.verdict == Verdict::Failing {
-                    current_failures(sql, id).await?
+                    failures + 1
                 } else {
                     0
                 },
@@ -206,18 +208,6 @@ pub async fn check_one(
     )
     .await?;
     Ok(seen)
-}
-
-async fn current_failures(sql: &impl Sql, id: i64) -> Result<i32, SqlError> {
-    Ok(sql
-        .query_opt(
-            "SELECT health_failures + 1 AS n FROM directory_sites WHERE id = $1",
-            &[SqlValue::Int64(id)],
-        )
-        .await?
-        .map(|r| r.get::<i32>("n"))
-        .transpose()?
-        .unwrap_or(1))
 }
 
 /// Claims up to [`BATCH`] due sites (moving their next check on, so a
@@ -235,7 +225,7 @@ pub async fn check_due(
              FROM (SELECT id FROM directory_sites \
                    WHERE status = 'approved' AND health_next_at <= $1 \
                    ORDER BY health_next_at LIMIT $3 FOR UPDATE SKIP LOCKED) due \
-             WHERE s.id = due.id RETURNING s.id, s.url",
+             WHERE s.id = due.id RETURNING s.id, s.url, s.health_failures",
             &[
                 SqlValue::Timestamp(now),
                 SqlValue::Timestamp(now + Duration::minutes(CLAIM_MINUTES)),
@@ -246,7 +236,8 @@ pub async fn check_due(
     for row in &claimed {
         let id: i64 = row.get("id")?;
         let url: String = row.get("url")?;
-        let seen = check_one(sql, http, id, &url, allowed_hosts, now).await?;
+        let failures: i32 = row.get("health_failures")?;
+        let seen = check_one(sql, http, id, &url, failures, allowed_hosts, now).await?;
         village_platform::log::event(
             "INFO",
             "link checked",
