@@ -19,6 +19,14 @@ pub enum JobError {
     /// Will never succeed (malformed payload, unknown handler): dead-letter now.
     #[error("{0}")]
     Permanent(String),
+    /// Not now, through no fault of the job (a provider's quota is spent
+    /// until `until`): back to `pending` at `until`, the attempt given back,
+    /// so a deferred job is delayed, never dead-lettered.
+    #[error("deferred until {until}: {reason}")]
+    Defer {
+        until: chrono::DateTime<chrono::Utc>,
+        reason: String,
+    },
 }
 
 impl JobError {

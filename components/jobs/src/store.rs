@@ -404,6 +404,38 @@ pub async fn hand_back(
     .await
 }
 
+/// Puts off a job `worker` is running until `until` ([`JobError::Defer`]):
+/// `pending` again with its attempt given back and the reason noted in
+/// `last_error` (the ops view shows why it waits). Returns whether the
+/// worker still held it.
+///
+/// [`JobError::Defer`]: crate::handlers::JobError::Defer
+pub async fn defer(
+    sql: &impl Sql,
+    id: JobId,
+    worker: &str,
+    until: DateTime<Utc>,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, SqlError> {
+    let n = sql
+        .execute(
+            "UPDATE delayed_jobs SET status = 'pending', run_at = $3, \
+                 attempts = greatest(attempts - 1, 0), started_at = NULL, \
+                 locked_by = NULL, locked_at = NULL, last_error = $4, updated_at = $5 \
+             WHERE id = $1 AND locked_by = $2 AND status = 'running'",
+            &[
+                SqlValue::Int64(id),
+                text(worker),
+                SqlValue::Timestamp(until),
+                SqlValue::Text(truncate(&format!("deferred: {reason}"))),
+                SqlValue::Timestamp(now),
+            ],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
 /// Frees claimed jobs that never started and whose worker has not renewed
 /// its lock since `cutoff` (it died — in another job, say): back to
 /// `pending` at once, their attempts untouched. Returns their ids.

@@ -19,6 +19,8 @@ pub struct DrainReport {
     pub succeeded: usize,
     pub retried: usize,
     pub dead: usize,
+    /// Put off to a later time ([`JobError::Defer`]), attempt given back.
+    pub deferred: usize,
     /// Claimed but handed back unstarted when the time budget ran out.
     pub released: usize,
     /// Jobs this worker had lost (rescued elsewhere) by the time it finished.
@@ -96,6 +98,14 @@ pub async fn drain(
             entry.micros += elapsed.as_micros() as u64;
             match outcome {
                 Ok(()) => done.push(job.id),
+                Err(JobError::Defer { until, reason }) => {
+                    match crate::store::defer(sql, job.id, worker, until, &reason, clock.now())
+                        .await?
+                    {
+                        true => report.deferred += 1,
+                        false => report.lost += 1,
+                    }
+                }
                 Err(err) => {
                     entry.failures += 1;
                     let policy = registry.policy(&job.handler).unwrap_or_default();
@@ -153,6 +163,8 @@ fn retry_time(
 ) -> Option<chrono::DateTime<chrono::Utc>> {
     match err {
         JobError::Permanent(_) => None,
+        // Handled before a failure is recorded; a deferral is never one.
+        JobError::Defer { until, .. } => Some(*until),
         JobError::Retry(_) if attempts >= max_attempts => None,
         JobError::Retry(_) => {
             let delay = policy.backoff(attempts, random_unit());

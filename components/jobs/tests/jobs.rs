@@ -898,3 +898,54 @@ async fn requeueing_a_dead_job_whose_key_was_reused_is_refused() {
         Err(village_jobs::JobsError::NotFound(999_999))
     ));
 }
+
+#[tokio::test]
+async fn a_deferred_job_waits_without_spending_attempts_and_never_dead_letters() {
+    let url = db().await;
+    let sql = sql(&url).await;
+    let redis = cache().await;
+    let start = t0();
+    let id = job(
+        &sql,
+        &redis,
+        start,
+        NewJob::new(Queue::Default, "quota", serde_json::json!({})).max_attempts(2),
+    )
+    .await;
+    let registry = Registry::new().with(Recorder::new("quota", |job| {
+        Err(JobError::Defer {
+            until: job.run_at + chrono::Duration::minutes(1),
+            reason: "quota spent".into(),
+        })
+    }));
+    let mut now = start;
+    // More deferrals than the job has attempts: it still waits.
+    for round in 1..=3 {
+        let report = drain_at(&sql, &redis, now, &registry, Queue::Default).await;
+        assert_eq!((report.deferred, report.dead), (1, 0), "round {round}");
+        let (status, attempts, run_at, _) = status_of(&sql, id).await;
+        assert_eq!((status.as_str(), attempts), ("pending", 0), "round {round}");
+        assert_eq!(run_at, now + chrono::Duration::minutes(1));
+        let early = drain_at(
+            &sql,
+            &redis,
+            run_at - chrono::Duration::seconds(1),
+            &registry,
+            Queue::Default,
+        )
+        .await;
+        assert_eq!(early.claimed, 0, "not before its time");
+        now = run_at;
+    }
+    let last_error: String = sql
+        .query_opt(
+            "SELECT last_error FROM delayed_jobs WHERE id = $1",
+            &[SqlValue::Int64(id)],
+        )
+        .await
+        .expect("q")
+        .expect("row")
+        .get("last_error")
+        .expect("last_error");
+    assert_eq!(last_error, "deferred: quota spent");
+}
