@@ -11,6 +11,9 @@ use village_platform::sql::Sql;
 use village_platform::web::{self, Response};
 use village_platform::{AppError, RequestContext};
 use village_preferences::{Owner, Preferences, Theme, WidgetKind};
+use village_social::widget::SocialView;
+use village_stocks::widget::StocksView;
+use village_weather::widget::WeatherView;
 
 struct WidgetView<'n> {
     id: String,
@@ -24,6 +27,9 @@ struct WidgetView<'n> {
     market: Option<&'n MarketView>,
     /// The Good Sites widget's content (`None` for other widgets).
     good_sites: Option<&'n GoodSitesView>,
+    weather: Option<&'n WeatherView>,
+    stocks: Option<&'n StocksView>,
+    social: Option<&'n SocialView>,
 }
 
 /// What widgets with content of their own show.
@@ -32,6 +38,9 @@ pub struct WidgetContent {
     pub news: Option<NewsView>,
     pub market: Option<MarketView>,
     pub good_sites: Option<GoodSitesView>,
+    pub weather: Option<WeatherView>,
+    pub stocks: Option<StocksView>,
+    pub social: Option<SocialView>,
 }
 
 /// The Good Sites widget's content, ready to render (links tracked).
@@ -330,6 +339,18 @@ pub fn render(
                         .good_sites
                         .as_ref()
                         .filter(|_| w.kind == WidgetKind::GoodSites),
+                    weather: content
+                        .weather
+                        .as_ref()
+                        .filter(|_| w.kind == WidgetKind::Weather),
+                    stocks: content
+                        .stocks
+                        .as_ref()
+                        .filter(|_| w.kind == WidgetKind::Stocks),
+                    social: content
+                        .social
+                        .as_ref()
+                        .filter(|_| w.kind == WidgetKind::Social),
                 })
                 .collect()
         })
@@ -416,10 +437,57 @@ pub async fn page(
         }
         _ => None,
     };
+    // Weather, stocks and social render from the caches their crons fill:
+    // no provider is called while the page renders.
+    let weather = match prefs
+        .layout
+        .widgets
+        .iter()
+        .find(|w| w.kind == WidgetKind::Weather)
+    {
+        Some(w) if flags.is_on(widget_flag(WidgetKind::Weather)) => Some(degrade(
+            "weather",
+            village_weather::widget::view(sql, &w.settings, prefs.settings.units, now).await,
+            || WeatherView {
+                unavailable: true,
+                ..WeatherView::default()
+            },
+        )),
+        _ => None,
+    };
+    let has = |kind| prefs.layout.widgets.iter().any(|w| w.kind == kind);
+    let stocks = if has(WidgetKind::Stocks) && flags.is_on(widget_flag(WidgetKind::Stocks)) {
+        Some(degrade(
+            "stocks",
+            village_stocks::widget::view(sql, owner, now).await,
+            || StocksView {
+                unavailable: true,
+                ..StocksView::default()
+            },
+        ))
+    } else {
+        None
+    };
+    let social = if has(WidgetKind::Social) && flags.is_on(widget_flag(WidgetKind::Social)) {
+        Some(degrade(
+            "social",
+            village_social::widget::view(sql, ctx.user_id()).await,
+            || SocialView {
+                unavailable: true,
+                signed_in: ctx.principal.is_some(),
+                ..SocialView::default()
+            },
+        ))
+    } else {
+        None
+    };
     let content = WidgetContent {
         news,
         market,
         good_sites,
+        weather,
+        stocks,
+        social,
     };
     let html = render(&prefs, &viewer, &content, |kind| {
         flags.is_on(widget_flag(kind))
@@ -431,6 +499,24 @@ pub async fn page(
         http::HeaderValue::from_static("private, no-store"),
     );
     Ok(r)
+}
+
+/// A widget's content, or — when its cache cannot be read — the widget's
+/// "unavailable" state, logged: a failure degrades the widget, never the
+/// page.
+fn degrade<T, E: std::fmt::Display>(
+    widget: &str,
+    result: Result<T, E>,
+    unavailable: impl FnOnce() -> T,
+) -> T {
+    result.unwrap_or_else(|e| {
+        village_platform::log::event(
+            "ERROR",
+            &format!("{widget} could not be read: {e}"),
+            serde_json::json!({ "widget": widget }),
+        );
+        unavailable()
+    })
 }
 
 /// The newest listings near the visitor's place; a failure degrades the
@@ -629,6 +715,7 @@ mod tests {
                 news: None,
                 market: None,
                 good_sites: Some(good),
+                ..WidgetContent::default()
             },
             |_| true,
         )
@@ -654,8 +741,7 @@ mod tests {
             &Viewer::default(),
             &WidgetContent {
                 news: Some(n),
-                market: None,
-                good_sites: None,
+                ..WidgetContent::default()
             },
             |_| true,
         )
@@ -694,8 +780,7 @@ mod tests {
             &Viewer::default(),
             &WidgetContent {
                 news: Some(n),
-                market: None,
-                good_sites: None,
+                ..WidgetContent::default()
             },
             |_| true,
         )
@@ -722,9 +807,8 @@ mod tests {
             &Preferences::default(),
             &Viewer::default(),
             &WidgetContent {
-                news: None,
                 market: Some(market),
-                good_sites: None,
+                ..WidgetContent::default()
             },
             |_| true,
         )

@@ -15,6 +15,11 @@
 //! | `directory.check_links` | `village_directory::health` |
 //! | `directory.recapture` | `village_directory::recapture` |
 //! | `clicks.maintain` | `village_clicks::maintain` |
+//! | `weather.forecast` | `village_weather::open_meteo::RefreshForecast` |
+//! | `weather.alerts` | `village_weather::nws::RefreshAlerts` |
+//! | `stocks.quote` | `village_stocks::quotes::RefreshQuote` |
+//! | `social.fetch_posts` | `village_social::posts::FetchPosts` |
+//! | `social.upkeep` | `village_social::upkeep::Upkeep` |
 
 use village_ai::AiConfig;
 use village_jobs::Queue;
@@ -79,6 +84,22 @@ pub async fn run(component: &str, queue: Queue) -> Result<(), String> {
     let site_hosts = village_platform::address::allowed_hosts(
         &variable("directory_allowed_hosts").unwrap_or_default(),
     );
+    // The widget providers are ours to call (fixed hosts from settings, not
+    // user URLs): reached directly, each bounded by SpinHttp's deadline.
+    let provider_http = SpinHttp::default();
+    let weather = village_weather::spin_components::Providers::from_variables();
+    let stocks = village_stocks::spin_components::config();
+    // Broken social settings (no token keys) stop the social jobs — they
+    // fail and say so — never the other handlers.
+    let social = village_social::spin_components::config();
+    if let Err(e) = &social {
+        village_platform::log::event(
+            "ERROR",
+            &format!("social jobs disabled: {e}"),
+            serde_json::json!({ "component": component }),
+        );
+    }
+    let social_mail_http = SpinHttp::default();
     let registry = Registry::new()
         .with(Noop)
         .with(village_feeds::handler::RefreshFeed {
@@ -131,6 +152,60 @@ pub async fn run(component: &str, queue: Queue) -> Result<(), String> {
         .with(village_clicks::maintain::Maintain {
             sql: &env.sql,
             clock: &env.clock,
+        })
+        .with(village_weather::open_meteo::RefreshForecast {
+            sql: &env.sql,
+            http: &provider_http,
+            clock: &env.clock,
+            base_url: &weather.open_meteo,
+        })
+        .with(village_weather::nws::RefreshAlerts {
+            sql: &env.sql,
+            http: &provider_http,
+            clock: &env.clock,
+            base_url: &weather.nws,
+            user_agent: &weather.nws_user_agent,
+        })
+        .with(village_stocks::quotes::RefreshQuote {
+            sql: &env.sql,
+            cache: &env.cache,
+            http: &provider_http,
+            clock: &env.clock,
+            config: &stocks,
         });
+    let registry = match &social {
+        Ok(config) => registry
+            .with(village_social::posts::FetchPosts {
+                sql: &env.sql,
+                http: &provider_http,
+                clock: &env.clock,
+                config,
+            })
+            .with(village_social::upkeep::Upkeep {
+                sql: &env.sql,
+                http: &provider_http,
+                clock: &env.clock,
+                config,
+                mail: village_social::upkeep::Mail {
+                    relay: village_platform::mail::Mailgun {
+                        base_url: variable("mailgun_base_url").unwrap_or_default(),
+                        domain: variable("mailgun_domain").unwrap_or_default(),
+                        api_key: variable("mailgun_api_key").unwrap_or_default(),
+                    },
+                    from: variable("mail_from").unwrap_or_default(),
+                    site_url: variable("public_base_url").unwrap_or_default(),
+                    http: &social_mail_http,
+                },
+            }),
+        Err(why) => registry
+            .with(village_social::Misconfigured {
+                name: village_social::jobs::FETCH_POSTS,
+                why: why.clone(),
+            })
+            .with(village_social::Misconfigured {
+                name: village_social::jobs::UPKEEP,
+                why: why.clone(),
+            }),
+    };
     village_jobs::spin_components::run_worker(component, queue, &env, &registry).await
 }

@@ -34,6 +34,14 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
                     e.to_string().replace('\n', " ")
                 )),
             }
+            // Quote refreshes the Alpha Vantage quota held back.
+            match village_stocks::throttle::metrics(&env.cache).await {
+                Ok(stocks) => text.push_str(&stocks),
+                Err(e) => text.push_str(&format!(
+                    "# stocks metrics unavailable: {}\n",
+                    e.to_string().replace('\n', " ")
+                )),
+            }
             let mut r = village_platform::web::text(http::StatusCode::OK, &text);
             r.headers_mut().insert(
                 http::header::CONTENT_TYPE,
