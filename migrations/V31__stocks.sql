@@ -8,7 +8,11 @@ CREATE TABLE stock_symbols (
     name          text NOT NULL CHECK (char_length(name) <= 200),
     region        text NOT NULL DEFAULT '' CHECK (char_length(region) <= 100),
     currency      text NOT NULL DEFAULT '' CHECK (char_length(currency) <= 10),
-    confirmed_at  timestamp NOT NULL DEFAULT (now() AT TIME ZONE 'utc')
+    confirmed_at  timestamp NOT NULL DEFAULT (now() AT TIME ZONE 'utc'),
+    -- Set when GLOBAL_QUOTE has nothing for it (a fund, a delisted or
+    -- foreign listing): the scheduler then asks once a day, not every
+    -- cycle, and the widget says no quote is available.
+    no_quote_since timestamp
 );
 
 -- A visitor's watchlist, in their order. Owned by a `users` row (an
@@ -28,7 +32,7 @@ CREATE TABLE stock_quotes (
     symbol          text PRIMARY KEY REFERENCES stock_symbols (symbol) ON DELETE CASCADE,
     price           numeric(18, 6) NOT NULL,
     change          numeric(18, 6) NOT NULL,
-    change_percent  numeric(12, 6) NOT NULL,
+    change_percent  numeric(18, 6) NOT NULL,
     previous_close  numeric(18, 6) NOT NULL,
     trading_day     date NOT NULL,
     -- Set when fetched after the bell on `trading_day`: the closing price.
@@ -36,8 +40,10 @@ CREATE TABLE stock_quotes (
     fetched_at      timestamp NOT NULL
 );
 
--- When the provider's quota stopped a refresh (shown on `/q/metrics` and in
--- the ops queue view); kept 30 days by the scheduler.
+-- When the provider's quota stopped refreshes: one row per pause (window
+-- and when it lifts), not per deferred job; the deferrals themselves are
+-- counted on `/q/metrics`. Shown in the ops queue view
+-- (`/admin/api/queues/throttles`); kept 30 days by the scheduler.
 CREATE TABLE stock_throttle_events (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     at          timestamp NOT NULL DEFAULT (now() AT TIME ZONE 'utc'),
@@ -48,3 +54,5 @@ CREATE TABLE stock_throttle_events (
 );
 
 CREATE INDEX stock_throttle_events_at_idx ON stock_throttle_events (at);
+-- The homepage asks whether a pause is on (`resume_at` in the future).
+CREATE INDEX stock_throttle_events_resume_idx ON stock_throttle_events (resume_at);

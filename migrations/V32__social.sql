@@ -30,9 +30,14 @@ CREATE TABLE social_connections (
 CREATE INDEX social_connections_expiry_idx ON social_connections (token_expires_at);
 
 -- Posts as last fetched; kept until the user removes them (or the
--- connection, or their account).
+-- connection, or their account). A post the user removed stays as a
+-- tombstone (its content cleared, `removed_at` set) so the next fetch does
+-- not bring it back. `meta_user_id` is whose Facebook account it came
+-- from: Meta's data-deletion callback names that account, possibly after
+-- the connection itself is gone.
 CREATE TABLE social_posts (
     user_id       uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    meta_user_id  text NOT NULL CHECK (char_length(meta_user_id) <= 64),
     network       text NOT NULL CHECK (network IN ('facebook', 'instagram')),
     post_id       text NOT NULL CHECK (char_length(post_id) <= 100),
     message       text NOT NULL DEFAULT '' CHECK (char_length(message) <= 5000),
@@ -41,17 +46,22 @@ CREATE TABLE social_posts (
     posted_at     timestamp NOT NULL,
     fetched_at    timestamp NOT NULL DEFAULT (now() AT TIME ZONE 'utc'),
     archived      boolean NOT NULL DEFAULT false,
+    removed_at    timestamp,
     PRIMARY KEY (user_id, network, post_id)
 );
 
-CREATE INDEX social_posts_recent_idx ON social_posts (user_id, posted_at DESC);
+CREATE INDEX social_posts_meta_user_idx ON social_posts (meta_user_id);
+
+CREATE INDEX social_posts_recent_idx ON social_posts (user_id, posted_at DESC) WHERE removed_at IS NULL;
 
 -- Meta's data-deletion callbacks: the confirmation code Meta shows the
--- person, and where they can see the request's status.
+-- person, and what was deleted (the status page says so). The deletion
+-- runs in the statement that records the request.
 CREATE TABLE social_deletion_requests (
-    confirmation_code  text PRIMARY KEY,
-    meta_user_id       text NOT NULL,
-    user_id            uuid,
-    requested_at       timestamp NOT NULL DEFAULT (now() AT TIME ZONE 'utc'),
-    completed_at       timestamp
+    confirmation_code    text PRIMARY KEY,
+    meta_user_id         text NOT NULL,
+    connections_deleted  integer NOT NULL DEFAULT 0,
+    posts_deleted        integer NOT NULL DEFAULT 0,
+    requested_at         timestamp NOT NULL DEFAULT (now() AT TIME ZONE 'utc'),
+    completed_at         timestamp
 );

@@ -463,6 +463,12 @@ async fn anonymous_layout_merges_into_the_account_only_with_consent() {
     jar.take(&put);
     assert_eq!(put.status(), 200, "{:?}", put.text().await);
 
+    // The visitor also watches a symbol (the stocks widget's watchlist).
+    app.execute("INSERT INTO stock_symbols (symbol, name) VALUES ('IBM', 'International Business Machines Corp')")
+        .await;
+    app.execute("INSERT INTO stock_watchlists (user_id, symbol, position) SELECT id, 'IBM', 0 FROM users WHERE is_anonymous")
+        .await;
+
     let done = sign_in(&app, "google", &mut jar).await;
     assert_eq!(location(&done), "/auth/merge");
     let (html, offer) = merge_page(&app, &jar).await;
@@ -492,6 +498,12 @@ async fn anonymous_layout_merges_into_the_account_only_with_consent() {
             .await,
         0,
         "the merged anonymous visitor is gone"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM stock_watchlists w JOIN users u ON u.id = w.user_id WHERE NOT u.is_anonymous AND w.symbol = 'IBM'")
+            .await,
+        1,
+        "the watchlist moved to the account"
     );
 
     // A second visitor declines: the account starts clean, and the anonymous

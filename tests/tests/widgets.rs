@@ -15,6 +15,7 @@ use serde_json::json;
 use uuid::Uuid;
 use village_e2e::stub::{Recorded, Reply, StubServer};
 use village_jobs::{Queue, Registry, drain};
+use village_platform::cache::Cache;
 use village_platform::clock::FixedClock;
 use village_platform::native::{NativeCache, NativeHttp, NativeSql, test_ports};
 use village_platform::sql::{Sql, SqlValue};
@@ -121,9 +122,18 @@ async fn open_meteo(down: Arc<AtomicBool>) -> StubServer {
 }
 
 /// The NWS's `/alerts/active?point=`: one flood warning; a problem
-/// document without a User-Agent, as the NWS documents.
-async fn nws() -> StubServer {
-    StubServer::start(|r: &Recorded| {
+/// document without a User-Agent, as the NWS documents, or (while `down`)
+/// a 503 one.
+async fn nws(down: Arc<AtomicBool>) -> StubServer {
+    StubServer::start(move |r: &Recorded| {
+        if down.load(Ordering::SeqCst) {
+            return Reply::new(
+                503,
+                "application/problem+json",
+                json!({"title": "Service Unavailable", "status": 503, "detail": "try later"})
+                    .to_string(),
+            );
+        }
         if r.header("user-agent").is_none_or(str::is_empty) {
             return Reply::new(403, "application/problem+json",
                 json!({"title": "Forbidden", "status": 403, "detail": "A User-Agent is required"}).to_string());
@@ -163,14 +173,27 @@ async fn each_rounded_location_is_refreshed_once_however_many_watch_it() {
     }
     let junk = user(&sql, "junk@example.org").await;
     weather_at(&sql, junk, json!({"lat": "north", "city_id": "x"})).await;
+    // Saved, but no homepage has shown it lately: not refreshed.
+    let idle = user(&sql, "idle@example.org").await;
+    weather_at(&sql, idle, json!({"lat": 42.36, "lon": -71.06})).await;
+    // What the homepage does when it shows a place.
+    for (lat, lon) in [(45.5, -122.7), (51.5, -0.1)] {
+        let loc = village_weather::Location::rounded(lat, lon).expect("valid");
+        village_weather::schedule::mark_seen(&cache, &loc).await;
+    }
 
     let now = at(2026, 12, 1, 16, 5);
     let done = village_weather::schedule::run(&sql, &cache, now)
         .await
         .expect("scheduled");
     assert_eq!(
-        (done.locations, done.forecast_jobs, done.alert_jobs),
-        (2, 2, 1),
+        (
+            done.named,
+            done.locations,
+            done.forecast_jobs,
+            done.alert_jobs
+        ),
+        (3, 2, 2, 1),
         "{done:?}"
     );
     // A second fire in the same hour queues nothing more.
@@ -188,19 +211,22 @@ async fn each_rounded_location_is_refreshed_once_however_many_watch_it() {
 
     let down = Arc::new(AtomicBool::new(false));
     let meteo = open_meteo(down.clone()).await;
-    let alerts = nws().await;
+    let nws_down = Arc::new(AtomicBool::new(false));
+    let alerts = nws(nws_down.clone()).await;
     let http = NativeHttp::new(Duration::from_secs(2));
     let (meteo_url, nws_url) = (meteo.url(), alerts.url());
     let clock = FixedClock(now);
     let registry = Registry::new()
         .with(village_weather::open_meteo::RefreshForecast {
             sql: &sql,
+            cache: &cache,
             http: &http,
             clock: &clock,
             base_url: &meteo_url,
         })
         .with(village_weather::nws::RefreshAlerts {
             sql: &sql,
+            cache: &cache,
             http: &http,
             clock: &clock,
             base_url: &nws_url,
@@ -251,19 +277,27 @@ async fn each_rounded_location_is_refreshed_once_however_many_watch_it() {
     let registry = Registry::new()
         .with(village_weather::open_meteo::RefreshForecast {
             sql: &sql,
+            cache: &cache,
             http: &http,
             clock: &clock,
             base_url: &meteo_url,
         })
         .with(village_weather::nws::RefreshAlerts {
             sql: &sql,
+            cache: &cache,
             http: &http,
             clock: &clock,
             base_url: &nws_url,
             user_agent: "VillageHomepage/test (ops@village.example)",
         });
+    let calls_before = meteo.requests().len();
     let report = drain_low(&sql, &cache, later, &registry).await;
-    assert_eq!((report.succeeded, report.retried), (1, 2), "{report:?}");
+    assert_eq!((report.succeeded, report.retried), (2, 1), "{report:?}");
+    assert_eq!(
+        meteo.requests().len(),
+        calls_before + 1,
+        "after one failure the provider is left alone a while (London's job skipped its call)"
+    );
     let row = sql
         .query_opt(
             "SELECT forecast_error, alerts_fetched_at FROM weather_cache WHERE location_key = '45.5,-122.7'",
@@ -291,6 +325,48 @@ async fn each_rounded_location_is_refreshed_once_however_many_watch_it() {
         "{:?}",
         v.notice
     );
+
+    // The other way round: the NWS down, Open-Meteo back. The forecast is
+    // fresh again; only the alerts say they are old.
+    cache
+        .execute("DEL", &[cache.key("weather:down:open-meteo").into()])
+        .await
+        .expect("pause over");
+    down.store(false, Ordering::SeqCst);
+    nws_down.store(true, Ordering::SeqCst);
+    let later = now + chrono::Duration::hours(4);
+    village_weather::schedule::run(&sql, &cache, later)
+        .await
+        .expect("scheduled");
+    let clock = FixedClock(later);
+    let registry = Registry::new()
+        .with(village_weather::open_meteo::RefreshForecast {
+            sql: &sql,
+            cache: &cache,
+            http: &http,
+            clock: &clock,
+            base_url: &meteo_url,
+        })
+        .with(village_weather::nws::RefreshAlerts {
+            sql: &sql,
+            cache: &cache,
+            http: &http,
+            clock: &clock,
+            base_url: &nws_url,
+            user_agent: "VillageHomepage/test (ops@village.example)",
+        });
+    let report = drain_low(&sql, &cache, later, &registry).await;
+    assert_eq!((report.succeeded, report.retried), (2, 1), "{report:?}");
+    let v = village_weather::widget::view(&sql, &settings, Units::Metric, later)
+        .await
+        .expect("view");
+    assert_eq!(v.notice, None, "the forecast is fresh");
+    assert_eq!(
+        v.alerts_notice.as_deref(),
+        Some("Weather alerts last checked 2 hours ago."),
+        "{v:?}"
+    );
+    assert_eq!(v.alerts.len(), 1, "the last known alert stays");
 }
 
 #[tokio::test]
@@ -298,6 +374,8 @@ async fn a_silent_forecast_service_times_out_and_is_recorded() {
     let (sql, cache) = ports().await;
     let u = user(&sql, "slow@example.org").await;
     weather_at(&sql, u, json!({"lat": 48.85, "lon": 2.35})).await;
+    let paris = village_weather::Location::rounded(48.85, 2.35).expect("valid");
+    village_weather::schedule::mark_seen(&cache, &paris).await;
     let now = at(2026, 12, 1, 10, 0);
     village_weather::schedule::run(&sql, &cache, now)
         .await
@@ -311,6 +389,7 @@ async fn a_silent_forecast_service_times_out_and_is_recorded() {
     let (clock, silent_url) = (FixedClock(now), silent.url());
     let registry = Registry::new().with(village_weather::open_meteo::RefreshForecast {
         sql: &sql,
+        cache: &cache,
         http: &http,
         clock: &clock,
         base_url: &silent_url,
@@ -357,11 +436,14 @@ async fn alpha_vantage(throttle: Arc<AtomicBool>) -> StubServer {
             return Reply::json(200, &json!({"Information": "We have detected your API key as AVTESTKEY and our standard API rate limit is 25 requests per day."}));
         }
         let listed = [("IBM", "International Business Machines Corp"), ("AAPL", "Apple Inc"), ("MSFT", "Microsoft Corporation")];
+        // VFIAX: a fund the search lists and GLOBAL_QUOTE answers empty.
+        let searchable = [("VFIAX", "Vanguard 500 Index Fund Admiral Shares")];
         match q.get("function").map(String::as_str) {
             Some("SYMBOL_SEARCH") => {
                 let kw = q.get("keywords").cloned().unwrap_or_default().to_uppercase();
                 let matches: Vec<serde_json::Value> = listed
                     .iter()
+                    .chain(searchable.iter())
                     .filter(|(s, _)| s.starts_with(&kw))
                     .map(|(s, n)| json!({"1. symbol": s, "2. name": n, "3. type": "Equity",
                         "4. region": "United States", "5. marketOpen": "09:30", "6. marketClose": "16:00",
@@ -385,6 +467,8 @@ async fn alpha_vantage(throttle: Arc<AtomicBool>) -> StubServer {
     .await
 }
 
+/// A quota of `per_minute` a minute and 100 a day; no spacing between
+/// calls unless a test asks for it (the tests' clock does not move).
 fn stocks_config(base: String, per_minute: u32) -> village_stocks::Config {
     village_stocks::Config {
         alpha: village_stocks::alpha::AlphaVantage {
@@ -394,6 +478,7 @@ fn stocks_config(base: String, per_minute: u32) -> village_stocks::Config {
         quota: village_stocks::quota::Quota {
             per_minute,
             per_day: 100,
+            min_interval_ms: 0,
         },
         open_every_minutes: 15,
     }
@@ -456,10 +541,14 @@ async fn quotes_stay_inside_the_quota_however_many_watch_and_wait_when_it_is_spe
     );
     // The scheduler adds nothing while those wait.
     let t1 = at(2026, 12, 1, 17, 0);
-    let s = village_stocks::schedule::run(&sql, &cache, 15, t1)
+    let s = village_stocks::schedule::run(&sql, &cache, &config, t1)
         .await
         .expect("scheduled");
-    assert_eq!((s.watched, s.queued, s.market_open), (0, 0, true), "{s:?}");
+    assert_eq!(
+        (s.considered, s.queued, s.market_open),
+        (0, 0, true),
+        "{s:?}"
+    );
 
     // Two calls a minute: two quotes now, the third deferred (not failed).
     let clock = FixedClock(t1);
@@ -490,7 +579,10 @@ async fn quotes_stay_inside_the_quota_however_many_watch_and_wait_when_it_is_spe
         )
     };
     assert_eq!(attempts, 0);
-    assert_eq!(run_at, t1 + chrono::Duration::minutes(1));
+    assert!(
+        run_at >= t1 + chrono::Duration::minutes(1) && run_at < t1 + chrono::Duration::seconds(80),
+        "when the minute has room, give or take a spread: {run_at}"
+    );
     assert!(last_error.contains("per minute is spent"), "{last_error}");
     assert_eq!(
         count(
@@ -539,8 +631,8 @@ async fn quotes_stay_inside_the_quota_however_many_watch_and_wait_when_it_is_spe
         view.market
     );
 
-    // The next minute it runs.
-    let t2 = t1 + chrono::Duration::minutes(1);
+    // Once the minute has room, it runs.
+    let t2 = t1 + chrono::Duration::seconds(90);
     let clock = FixedClock(t2);
     let registry = Registry::new().with(village_stocks::quotes::RefreshQuote {
         sql: &sql,
@@ -566,10 +658,11 @@ async fn quotes_stay_inside_the_quota_however_many_watch_and_wait_when_it_is_spe
     assert_eq!(ibm.change.as_deref(), Some("+1.25 (+1.25%)"));
     assert_eq!(ibm.direction, "up");
 
-    // Alpha Vantage's own "rate limit" answer defers too.
+    // Alpha Vantage's own "rate limit" answer defers too — a minute, as our
+    // own count of the day is far from spent whatever their text says.
     throttle.store(true, Ordering::SeqCst);
     let t3 = at(2026, 12, 1, 18, 0);
-    let s = village_stocks::schedule::run(&sql, &cache, 15, t3)
+    let s = village_stocks::schedule::run(&sql, &cache, &config, t3)
         .await
         .expect("scheduled");
     assert_eq!(s.queued, 3, "15 minutes passed while open: all due");
@@ -587,12 +680,162 @@ async fn quotes_stay_inside_the_quota_however_many_watch_and_wait_when_it_is_spe
         (3, 0),
         "two calls fit our count and Alpha Vantage says wait; the third waits for our count: {report:?}"
     );
-    let day_events = count(
-        &sql,
-        "SELECT count(*) AS n FROM stock_throttle_events WHERE window_kind = 'day'",
-    )
-    .await;
-    assert_eq!(day_events, 2, "their words said per day");
+    let events = |window: &'static str| {
+        let sql = &sql;
+        async move {
+            count(
+                sql,
+                &format!(
+                    "SELECT count(*) AS n FROM stock_throttle_events WHERE window_kind = '{window}'"
+                ),
+            )
+            .await
+        }
+    };
+    assert_eq!(events("minute").await, 2, "one row per pause, not per job");
+    assert_eq!(events("day").await, 0);
+    let metrics = village_stocks::throttle::metrics(&cache)
+        .await
+        .expect("metrics");
+    assert!(
+        metrics.contains("village_stocks_throttled_total{window=\"minute\"} 4"),
+        "every deferred refresh counted: {metrics}"
+    );
+
+    // Our own count of the day spent: the refreshes wait for midnight.
+    throttle.store(false, Ordering::SeqCst);
+    let tight = village_stocks::Config {
+        quota: village_stocks::quota::Quota {
+            per_day: 5,
+            ..config.quota
+        },
+        ..config.clone()
+    };
+    let t4 = t3 + chrono::Duration::minutes(3);
+    let clock = FixedClock(t4);
+    let registry = Registry::new().with(village_stocks::quotes::RefreshQuote {
+        sql: &sql,
+        cache: &cache,
+        http: &http,
+        clock: &clock,
+        config: &tight,
+    });
+    let calls = quote_calls(&av);
+    let report = drain_low(&sql, &cache, t4, &registry).await;
+    assert_eq!(report.deferred, 3, "{report:?}");
+    assert_eq!(quote_calls(&av), calls, "no call past the day's quota");
+    assert_eq!(events("day").await, 1);
+    let earliest: DateTime<Utc> = sql
+        .query_opt(
+            "SELECT min(run_at) AS t FROM delayed_jobs WHERE handler = 'stocks.quote' AND status = 'pending'",
+            &[],
+        )
+        .await
+        .expect("q")
+        .expect("row")
+        .get("t")
+        .expect("t");
+    assert!(earliest >= at(2026, 12, 2, 0, 0), "{earliest}");
+}
+
+#[tokio::test]
+async fn calls_are_spaced_searches_are_bounded_and_unquotable_symbols_wait_a_day() {
+    let (sql, cache) = ports().await;
+    let av = alpha_vantage(Arc::new(AtomicBool::new(false))).await;
+    let http = NativeHttp::new(Duration::from_secs(2));
+    let mut config = stocks_config(av.url(), 5);
+    config.quota.per_day = 10; // searches: 2 a day
+    config.quota.min_interval_ms = 1_000;
+    let t0 = at(2026, 12, 1, 16, 0);
+    let owner = Owner::User(user(&sql, "spaced@example.org").await);
+    // Searches, a second apart: a fund the search lists but GLOBAL_QUOTE
+    // has nothing for, and IBM.
+    village_stocks::watchlist::add(&sql, &cache, &http, &config, owner, "VFIAX", t0)
+        .await
+        .expect("added");
+    let t1 = t0 + chrono::Duration::seconds(1);
+    village_stocks::watchlist::add(&sql, &cache, &http, &config, owner, "IBM", t1)
+        .await
+        .expect("added");
+    // A third search today is refused before any call; so is a symbol
+    // already found unlisted.
+    let searches = av.requests().len();
+    let t2 = t0 + chrono::Duration::seconds(5);
+    let err = village_stocks::watchlist::add(&sql, &cache, &http, &config, owner, "MSFT", t2)
+        .await
+        .expect_err("no searches left today");
+    assert!(
+        matches!(err, village_platform::AppError::TooManyRequests { .. }),
+        "{err:?}"
+    );
+    assert_eq!(av.requests().len(), searches, "no call made");
+
+    // Two first quotes due at once: one call now, the other a second later.
+    let t3 = t0 + chrono::Duration::minutes(1);
+    let clock = FixedClock(t3);
+    let registry = Registry::new().with(village_stocks::quotes::RefreshQuote {
+        sql: &sql,
+        cache: &cache,
+        http: &http,
+        clock: &clock,
+        config: &config,
+    });
+    let report = drain_low(&sql, &cache, t3, &registry).await;
+    assert_eq!((report.succeeded, report.deferred), (1, 1), "{report:?}");
+    let gap: DateTime<Utc> = sql
+        .query_opt(
+            "SELECT run_at FROM delayed_jobs WHERE handler = 'stocks.quote' AND status = 'pending'",
+            &[],
+        )
+        .await
+        .expect("q")
+        .expect("the paced job")
+        .get("run_at")
+        .expect("run_at");
+    assert!(
+        gap >= t3 + chrono::Duration::seconds(1) && gap < t3 + chrono::Duration::seconds(4),
+        "{gap}"
+    );
+    assert_eq!(
+        count(&sql, "SELECT count(*) AS n FROM stock_throttle_events").await,
+        0,
+        "pacing is not a spent quota"
+    );
+    let t4 = t3 + chrono::Duration::seconds(5);
+    let clock = FixedClock(t4);
+    let registry = Registry::new().with(village_stocks::quotes::RefreshQuote {
+        sql: &sql,
+        cache: &cache,
+        http: &http,
+        clock: &clock,
+        config: &config,
+    });
+    let report = drain_low(&sql, &cache, t4, &registry).await;
+    assert_eq!((report.succeeded, report.dead), (1, 0), "{report:?}");
+    // The fund: noted, shown as having no quote, and not asked again today.
+    let view = village_stocks::widget::view(&sql, owner, t4)
+        .await
+        .expect("view");
+    let fund = view
+        .items
+        .iter()
+        .find(|q| q.symbol == "VFIAX")
+        .expect("listed");
+    assert!(fund.no_quote && fund.price.is_none(), "{fund:?}");
+    // Ten calls a day for two symbols: each every 98 minutes while open.
+    let later = t0 + chrono::Duration::hours(2);
+    let s = village_stocks::schedule::run(&sql, &cache, &config, later)
+        .await
+        .expect("scheduled");
+    assert_eq!((s.considered, s.queued), (1, 1), "IBM only: {s:?}");
+    let next_day = t0 + chrono::Duration::days(1) + chrono::Duration::hours(1);
+    let s = village_stocks::schedule::run(&sql, &cache, &config, next_day)
+        .await
+        .expect("scheduled");
+    assert_eq!(
+        s.considered, 1,
+        "IBM's job still waits; the fund is asked again: {s:?}"
+    );
 }
 
 #[tokio::test]
@@ -603,7 +846,7 @@ async fn after_the_bell_the_closing_price_is_fetched_and_marked() {
     let config = stocks_config(av.url(), 5);
     let owner = Owner::User(user(&sql, "close@example.org").await);
     let before = at(2026, 12, 1, 20, 50); // 15:50 New York
-    let bell = at(2026, 12, 1, 21, 5); // 16:05: the bell rang
+    let bell = at(2026, 12, 1, 21, 20); // 16:20: the close has printed
     let (before_clock, bell_clock) = (FixedClock(before), FixedClock(bell));
     village_stocks::watchlist::add(&sql, &cache, &http, &config, owner, "IBM", before)
         .await
@@ -618,7 +861,7 @@ async fn after_the_bell_the_closing_price_is_fetched_and_marked() {
         })
     };
     drain_low(&sql, &cache, before, &registry(&before_clock)).await;
-    let s = village_stocks::schedule::run(&sql, &cache, 15, bell)
+    let s = village_stocks::schedule::run(&sql, &cache, &config, bell)
         .await
         .expect("scheduled");
     assert_eq!(
@@ -633,10 +876,11 @@ async fn after_the_bell_the_closing_price_is_fetched_and_marked() {
     assert_eq!(view.items[0].as_of.as_deref(), Some("Close, Tue 01 Dec"));
     assert_eq!(view.market, "Market closed · opens Wed 9:30 AM ET");
     // Not again until an hour has passed.
-    let s = village_stocks::schedule::run(&sql, &cache, 15, bell + chrono::Duration::minutes(30))
-        .await
-        .expect("scheduled");
-    assert_eq!(s.queued, 0);
+    let s =
+        village_stocks::schedule::run(&sql, &cache, &config, bell + chrono::Duration::minutes(30))
+            .await
+            .expect("scheduled");
+    assert_eq!(s.queued, 0, "the close is in: nothing until the next open");
 }
 
 // ---------------------------------------------------------------------------
@@ -775,18 +1019,49 @@ async fn a_meta_connection_is_sealed_refreshed_lapses_is_archived_and_reseals() 
     );
     assert_eq!(expires, t0 + chrono::Duration::days(60));
 
-    // The first fetch (queued on connect) stores posts from both networks.
+    // The first fetch was queued on connect. While the kill switch is off
+    // (social_integration's default) it runs without calling Meta.
+    let t0_clock = FixedClock(t0);
     let fetch = village_social::posts::FetchPosts {
         sql: &sql,
+        cache: &cache,
         http: &http,
-        clock: &FixedClock(t0),
+        clock: &t0_clock,
         config: &config,
     };
+    let registry = Registry::new().with(fetch);
+    let fetch_now = async || {
+        village_jobs::enqueue(
+            &sql,
+            &cache,
+            t0,
+            village_jobs::NewJob::new(
+                Queue::Default,
+                village_social::jobs::FETCH_POSTS,
+                json!({ "user_id": ada }),
+            ),
+        )
+        .await
+        .expect("queued");
+        drain(
+            &sql,
+            &cache,
+            &t0_clock,
+            &registry,
+            Queue::Default,
+            "t",
+            Duration::from_secs(10),
+            10,
+        )
+        .await
+        .expect("drain")
+    };
+    let calls_before = meta.requests().len();
     let report = drain(
         &sql,
         &cache,
-        &FixedClock(t0),
-        &Registry::new().with(fetch),
+        &t0_clock,
+        &registry,
         Queue::Default,
         "t",
         Duration::from_secs(10),
@@ -794,6 +1069,25 @@ async fn a_meta_connection_is_sealed_refreshed_lapses_is_archived_and_reseals() 
     )
     .await
     .expect("drain");
+    assert_eq!(report.succeeded, 1, "{report:?}");
+    assert_eq!(
+        meta.requests().len(),
+        calls_before,
+        "the kill switch stops calls to Meta"
+    );
+    assert_eq!(
+        count(&sql, "SELECT count(*) AS n FROM social_posts").await,
+        0
+    );
+    // On: posts from both networks.
+    sql.execute(
+        "UPDATE feature_flags SET enabled = true, rollout_percent = 100 WHERE key = 'social_integration'",
+        &[],
+    )
+    .await
+    .expect("flag on");
+    village_flags::store::invalidate(&cache).await;
+    let report = fetch_now().await;
     assert_eq!(report.succeeded, 1, "{report:?}");
     let v = village_social::widget::view(&sql, Some(ada))
         .await
@@ -805,11 +1099,29 @@ async fn a_meta_connection_is_sealed_refreshed_lapses_is_archived_and_reseals() 
     );
     assert_eq!(v.instagram.as_deref(), Some("ada.bakes"));
     assert!(!v.needs_reconnect());
+    // A post the user removes stays removed when the next fetch brings it.
+    assert!(
+        village_social::posts::remove(&sql, ada, "instagram", "179", t0)
+            .await
+            .expect("removed")
+    );
+    fetch_now().await;
+    let v = village_social::widget::view(&sql, Some(ada))
+        .await
+        .expect("view");
+    assert_eq!(v.posts.len(), 1, "{:?}", v.posts);
+    assert!(
+        !village_social::posts::remove(&sql, ada, "instagram", "179", t0)
+            .await
+            .expect("answered"),
+        "already gone"
+    );
 
     // `run_at` takes its time; the clock is only what a worker would read.
     let clock = FixedClock(t0);
     let upkeep = |_now: DateTime<Utc>, config| village_social::upkeep::Upkeep {
         sql: &sql,
+        cache: &cache,
         http: &http,
         clock: &clock,
         config,
@@ -901,31 +1213,23 @@ async fn a_meta_connection_is_sealed_refreshed_lapses_is_archived_and_reseals() 
         "posts stay live for seven days"
     );
 
+    // Seven days stale is not yet "more than seven days".
+    let week = t2 + chrono::Duration::days(7);
+    let r = upkeep(week, &k2_only).run_at(week).await.expect("upkeep");
+    assert_eq!(r.archived, 0, "{r:?}");
     // More than seven days stale: archived, posts still shown.
     let t3 = t2 + chrono::Duration::days(8);
     let r = upkeep(t3, &k2_only).run_at(t3).await.expect("upkeep");
-    assert_eq!(r.archived, 2, "{r:?}");
+    assert_eq!(
+        r.archived, 1,
+        "the live post (the removed one stays removed): {r:?}"
+    );
     let v = village_social::widget::view(&sql, Some(ada))
         .await
         .expect("view");
     assert_eq!(v.status.as_deref(), Some("archived"));
-    assert_eq!(v.posts.len(), 2);
+    assert_eq!(v.posts.len(), 1);
     assert!(v.posts.iter().all(|p| p.archived));
-
-    // The user removes a post; it stays removed.
-    assert!(
-        village_social::posts::remove(&sql, ada, "instagram", "179")
-            .await
-            .expect("removed")
-    );
-    assert_eq!(
-        village_social::widget::view(&sql, Some(ada))
-            .await
-            .expect("view")
-            .posts
-            .len(),
-        1
-    );
 }
 
 #[tokio::test]
@@ -936,32 +1240,36 @@ async fn metas_signed_callbacks_are_verified_and_answered_in_its_format() {
     let config = social_config(&meta, K1);
     let ada = user(&sql, "ada2@example.org").await;
     let now = at(2026, 12, 1, 9, 0);
-    let (_, state) = village_social::connect::start(&config, ada, now).expect("starts");
-    village_social::connect::complete(
-        &sql,
-        &cache,
-        &http,
-        &config,
-        ada,
-        "good-code",
-        &state,
-        Some(&state),
-        now,
-    )
-    .await
-    .expect("connected");
-    village_social::posts::store(
-        &sql,
-        ada,
-        &village_social::graph::items(
-            &json!({"data": [
-        {"id": "42_9", "message": "hello", "created_time": "2026-11-30T08:15:00+0000"}]}),
-            "facebook",
-        ),
-        now,
-    )
-    .await
-    .expect("stored");
+    let connect = async || {
+        let (_, state) = village_social::connect::start(&config, ada, now).expect("starts");
+        village_social::connect::complete(
+            &sql,
+            &cache,
+            &http,
+            &config,
+            ada,
+            "good-code",
+            &state,
+            Some(&state),
+            now,
+        )
+        .await
+        .expect("connected");
+        village_social::posts::store(
+            &sql,
+            ada,
+            "fb-42",
+            &village_social::graph::items(
+                &json!({"data": [
+            {"id": "42_9", "message": "hello", "created_time": "2026-11-30T08:15:00+0000"}]}),
+                "facebook",
+            ),
+            now,
+        )
+        .await
+        .expect("stored");
+    };
+    connect().await;
     let post = http::Method::POST;
     let form = |signed: &str| {
         format!(
@@ -969,45 +1277,44 @@ async fn metas_signed_callbacks_are_verified_and_answered_in_its_format() {
             url::form_urlencoded::byte_serialize(signed.as_bytes()).collect::<String>()
         )
     };
+    let call = async |path: &str, signed: &str| {
+        village_social::webhooks::handle(
+            &post,
+            path,
+            form(signed).as_bytes(),
+            &sql,
+            APP_SECRET,
+            "https://village.example",
+            now,
+        )
+        .await
+    };
+    let payload =
+        json!({"algorithm": "HMAC-SHA256", "issued_at": now.timestamp() - 60, "user_id": "fb-42"});
 
-    // A forged request changes nothing.
-    let forged = village_social::signed_request::sign(
-        &json!({"algorithm": "HMAC-SHA256", "user_id": "fb-42"}),
-        "not-the-secret",
-    );
-    let err = village_social::webhooks::handle(
-        &post,
-        "/webhooks/meta/data-deletion",
-        form(&forged).as_bytes(),
-        &sql,
-        APP_SECRET,
-        "https://village.example",
-        now,
-    )
-    .await
-    .expect_err("refused");
+    // A forged request, or a genuine one replayed days later, changes nothing.
+    let forged = village_social::signed_request::sign(&payload, "not-the-secret");
+    let err = call("/webhooks/meta/data-deletion", &forged)
+        .await
+        .expect_err("refused");
     assert!(format!("{err:?}").contains("signature"), "{err:?}");
+    let mut old = payload.clone();
+    old["issued_at"] = json!(now.timestamp() - 3 * 86_400);
+    let replayed = village_social::signed_request::sign(&old, APP_SECRET);
+    let err = call("/webhooks/meta/data-deletion", &replayed)
+        .await
+        .expect_err("refused");
+    assert!(format!("{err:?}").contains("not current"), "{err:?}");
     assert_eq!(
         count(&sql, "SELECT count(*) AS n FROM social_connections").await,
         1
     );
 
     // Deauthorize: the token goes; posts stay, archived.
-    let signed = village_social::signed_request::sign(
-        &json!({"algorithm": "HMAC-SHA256", "issued_at": 1_796_000_000, "user_id": "fb-42"}),
-        APP_SECRET,
-    );
-    let r = village_social::webhooks::handle(
-        &post,
-        "/webhooks/meta/deauthorize",
-        form(&signed).as_bytes(),
-        &sql,
-        APP_SECRET,
-        "https://village.example",
-        now,
-    )
-    .await
-    .expect("honoured");
+    let signed = village_social::signed_request::sign(&payload, APP_SECRET);
+    let r = call("/webhooks/meta/deauthorize", &signed)
+        .await
+        .expect("honoured");
     assert_eq!(r.status(), 200);
     assert_eq!(
         count(&sql, "SELECT count(*) AS n FROM social_connections").await,
@@ -1022,33 +1329,12 @@ async fn metas_signed_callbacks_are_verified_and_answered_in_its_format() {
         1
     );
 
-    // Reconnect, then ask for deletion: everything goes; Meta gets the
-    // status URL and confirmation code.
-    let (_, state) = village_social::connect::start(&config, ada, now).expect("starts");
-    village_social::connect::complete(
-        &sql,
-        &cache,
-        &http,
-        &config,
-        ada,
-        "good-code",
-        &state,
-        Some(&state),
-        now,
-    )
-    .await
-    .expect("connected");
-    let r = village_social::webhooks::handle(
-        &post,
-        "/webhooks/meta/data-deletion",
-        form(&signed).as_bytes(),
-        &sql,
-        APP_SECRET,
-        "https://village.example",
-        now,
-    )
-    .await
-    .expect("honoured");
+    // Then the deletion request Meta sends after a deauthorization: the
+    // posts are found by the Facebook account and deleted; Meta gets the
+    // status URL and the confirmation code.
+    let r = call("/webhooks/meta/data-deletion", &signed)
+        .await
+        .expect("honoured");
     let body: serde_json::Value = serde_json::from_slice(r.body()).expect("json");
     let code = body["confirmation_code"]
         .as_str()
@@ -1059,17 +1345,35 @@ async fn metas_signed_callbacks_are_verified_and_answered_in_its_format() {
         format!("https://village.example/social/deletion/{code}")
     );
     assert_eq!(
-        count(&sql, "SELECT count(*) AS n FROM social_connections").await,
-        0
-    );
-    assert_eq!(
         count(&sql, "SELECT count(*) AS n FROM social_posts").await,
         0
     );
     let status = village_social::webhooks::deletion_status(&sql, &code)
         .await
-        .expect("q");
-    assert!(matches!(status, Some((_, Some(_)))), "completed at once");
+        .expect("q")
+        .expect("recorded");
+    assert_eq!((status.connections, status.posts), (0, 1), "{status:?}");
+    assert!(status.completed_at.is_some(), "done at once");
+
+    // Connected again, a deletion takes the connection too.
+    connect().await;
+    let r = call("/webhooks/meta/data-deletion", &signed)
+        .await
+        .expect("honoured");
+    let body: serde_json::Value = serde_json::from_slice(r.body()).expect("json");
+    let code = body["confirmation_code"]
+        .as_str()
+        .expect("a code")
+        .to_owned();
+    let status = village_social::webhooks::deletion_status(&sql, &code)
+        .await
+        .expect("q")
+        .expect("recorded");
+    assert_eq!((status.connections, status.posts), (1, 1), "{status:?}");
+    assert_eq!(
+        count(&sql, "SELECT count(*) AS n FROM social_connections").await,
+        0
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -1161,8 +1465,8 @@ async fn the_homepage_with_all_seven_widgets_and_every_provider_down_renders_fro
            VALUES ('{ada}', 'fb-42', 'Ada Lovelace', 'k1', '\\x00', (now() AT TIME ZONE 'utc') + interval '30 days')"
         ),
         format!(
-            "INSERT INTO social_posts (user_id, network, post_id, message, posted_at) \
-           VALUES ('{ada}', 'facebook', '42_1', 'Bake sale <script>alert(1)</script>', now() AT TIME ZONE 'utc')"
+            "INSERT INTO social_posts (user_id, meta_user_id, network, post_id, message, posted_at) \
+           VALUES ('{ada}', 'fb-42', 'facebook', '42_1', 'Bake sale <script>alert(1)</script>', now() AT TIME ZONE 'utc')"
         ),
     ] {
         app.execute(&statement).await;
@@ -1214,7 +1518,7 @@ async fn the_homepage_with_all_seven_widgets_and_every_provider_down_renders_fro
 #[tokio::test]
 async fn weather_quotes_and_metas_callbacks_work_through_the_runtime() {
     let meteo = open_meteo(Arc::new(AtomicBool::new(false))).await;
-    let alerts = nws().await;
+    let alerts = nws(Arc::new(AtomicBool::new(false))).await;
     let av = alpha_vantage(Arc::new(AtomicBool::new(false))).await;
     let app = village_e2e::spawn_app_with(|o| {
         for (k, v) in [
@@ -1354,7 +1658,7 @@ async fn weather_quotes_and_metas_callbacks_work_through_the_runtime() {
 
     // Meta's data-deletion callback, signed and forged.
     let signed = village_social::signed_request::sign(
-        &json!({"algorithm": "HMAC-SHA256", "user_id": "fb-1"}),
+        &json!({"algorithm": "HMAC-SHA256", "issued_at": Utc::now().timestamp(), "user_id": "fb-1"}),
         APP_SECRET,
     );
     let call = async |signed: &str| {
@@ -1382,7 +1686,7 @@ async fn weather_quotes_and_metas_callbacks_work_through_the_runtime() {
     let status_page = app.get(&format!("/social/deletion/{code}"), None).await;
     assert_eq!(status_page.status(), 200);
     let forged = village_social::signed_request::sign(
-        &json!({"algorithm": "HMAC-SHA256", "user_id": "fb-1"}),
+        &json!({"algorithm": "HMAC-SHA256", "issued_at": Utc::now().timestamp(), "user_id": "fb-1"}),
         "guess",
     );
     assert_eq!(call(&forged).await.status(), 400);

@@ -128,7 +128,8 @@ pub async fn decide(
     let statement = match decision {
         // The account's settings keep keys the anonymous ones lack; the
         // anonymous layout replaces the account's, being the one the visitor
-        // just built and chose to keep.
+        // just built and chose to keep; the stocks watchlist joins the
+        // account's (symbols it already watches are not repeated).
         Decision::Accept => {
             "WITH offer AS ( \
                  UPDATE merge_offers SET decided_at = $3 \
@@ -143,11 +144,18 @@ pub async fn decide(
                      settings = user_preferences.settings || EXCLUDED.settings, \
                      updated_at = EXCLUDED.updated_at \
                  RETURNING 1), \
+             watched AS ( \
+                 INSERT INTO stock_watchlists (user_id, symbol, position, added_at) \
+                 SELECT $2, w.symbol, w.position, w.added_at \
+                 FROM stock_watchlists w JOIN offer o ON w.user_id = o.anonymous_user_id \
+                 ON CONFLICT (user_id, symbol) DO NOTHING \
+                 RETURNING 1), \
              audit AS ( \
                  INSERT INTO account_merge_audit \
                      (user_id, anonymous_user_id, decision, consent_version, merged, decided_at, ip, user_agent) \
                  SELECT $2, anonymous_user_id, 'accepted', $4, \
-                        jsonb_build_object('preferences', (SELECT count(*) FROM moved)), $3, $5, $6 \
+                        jsonb_build_object('preferences', (SELECT count(*) FROM moved), \
+                                           'watchlist', (SELECT count(*) FROM watched)), $3, $5, $6 \
                  FROM offer RETURNING id), \
              gone AS ( \
                  DELETE FROM users WHERE is_anonymous AND id IN (SELECT anonymous_user_id FROM offer)) \

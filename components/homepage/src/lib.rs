@@ -455,6 +455,11 @@ pub async fn page(
         )),
         _ => None,
     };
+    // The location is in use: the hourly refresh keeps it (a write that
+    // runs after the answer has gone, never before it).
+    if let Some(at) = weather.as_ref().and_then(|w| w.location) {
+        village_weather::schedule::mark_seen(cache, &at).await;
+    }
     let has = |kind| prefs.layout.widgets.iter().any(|w| w.kind == kind);
     let stocks = if has(WidgetKind::Stocks) && flags.is_on(widget_flag(WidgetKind::Stocks)) {
         Some(degrade(

@@ -32,7 +32,9 @@ pub struct Services<'a, S, K, H> {
     pub sql: &'a S,
     pub cache: &'a K,
     pub http: &'a H,
-    pub config: &'a Config,
+    /// The settings, or why they are unusable: only connecting needs them
+    /// (the status page, removals and disconnecting work without).
+    pub config: Result<&'a Config, &'a str>,
     pub cookie_secure: bool,
     pub now: DateTime<Utc>,
 }
@@ -50,6 +52,21 @@ fn page(title: &str, text: &str) -> Response {
     )
 }
 
+fn configured<'a, S, K, H>(s: &Services<'a, S, K, H>) -> Result<&'a Config, AppError> {
+    s.config.map_err(|why| AppError::Unavailable {
+        dependency: "social settings",
+        detail: why.to_owned(),
+    })
+}
+
+fn clear_state(r: &mut Response, secure: bool) {
+    if let Ok(v) =
+        http::HeaderValue::from_str(&web::expired_cookie(STATE_COOKIE, "/social", secure))
+    {
+        r.headers_mut().append(http::header::SET_COOKIE, v);
+    }
+}
+
 pub async fn handle<S: Sql, K: Cache, H: HttpClient>(
     req: SocialRequest<'_>,
     s: &Services<'_, S, K, H>,
@@ -58,21 +75,38 @@ pub async fn handle<S: Sql, K: Cache, H: HttpClient>(
     use http::Method as M;
     let segments = web::path_segments(req.path);
     if let (&M::GET, ["social", "deletion", code]) = (req.method, segments.as_slice()) {
-        return Ok(match crate::webhooks::deletion_status(s.sql, code).await? {
-            Some((at, Some(done))) => page(
-                "Your data was deleted",
+        let Some(d) = crate::webhooks::deletion_status(s.sql, code).await? else {
+            return Err(AppError::NotFound);
+        };
+        let asked = d.requested_at.format("%-d %B %Y");
+        return Ok(match d.completed_at {
+            Some(done) if d.connections + d.posts == 0 => page(
+                "Nothing to delete",
                 &format!(
-                    "Meta asked us on {} to delete what we held from your Facebook and Instagram \
-                     accounts. It was deleted on {}: your connection and every cached post.",
-                    at.format("%-d %B %Y"),
+                    "Meta asked us on {asked} to delete what we held from your Facebook and \
+                     Instagram accounts. By {} we held nothing from them.",
                     done.format("%-d %B %Y")
                 ),
             ),
-            Some((at, None)) => page(
-                "Your deletion request is in progress",
-                &format!("Requested on {}.", at.format("%-d %B %Y")),
+            Some(done) => page(
+                "Your data was deleted",
+                &format!(
+                    "Meta asked us on {asked} to delete what we held from your Facebook and \
+                     Instagram accounts. On {} we deleted {} and {} cached post{}.",
+                    done.format("%-d %B %Y"),
+                    if d.connections > 0 {
+                        "your connection"
+                    } else {
+                        "no connection (it was already gone)"
+                    },
+                    d.posts,
+                    if d.posts == 1 { "" } else { "s" }
+                ),
             ),
-            None => return Err(AppError::NotFound),
+            None => page(
+                "Your deletion request is in progress",
+                &format!("Requested on {asked}."),
+            ),
         });
     }
     let flags = village_flags::flags_for(s.sql, s.cache, &Visitor::of(ctx), s.now).await;
@@ -88,7 +122,7 @@ pub async fn handle<S: Sql, K: Cache, H: HttpClient>(
                     "accounts cannot be connected while impersonating".into(),
                 ));
             }
-            let (url, state) = crate::connect::start(s.config, user, s.now)?;
+            let (url, state) = crate::connect::start(configured(s)?, user, s.now)?;
             let mut r = web::see_other(&url);
             if let Ok(v) = http::HeaderValue::from_str(&web::cookie(
                 STATE_COOKIE,
@@ -110,7 +144,9 @@ pub async fn handle<S: Sql, K: Cache, H: HttpClient>(
                 } else {
                     "Meta did not complete the connection. Nothing was stored."
                 };
-                return Ok(page("Not connected", why));
+                let mut r = page("Not connected", why);
+                clear_state(&mut r, s.cookie_secure);
+                return Ok(r);
             }
             let code = web::query_param(q, "code").unwrap_or_default();
             let state = web::query_param(q, "state").unwrap_or_default();
@@ -119,7 +155,7 @@ pub async fn handle<S: Sql, K: Cache, H: HttpClient>(
                 s.sql,
                 s.cache,
                 s.http,
-                s.config,
+                configured(s)?,
                 user,
                 &code,
                 &state,
@@ -142,7 +178,18 @@ pub async fn handle<S: Sql, K: Cache, H: HttpClient>(
             Ok(web::see_other("/#widget-social"))
         }
         (&M::POST, ["social", "posts", network, id, "remove"]) => {
-            crate::posts::remove(s.sql, user, network, id).await?;
+            if !matches!(*network, "facebook" | "instagram") {
+                return Err(AppError::Validation(vec![
+                    village_platform::error::FieldError::new("network", "facebook or instagram"),
+                ]));
+            }
+            let id: String = url::form_urlencoded::parse(format!("id={id}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            if !crate::posts::remove(s.sql, user, network, &id, s.now).await? {
+                return Err(AppError::NotFound);
+            }
             Ok(web::see_other("/#widget-social"))
         }
         _ => Err(AppError::NotFound),

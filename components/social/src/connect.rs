@@ -121,11 +121,18 @@ pub async fn complete(
         dependency: "meta",
         detail: e.to_string(),
     };
+    // A code Meta refuses (used already: the callback page reloaded; or
+    // expired) is the visitor's to retry, not an outage.
     let short = config
         .meta
         .exchange_code(http, code, &config.redirect_uri())
         .await
-        .map_err(meta_down)?;
+        .map_err(|e| match e {
+            GraphError::TokenInvalid(_) | GraphError::Refused { status: 400, .. } => {
+                refused("Meta no longer accepts this authorization; connect again from the widget")
+            }
+            other => meta_down(other),
+        })?;
     let long = config
         .meta
         .long_lived(http, &short.access_token)
@@ -184,10 +191,15 @@ pub async fn complete(
             e.into()
         }
     })?;
-    // Posts archived by an earlier lapse are live again.
+    // Posts of this Facebook account archived by an earlier lapse are live
+    // again (another account's stay archived).
     sql.execute(
-        "UPDATE social_posts SET archived = false WHERE user_id = $1",
-        &[SqlValue::Uuid(user)],
+        "UPDATE social_posts SET archived = false \
+         WHERE user_id = $1 AND meta_user_id = $2 AND removed_at IS NULL",
+        &[
+            SqlValue::Uuid(user),
+            SqlValue::Text(me.id.chars().take(64).collect()),
+        ],
     )
     .await?;
     village_jobs::enqueue(

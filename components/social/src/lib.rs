@@ -54,14 +54,19 @@ impl Config {
 
 /// The scopes the widget asks for: the profile, the user's posts, and the
 /// Instagram business account behind their pages.
-pub const SCOPES: &str = "public_profile,user_posts,pages_show_list,instagram_basic";
+/// (`pages_read_engagement` is what reading a page's Instagram media through
+/// Facebook Login needs besides `instagram_basic`.)
+pub const SCOPES: &str =
+    "public_profile,user_posts,pages_show_list,pages_read_engagement,instagram_basic";
 
 /// Stands in for a social job's handler while the settings are broken (no
-/// `social_token_keys`, say): its jobs wait and retry, saying why, rather
-/// than being dead-lettered as unknown.
+/// `social_token_keys`, say): its jobs wait an hour at a time, saying why,
+/// rather than being dead-lettered as unknown or spending their attempts.
 pub struct Misconfigured {
     pub name: &'static str,
     pub why: String,
+    /// When the worker started.
+    pub now: chrono::DateTime<chrono::Utc>,
 }
 
 impl village_jobs::JobHandler for Misconfigured {
@@ -70,9 +75,9 @@ impl village_jobs::JobHandler for Misconfigured {
     }
 
     async fn run(&self, _job: &village_jobs::Job) -> Result<(), village_jobs::JobError> {
-        Err(village_jobs::JobError::Retry(format!(
-            "social settings are broken: {}",
-            self.why
-        )))
+        Err(village_jobs::JobError::Defer {
+            until: self.now + chrono::Duration::hours(1),
+            reason: format!("social settings are broken: {}", self.why),
+        })
     }
 }

@@ -1,12 +1,15 @@
 //! `social.fetch_posts`: one user's recent Facebook posts and Instagram
-//! media, upserted into `social_posts` (kept until the user removes them).
-//! A token Meta refuses marks the connection stale — the widget asks to
-//! reconnect, the cached posts stay.
+//! media, upserted into `social_posts` (kept until the user removes them;
+//! a removed post stays removed: its tombstone keeps the next fetch from
+//! bringing it back). A token Meta refuses marks the connection stale —
+//! the widget asks to reconnect, the cached posts stay. Nothing runs while
+//! the `social_integration` kill switch is off.
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
 use village_jobs::{Job, JobError, JobHandler, RetryPolicy};
+use village_platform::cache::Cache;
 use village_platform::clock::Clock;
 use village_platform::http_client::HttpClient;
 use village_platform::sql::{Sql, SqlError, SqlValue};
@@ -15,8 +18,9 @@ use crate::Config;
 use crate::graph::{GraphError, Post};
 use crate::tokens::Sealed;
 
-pub struct FetchPosts<'a, S, H, C> {
+pub struct FetchPosts<'a, S, K, H, C> {
     pub sql: &'a S,
+    pub cache: &'a K,
     pub http: &'a H,
     pub clock: &'a C,
     pub config: &'a Config,
@@ -30,8 +34,10 @@ struct Payload {
 /// An active connection's token, opened.
 pub(crate) struct Connection {
     pub user: Uuid,
+    pub meta_user_id: String,
     pub token: String,
     pub instagram_id: Option<String>,
+    pub expires_at: DateTime<Utc>,
 }
 
 /// Opens the sealed token of `user`'s active connection, if any.
@@ -42,8 +48,8 @@ pub(crate) async fn active(
 ) -> Result<Option<Result<Connection, String>>, SqlError> {
     let Some(r) = sql
         .query_opt(
-            "SELECT token_key_id, token_sealed, instagram_user_id FROM social_connections \
-             WHERE user_id = $1 AND status = 'active'",
+            "SELECT meta_user_id, token_key_id, token_sealed, instagram_user_id, token_expires_at \
+             FROM social_connections WHERE user_id = $1 AND status = 'active'",
             &[SqlValue::Uuid(user)],
         )
         .await?
@@ -54,14 +60,19 @@ pub(crate) async fn active(
         key_id: r.get("token_key_id")?,
         bytes: r.get("token_sealed")?,
     };
+    let meta_user_id: String = r.get("meta_user_id")?;
+    let instagram_id: Option<String> = r.get("instagram_user_id")?;
+    let expires_at: DateTime<Utc> = r.get("token_expires_at")?;
     Ok(Some(
         config
             .keys
             .open(&sealed, user)
             .map(|token| Connection {
                 user,
+                meta_user_id,
                 token,
-                instagram_id: r.get("instagram_user_id").ok().flatten(),
+                instagram_id,
+                expires_at,
             })
             .map_err(|e| e.to_string()),
     ))
@@ -88,10 +99,12 @@ pub async fn mark_stale(
     .map(drop)
 }
 
-/// Stores fetched posts (new ones added, known ones updated).
+/// Stores posts fetched from `meta_user_id`'s account (new ones added,
+/// known ones updated, removed ones left removed).
 pub async fn store(
     sql: &impl Sql,
     user: Uuid,
+    meta_user_id: &str,
     posts: &[Post],
     now: DateTime<Utc>,
 ) -> Result<(), SqlError> {
@@ -107,17 +120,20 @@ pub async fn store(
         })
         .collect();
     sql.execute(
-        "INSERT INTO social_posts (user_id, network, post_id, message, permalink, image_url, posted_at, fetched_at) \
-         SELECT $1, network, post_id, message, permalink, image_url, posted_at, $3 \
+        "INSERT INTO social_posts (user_id, meta_user_id, network, post_id, message, permalink, \
+             image_url, posted_at, fetched_at) \
+         SELECT $1, $4, network, post_id, message, permalink, image_url, posted_at, $3 \
          FROM jsonb_to_recordset($2) AS x(network text, post_id text, message text, permalink text, \
                                           image_url text, posted_at timestamp) \
          ON CONFLICT (user_id, network, post_id) DO UPDATE SET message = EXCLUDED.message, \
              permalink = EXCLUDED.permalink, image_url = EXCLUDED.image_url, \
-             fetched_at = EXCLUDED.fetched_at, archived = false",
+             meta_user_id = EXCLUDED.meta_user_id, fetched_at = EXCLUDED.fetched_at, archived = false \
+         WHERE social_posts.removed_at IS NULL",
         &[
             SqlValue::Uuid(user),
             SqlValue::Json(serde_json::Value::Array(doc)),
             SqlValue::Timestamp(now),
+            SqlValue::Text(meta_user_id.into()),
         ],
     )
     .await?;
@@ -129,27 +145,32 @@ pub async fn store(
     .map(drop)
 }
 
-/// The user removes one cached post.
+/// The user removes one cached post: its content goes at once; the
+/// tombstone (ids only) keeps later fetches from restoring it. Whether
+/// there was such a post.
 pub async fn remove(
     sql: &impl Sql,
     user: Uuid,
     network: &str,
     post_id: &str,
+    now: DateTime<Utc>,
 ) -> Result<bool, SqlError> {
     Ok(sql
         .execute(
-            "DELETE FROM social_posts WHERE user_id = $1 AND network = $2 AND post_id = $3",
+            "UPDATE social_posts SET removed_at = $4, message = '', permalink = NULL, image_url = NULL \
+             WHERE user_id = $1 AND network = $2 AND post_id = $3 AND removed_at IS NULL",
             &[
                 SqlValue::Uuid(user),
                 SqlValue::Text(network.into()),
                 SqlValue::Text(post_id.into()),
+                SqlValue::Timestamp(now),
             ],
         )
         .await?
         == 1)
 }
 
-impl<S: Sql, H: HttpClient, C: Clock> JobHandler for FetchPosts<'_, S, H, C> {
+impl<S: Sql, K: Cache, H: HttpClient, C: Clock> JobHandler for FetchPosts<'_, S, K, H, C> {
     fn name(&self) -> &'static str {
         crate::jobs::FETCH_POSTS
     }
@@ -166,6 +187,9 @@ impl<S: Sql, H: HttpClient, C: Clock> JobHandler for FetchPosts<'_, S, H, C> {
     async fn run(&self, job: &Job) -> Result<(), JobError> {
         let p: Payload =
             serde_json::from_value(job.payload.clone()).map_err(JobError::malformed)?;
+        if !village_flags::store::system_switch(self.sql, self.cache, crate::FLAG).await {
+            return Ok(()); // the kill switch: no call to Meta
+        }
         let retry = |e: SqlError| JobError::Retry(e.to_string());
         let conn = match active(self.sql, self.config, p.user_id)
             .await
@@ -198,6 +222,8 @@ impl<S: Sql, H: HttpClient, C: Clock> JobHandler for FetchPosts<'_, S, H, C> {
                 ),
             }
         }
-        store(self.sql, conn.user, &posts, now).await.map_err(retry)
+        store(self.sql, conn.user, &conn.meta_user_id, &posts, now)
+            .await
+            .map_err(retry)
     }
 }

@@ -34,10 +34,18 @@ pub fn config() -> Result<Config, String> {
 
 /// Hourly: fetch every active connection's posts; daily (the first run of
 /// the UTC day), the token upkeep. Keyed by slot: a double fire does no
-/// double work.
+/// double work. Nothing while the `social_integration` kill switch is off.
 pub async fn schedule(scheduled: u64) -> Result<(), String> {
     let env = Env::from_variables().map_err(|e| e.to_string())?;
     let now = env.clock.now();
+    if !village_flags::store::system_switch(&env.sql, &env.cache, crate::FLAG).await {
+        village_platform::log::event(
+            "INFO",
+            "social refreshes skipped: social_integration is off",
+            serde_json::json!({ "scheduled": scheduled }),
+        );
+        return Ok(());
+    }
     let users = env
         .sql
         .query(

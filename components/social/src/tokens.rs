@@ -88,6 +88,11 @@ impl KeyRing {
         &self.keys[0].0
     }
 
+    /// Every key id, the sealing one first.
+    pub fn ids(&self) -> Vec<&str> {
+        self.keys.iter().map(|(id, _)| id.as_str()).collect()
+    }
+
     pub fn seal(&self, token: &str, user: uuid::Uuid) -> Result<Sealed, TokenError> {
         let (id, key) = &self.keys[0];
         let mut nonce = [0u8; NONCE];
@@ -198,5 +203,9 @@ mod tests {
             );
         }
         assert!(!format!("{:?}", KeyRing::try_from(K1).expect("keys")).contains("AAEC"));
+        // A key written without its id: the error does not repeat it.
+        let bare = K1.trim_start_matches("k1=");
+        let err = KeyRing::try_from(bare).expect_err("no id").to_string();
+        assert!(!err.contains("AAEC"), "{err}");
     }
 }

@@ -13,6 +13,7 @@
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 use village_jobs::{Job, JobError, JobHandler};
+use village_platform::cache::Cache;
 use village_platform::clock::Clock;
 use village_platform::http_client::HttpClient;
 use village_platform::sql::{Sql, SqlError, SqlValue};
@@ -44,15 +45,16 @@ pub struct Report {
     pub resealed: usize,
 }
 
-pub struct Upkeep<'a, S, H, M, C> {
+pub struct Upkeep<'a, S, K, H, M, C> {
     pub sql: &'a S,
+    pub cache: &'a K,
     pub http: &'a H,
     pub clock: &'a C,
     pub config: &'a Config,
     pub mail: Mail<'a, M>,
 }
 
-impl<S: Sql, H: HttpClient, M: HttpClient, C: Clock> Upkeep<'_, S, H, M, C> {
+impl<S: Sql, K: Cache, H: HttpClient, M: HttpClient, C: Clock> Upkeep<'_, S, K, H, M, C> {
     /// One run at `now`.
     pub async fn run_at(&self, now: DateTime<Utc>) -> Result<Report, SqlError> {
         let mut report = Report::default();
@@ -60,7 +62,7 @@ impl<S: Sql, H: HttpClient, M: HttpClient, C: Clock> Upkeep<'_, S, H, M, C> {
         report.marked_stale += self
             .sql
             .execute(
-                "UPDATE social_connections SET status = 'stale', stale_since = $1, \
+                "UPDATE social_connections SET status = 'stale', stale_since = token_expires_at, \
                      last_error = 'the token expired' \
                  WHERE status = 'active' AND token_expires_at <= $1",
                 &[SqlValue::Timestamp(now)],
@@ -89,10 +91,16 @@ impl<S: Sql, H: HttpClient, M: HttpClient, C: Clock> Upkeep<'_, S, H, M, C> {
         let old = self
             .sql
             .query(
-                "SELECT user_id FROM social_connections WHERE token_key_id <> $1 LIMIT $2",
+                // Only keys the ring still holds: a token sealed under a key
+                // retired too early cannot be opened and must not fill
+                // every batch.
+                "SELECT user_id FROM social_connections WHERE token_key_id <> $1 \
+                   AND token_key_id IN (SELECT jsonb_array_elements_text($3)) \
+                 ORDER BY user_id LIMIT $2",
                 &[
                     SqlValue::Text(self.config.keys.current().into()),
                     SqlValue::Int64(BATCH),
+                    SqlValue::Json(serde_json::json!(self.config.keys.ids())),
                 ],
             )
             .await?;
@@ -108,9 +116,12 @@ impl<S: Sql, H: HttpClient, M: HttpClient, C: Clock> Upkeep<'_, S, H, M, C> {
             .execute(
                 "WITH gone AS ( \
                      UPDATE social_connections SET status = 'archived' \
-                     WHERE status = 'stale' AND stale_since <= $1 RETURNING user_id) \
-                 UPDATE social_posts SET archived = true WHERE user_id IN (SELECT user_id FROM gone)",
-                &[SqlValue::Timestamp(now - Duration::days(ARCHIVE_AFTER_DAYS))],
+                     WHERE status = 'stale' AND stale_since < $1 RETURNING user_id) \
+                 UPDATE social_posts SET archived = true \
+                 WHERE user_id IN (SELECT user_id FROM gone) AND removed_at IS NULL",
+                &[SqlValue::Timestamp(
+                    now - Duration::days(ARCHIVE_AFTER_DAYS),
+                )],
             )
             .await?;
         Ok(report)
@@ -134,13 +145,11 @@ impl<S: Sql, H: HttpClient, M: HttpClient, C: Clock> Upkeep<'_, S, H, M, C> {
                         return Ok(Refreshed::Failed);
                     }
                 };
-                let expires = now
-                    + Duration::seconds(
-                        token
-                            .expires_in
-                            .unwrap_or(60 * 86_400)
-                            .clamp(60, 90 * 86_400),
-                    );
+                // Without `expires_in` the token lives no longer than the one
+                // it replaced, as far as we know.
+                let expires = token.expires_in.map_or(conn.expires_at, |s| {
+                    now + Duration::seconds(s.clamp(60, 90 * 86_400))
+                });
                 self.sql
                     .execute(
                         "UPDATE social_connections SET token_key_id = $2, token_sealed = $3, \
@@ -280,12 +289,17 @@ enum Refreshed {
     Failed,
 }
 
-impl<S: Sql, H: HttpClient, M: HttpClient, C: Clock> JobHandler for Upkeep<'_, S, H, M, C> {
+impl<S: Sql, K: Cache, H: HttpClient, M: HttpClient, C: Clock> JobHandler
+    for Upkeep<'_, S, K, H, M, C>
+{
     fn name(&self) -> &'static str {
         crate::jobs::UPKEEP
     }
 
     async fn run(&self, job: &Job) -> Result<(), JobError> {
+        if !village_flags::store::system_switch(self.sql, self.cache, crate::FLAG).await {
+            return Ok(()); // the kill switch: no call to Meta, no email
+        }
         let report = self
             .run_at(self.clock.now())
             .await

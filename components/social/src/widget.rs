@@ -63,7 +63,8 @@ pub async fn view(sql: &impl Sql, user: Option<Uuid>) -> Result<SocialView, SqlE
     let rows = sql
         .query(
             "SELECT network, post_id, message, permalink, image_url, posted_at, archived \
-             FROM social_posts WHERE user_id = $1 ORDER BY posted_at DESC LIMIT $2",
+             FROM social_posts WHERE user_id = $1 AND removed_at IS NULL \
+             ORDER BY posted_at DESC LIMIT $2",
             &[SqlValue::Uuid(user), SqlValue::Int64(SHOWN)],
         )
         .await?;

@@ -133,7 +133,14 @@ impl AlphaVantage {
             return Err(AlphaError::Refused(m));
         }
         if let Some(m) = said("Note").or_else(|| said("Information")) {
-            return Err(AlphaError::Throttled(m));
+            // Their rate limits speak of requests, calls, frequency; the
+            // same field also says "the demo key is for demo purposes" or
+            // "this is a premium endpoint": a refusal, not a wait.
+            return Err(if is_rate_limit(&m) {
+                AlphaError::Throttled(m)
+            } else {
+                AlphaError::Refused(m)
+            });
         }
         Ok(value)
     }
@@ -195,6 +202,23 @@ impl AlphaVantage {
             .await?;
         parse_quote(&v)
     }
+}
+
+/// Whether a `Note`/`Information` text is about the rate limit.
+pub fn is_rate_limit(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    [
+        "rate limit",
+        "per minute",
+        "per day",
+        "per second",
+        "sparingly",
+        "call frequency",
+        "requests per",
+        "calls per",
+    ]
+    .iter()
+    .any(|w| t.contains(w))
 }
 
 /// A `GLOBAL_QUOTE` answer.
@@ -266,6 +290,23 @@ mod tests {
             "0.1234567",
         ] {
             assert!(Decimal::try_from(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rate_limit_texts_are_told_from_other_refusals() {
+        for limited in [
+            "Thank you for using Alpha Vantage! Our standard API call frequency is 5 calls per minute and 500 calls per day.",
+            "We have detected your API key as X and our standard API rate limit is 25 requests per day.",
+            "Please consider spreading out your free API requests more sparingly (1 request per second).",
+        ] {
+            assert!(is_rate_limit(limited), "{limited}");
+        }
+        for refused in [
+            "The **demo** API key is for demo purposes only. Please claim your free API key at https://www.alphavantage.co/support/#api-key",
+            "Thank you for using Alpha Vantage! This is a premium endpoint.",
+        ] {
+            assert!(!is_rate_limit(refused), "{refused}");
         }
     }
 

@@ -172,6 +172,18 @@ pub fn eastern(t: DateTime<Utc>, with_day: bool) -> String {
     }
 }
 
+/// When a quote was taken, in New York time: the time alone on the same
+/// New York day as `now`, with the date before it otherwise (a quote held
+/// back by the quota must not read as today's).
+pub fn eastern_since(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let (at, today) = (t.with_timezone(&New_York), now.with_timezone(&New_York));
+    if at.date_naive() == today.date_naive() {
+        at.format("%-I:%M %p ET").to_string()
+    } else {
+        at.format("%a %-d %b %-I:%M %p ET").to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,5 +289,11 @@ mod tests {
         assert!(!calendar_covers(day(2028, 1, 3)));
         assert_eq!(eastern(utc(2026, 12, 1, 21, 0), false), "4:00 PM ET");
         assert_eq!(eastern(utc(2026, 11, 30, 14, 30), true), "Mon 9:30 AM ET");
+        let now = utc(2026, 12, 1, 20, 0);
+        assert_eq!(eastern_since(utc(2026, 12, 1, 15, 0), now), "10:00 AM ET");
+        assert_eq!(
+            eastern_since(utc(2026, 11, 30, 15, 0), now),
+            "Mon 30 Nov 10:00 AM ET"
+        );
     }
 }

@@ -31,13 +31,17 @@ struct Payload {
     symbol: String,
 }
 
+/// How long after the bell a quote is taken as the close: the closing
+/// auction's print takes a few minutes to reach the feed.
+pub const CLOSE_SETTLES: Duration = Duration::minutes(15);
+
 /// Whether a quote fetched at `now` for `day` is that day's close.
 pub fn is_close(quote_day: chrono::NaiveDate, now: DateTime<Utc>) -> bool {
     match market::status(now) {
         Status::Closed {
             last_close: Some((day, closed_at)),
             ..
-        } => day == quote_day && now >= closed_at,
+        } => day == quote_day && now >= closed_at + CLOSE_SETTLES,
         _ => false,
     }
 }
@@ -78,12 +82,23 @@ impl<S: Sql, K: Cache, H: HttpClient, C: Clock> JobHandler for RefreshQuote<'_, 
             .await
             .map_err(|e| JobError::Retry(format!("quota unavailable: {e}")))?
             .err();
+        // Deferred jobs wake spread over a few seconds (by symbol), not all
+        // in the same instant to find the quota spent again.
+        let spread =
+            Duration::seconds(i64::from(symbol.as_str().bytes().fold(0u8, u8::wrapping_add)) % 20);
         let defer = async |spent: Spent| {
+            if spent.window == Window::Gap {
+                // Pacing, not a spent quota: no event, just wait the gap.
+                return Err(JobError::Defer {
+                    until: spent.resume_at + spread / 10,
+                    reason: "pacing Alpha Vantage calls".into(),
+                });
+            }
             crate::throttle::record(self.sql, self.cache, spent, Some(symbol.as_str()), now)
                 .await
                 .map_err(retry)?;
             Err(JobError::Defer {
-                until: spent.resume_at,
+                until: spent.resume_at + spread,
                 reason: format!(
                     "the Alpha Vantage quota per {} is spent",
                     spent.window.as_str()
@@ -97,27 +112,44 @@ impl<S: Sql, K: Cache, H: HttpClient, C: Clock> JobHandler for RefreshQuote<'_, 
             Ok(Some(q)) => store(self.sql, &symbol, &q, is_close(q.trading_day, now), now)
                 .await
                 .map_err(retry),
-            Ok(None) => Err(JobError::Permanent(format!(
-                "Alpha Vantage has no quote for {symbol}"
-            ))),
-            // Their count says spent though ours did not (the key is shared,
-            // or their window differs): wait a minute, or for tomorrow when
-            // they say the day is spent.
-            Err(AlphaError::Throttled(said)) => {
-                let window = if said.to_ascii_lowercase().contains("per day") {
-                    Window::Day
-                } else {
-                    Window::Minute
-                };
-                let resume_at = match window {
-                    Window::Minute => now + Duration::minutes(1),
-                    Window::Day => (now.date_naive() + Duration::days(1))
-                        .and_hms_opt(0, 0, 0)
-                        .map_or(now + Duration::days(1), |t| t.and_utc()),
-                };
-                defer(Spent { window, resume_at }).await
+            // Nothing to quote (a fund, a delisted or foreign listing), or
+            // refused outright: noted, asked again tomorrow, not every cycle.
+            Ok(None) | Err(AlphaError::Refused(_)) => {
+                self.sql
+                    .execute(
+                        "UPDATE stock_symbols SET no_quote_since = coalesce(no_quote_since, $2) \
+                         WHERE symbol = $1",
+                        &[
+                            SqlValue::Text(symbol.as_str().into()),
+                            SqlValue::Timestamp(now),
+                        ],
+                    )
+                    .await
+                    .map_err(retry)?;
+                Ok(())
             }
-            Err(AlphaError::Refused(m)) => Err(JobError::Permanent(m)),
+            // Their count says wait though ours did not (the key is shared,
+            // or their burst limit is tighter): a minute, unless our own
+            // count says the day is spent.
+            Err(AlphaError::Throttled(_)) => {
+                let (_, today) = crate::quota::used(self.cache, now)
+                    .await
+                    .map_err(|e| JobError::Retry(format!("quota unavailable: {e}")))?;
+                let spent = if today >= i64::from(self.config.quota.per_day) {
+                    Spent {
+                        window: Window::Day,
+                        resume_at: (now.date_naive() + Duration::days(1))
+                            .and_hms_opt(0, 0, 0)
+                            .map_or(now + Duration::days(1), |t| t.and_utc()),
+                    }
+                } else {
+                    Spent {
+                        window: Window::Minute,
+                        resume_at: now + Duration::minutes(1),
+                    }
+                };
+                defer(spent).await
+            }
             Err(e) => Err(JobError::Retry(e.to_string())),
         }
     }
@@ -132,7 +164,10 @@ pub async fn store(
     now: DateTime<Utc>,
 ) -> Result<(), village_platform::sql::SqlError> {
     sql.execute(
-        "INSERT INTO stock_quotes (symbol, price, change, change_percent, previous_close, \
+        "WITH quotable AS ( \
+             UPDATE stock_symbols SET no_quote_since = NULL \
+             WHERE symbol = $1 AND no_quote_since IS NOT NULL) \
+         INSERT INTO stock_quotes (symbol, price, change, change_percent, previous_close, \
              trading_day, is_close, fetched_at) \
          VALUES ($1, $2::text::numeric, $3::text::numeric, $4::text::numeric, $5::text::numeric, $6::text::date, $7, $8) \
          ON CONFLICT (symbol) DO UPDATE SET price = EXCLUDED.price, change = EXCLUDED.change, \

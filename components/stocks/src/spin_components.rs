@@ -22,7 +22,7 @@ fn number(name: &str, default: u32) -> u32 {
 }
 
 /// From `alpha_vantage_base_url`, `alpha_vantage_api_key` (secret),
-/// `alpha_vantage_calls_per_minute`, `alpha_vantage_calls_per_day` and
+/// `alpha_vantage_calls_per_minute`, `_per_day`, `_min_interval_ms` and
 /// `stocks_open_refresh_minutes`.
 pub fn config() -> Config {
     Config {
@@ -37,6 +37,10 @@ pub fn config() -> Config {
                 Quota::FREE_TIER.per_minute,
             ),
             per_day: number("alpha_vantage_calls_per_day", Quota::FREE_TIER.per_day),
+            // 0 turns the spacing off (a paid plan).
+            min_interval_ms: get("alpha_vantage_min_interval_ms")
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(Quota::FREE_TIER.min_interval_ms),
         },
         open_every_minutes: i64::from(number("stocks_open_refresh_minutes", 15)),
     }
@@ -46,19 +50,15 @@ pub fn config() -> Config {
 pub async fn schedule(scheduled: u64) -> Result<(), String> {
     let env = Env::from_variables().map_err(|e| e.to_string())?;
     let config = config();
-    let done = crate::schedule::run(
-        &env.sql,
-        &env.cache,
-        config.open_every_minutes,
-        env.clock.now(),
-    )
-    .await
-    .map_err(|e| format!("queueing quote refreshes failed: {e}"))?;
+    let done = crate::schedule::run(&env.sql, &env.cache, &config, env.clock.now())
+        .await
+        .map_err(|e| format!("queueing quote refreshes failed: {e}"))?;
     village_platform::log::event(
         "INFO",
         "quote refreshes queued",
-        serde_json::json!({ "scheduled": scheduled, "watched": done.watched,
-                            "queued": done.queued, "market_open": done.market_open }),
+        serde_json::json!({ "scheduled": scheduled, "considered": done.considered,
+                            "queued": done.queued, "market_open": done.market_open,
+                            "open_every_minutes": done.open_every_minutes }),
     );
     Ok(())
 }

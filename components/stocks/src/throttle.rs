@@ -1,7 +1,9 @@
-//! Telling ops the quota stopped a refresh: a row in
-//! `stock_throttle_events` (the ops queue view lists the latest), a
-//! counter on `/q/metrics` (`village_stocks_throttled_total{window}`), and
-//! a warning in the log. The deferred job itself stays queued.
+//! Telling ops the quota stopped refreshes: a row in
+//! `stock_throttle_events` per pause (the ops queue view,
+//! `GET /admin/api/queues/throttles`, lists the latest with the quota's
+//! use), a counter of deferred refreshes on `/q/metrics`
+//! (`village_stocks_throttled_total{window}`), and a warning in the log
+//! when a pause begins. The deferred jobs themselves stay queued.
 
 use chrono::{DateTime, Duration, Utc};
 use village_platform::cache::Cache;
@@ -14,7 +16,9 @@ pub const COUNTERS: &str = "stocks:throttled";
 /// Throttle events kept this long.
 pub const KEEP_DAYS: i64 = 30;
 
-/// Records that `symbol`'s refresh waits for `spent`.
+/// Records that `symbol`'s refresh waits for `spent` (a minute or a day
+/// window: pacing gaps are routine and not recorded). A pause already on
+/// for the window is not recorded twice.
 pub async fn record(
     sql: &impl Sql,
     cache: &impl Cache,
@@ -22,16 +26,23 @@ pub async fn record(
     symbol: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(), SqlError> {
-    sql.execute(
-        "INSERT INTO stock_throttle_events (at, window_kind, symbol, resume_at) VALUES ($1, $2, $3, $4)",
-        &[
-            SqlValue::Timestamp(now),
-            SqlValue::Text(spent.window.as_str().into()),
-            symbol.map_or(SqlValue::Null, |s| SqlValue::Text(s.into())),
-            SqlValue::Timestamp(spent.resume_at),
-        ],
-    )
-    .await?;
+    if spent.window == crate::quota::Window::Gap {
+        return Ok(());
+    }
+    let began = sql
+        .execute(
+            "INSERT INTO stock_throttle_events (at, window_kind, symbol, resume_at) \
+             SELECT $1, $2, $3, $4 WHERE NOT EXISTS ( \
+                 SELECT 1 FROM stock_throttle_events WHERE window_kind = $2 AND resume_at > $1)",
+            &[
+                SqlValue::Timestamp(now),
+                SqlValue::Text(spent.window.as_str().into()),
+                symbol.map_or(SqlValue::Null, |s| SqlValue::Text(s.into())),
+                SqlValue::Timestamp(spent.resume_at),
+            ],
+        )
+        .await?
+        == 1;
     cache
         .defer(
             "HINCRBY",
@@ -42,12 +53,14 @@ pub async fn record(
             ],
         )
         .await;
-    village_platform::log::event(
-        "WARNING",
-        "Alpha Vantage quota spent: quote refreshes wait",
-        serde_json::json!({ "window": spent.window.as_str(), "symbol": symbol,
-                            "resume_at": spent.resume_at.to_rfc3339() }),
-    );
+    if began {
+        village_platform::log::event(
+            "WARNING",
+            "Alpha Vantage quota spent: quote refreshes wait",
+            serde_json::json!({ "window": spent.window.as_str(), "symbol": symbol,
+                                "resume_at": spent.resume_at.to_rfc3339() }),
+        );
+    }
     Ok(())
 }
 
@@ -104,4 +117,38 @@ pub async fn recent(sql: &impl Sql, limit: i64) -> Result<Vec<Event>, SqlError> 
             })
         })
         .collect()
+}
+
+/// The ops view (`GET /admin/api/queues/throttles`): the quota's use now,
+/// the refreshes waiting for it, and the latest pauses.
+pub async fn ops_view(
+    sql: &impl Sql,
+    cache: &impl Cache,
+    quota: crate::quota::Quota,
+    now: DateTime<Utc>,
+) -> Result<serde_json::Value, village_platform::AppError> {
+    let (minute, day) = crate::quota::used(cache, now).await.map_err(|e| {
+        village_platform::AppError::Unavailable {
+            dependency: "redis",
+            detail: e.to_string(),
+        }
+    })?;
+    let waiting: i64 = sql
+        .query_opt(
+            "SELECT count(*) AS n FROM delayed_jobs WHERE handler = $1 AND status = 'pending' \
+               AND last_error LIKE 'deferred:%'",
+            &[SqlValue::Text(crate::jobs::QUOTE.into())],
+        )
+        .await?
+        .map(|r| r.get("n"))
+        .transpose()?
+        .unwrap_or(0);
+    Ok(serde_json::json!({
+        "quota": {
+            "per_minute": quota.per_minute, "per_day": quota.per_day,
+            "used_last_minute": minute, "used_today": day,
+        },
+        "deferred_refreshes": waiting,
+        "events": recent(sql, 50).await?,
+    }))
 }

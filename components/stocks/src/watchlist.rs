@@ -4,12 +4,17 @@
 //! (`stock_symbols`) and costs no further call. An anonymous visitor's
 //! first addition creates their `users` row, as a first saved preference
 //! does.
+//!
+//! Searches share the quota quotes live on, so visitors cannot spend it:
+//! at most a fifth of the day's calls go to searches ([`search_share`]),
+//! and a symbol the search did not list is remembered for a day (asking
+//! again costs nothing).
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 use village_jobs::{NewJob, Queue};
 use village_platform::AppError;
-use village_platform::cache::Cache;
+use village_platform::cache::{Cache, CacheValue};
 use village_platform::error::FieldError;
 use village_platform::http_client::HttpClient;
 use village_platform::sql::{Sql, SqlError, SqlValue};
@@ -19,6 +24,11 @@ use crate::alpha::AlphaError;
 use crate::{Config, Symbol};
 
 pub const MAX_SYMBOLS: i64 = 10;
+
+/// Searches allowed per UTC day: a fifth of the day's calls, at least one.
+pub fn search_share(per_day: u32) -> i64 {
+    i64::from(per_day / 5).max(1)
+}
 
 /// A watched symbol with its name.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -105,6 +115,35 @@ pub async fn confirm(
         return Ok(row.get("name")?);
     }
     let busy = |retry_after_secs: u64| AppError::TooManyRequests { retry_after_secs };
+    let redis_down = |e: village_platform::cache::CacheError| AppError::Unavailable {
+        dependency: "redis",
+        detail: e.to_string(),
+    };
+    let unknown_key = cache.key(&format!("stocks:unknown:{symbol}"));
+    let known_unknown = cache
+        .execute("EXISTS", &[unknown_key.clone().into()])
+        .await
+        .map_err(redis_down)?;
+    if matches!(known_unknown.first(), Some(CacheValue::Int(1))) {
+        return Err(invalid(format!(
+            "no listed security has the symbol {symbol}"
+        )));
+    }
+    let searches_key = cache.key(&format!("alpha-vantage:searches:{}", now.format("%Y%m%d")));
+    let searches = cache
+        .execute("INCR", &[searches_key.clone().into()])
+        .await
+        .map_err(redis_down)?;
+    cache
+        .defer("EXPIRE", vec![searches_key.into(), 172_800i64.into()])
+        .await;
+    if matches!(searches.first(), Some(CacheValue::Int(n)) if *n > search_share(config.quota.per_day))
+    {
+        let midnight = (now.date_naive() + chrono::Duration::days(1))
+            .and_hms_opt(0, 0, 0)
+            .map_or(now, |t| t.and_utc());
+        return Err(busy((midnight - now).num_seconds().max(1) as u64));
+    }
     match crate::quota::take(cache, config.quota, now)
         .await
         .map_err(|e| AppError::Unavailable {
@@ -198,7 +237,8 @@ pub async fn add(
                 crate::jobs::QUOTE,
                 serde_json::json!({ "symbol": symbol.as_str() }),
             )
-            .idempotency_key(format!("{}:{symbol}:first", crate::jobs::QUOTE)),
+            .idempotency_key(format!("{}:{symbol}:first", crate::jobs::QUOTE))
+            .max_attempts(3),
         )
         .await
         .map_err(|e| AppError::Internal(format!("failed to queue the first quote: {e}")))?;

@@ -30,8 +30,10 @@ pub struct QuoteView {
     pub change: Option<String>,
     /// `up`, `down` or `flat`.
     pub direction: &'static str,
-    /// "Close, Fri 27 Nov" or "4:05 PM ET".
+    /// "Close, Fri 27 Nov", "4:05 PM ET" today, or "Mon 30 Nov 4:05 PM ET".
     pub as_of: Option<String>,
+    /// Alpha Vantage has no quote for it (a fund, a foreign listing).
+    pub no_quote: bool,
 }
 
 /// The market's state in words.
@@ -55,7 +57,8 @@ macro_rules! watchlist_quotes {
     () => {
         "SELECT w.symbol, s.name, round(q.price, 2)::text AS price, \
                 round(q.change, 2)::text AS change, round(q.change_percent, 2)::text AS pct, \
-                q.is_close, to_char(q.trading_day, 'Dy DD Mon') AS day, q.fetched_at \
+                q.is_close, to_char(q.trading_day, 'Dy DD Mon') AS day, q.fetched_at, \
+                s.no_quote_since IS NOT NULL AS no_quote \
          FROM stock_watchlists w JOIN stock_symbols s ON s.symbol = w.symbol \
          LEFT JOIN stock_quotes q ON q.symbol = w.symbol"
     };
@@ -111,9 +114,10 @@ pub async fn view(
             direction,
             as_of: match (is_close, day, fetched) {
                 (Some(true), Some(day), _) => Some(format!("Close, {day}")),
-                (_, _, Some(at)) => Some(market::eastern(at, false)),
+                (_, _, Some(at)) => Some(market::eastern_since(at, now)),
                 _ => None,
             },
+            no_quote: r.get("no_quote")?,
         });
     }
     let paused = sql

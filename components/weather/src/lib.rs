@@ -12,6 +12,7 @@
 
 pub mod nws;
 pub mod open_meteo;
+pub mod outage;
 pub mod schedule;
 #[cfg(feature = "spin")]
 pub mod spin_components;
@@ -53,23 +54,6 @@ impl Location {
     /// The cache key, "45.5,-122.7".
     pub fn key(&self) -> String {
         format!("{:.1},{:.1}", self.lat, self.lon)
-    }
-
-    /// Whether the point lies in US territory the NWS covers (the 48
-    /// states, Alaska, Hawaii, Puerto Rico): rough boxes, used only for
-    /// a coordinate typed in; a town knows its country.
-    pub fn in_us_boxes(&self) -> bool {
-        let within = |(s, n, w, e): (f64, f64, f64, f64)| {
-            (s..=n).contains(&self.lat) && (w..=e).contains(&self.lon)
-        };
-        [
-            (24.4, 49.4, -125.0, -66.9),
-            (51.2, 71.5, -180.0, -129.9),
-            (18.9, 22.3, -160.3, -154.8),
-            (17.8, 18.6, -67.3, -65.2),
-        ]
-        .into_iter()
-        .any(within)
     }
 }
 
@@ -172,21 +156,6 @@ mod tests {
         );
         assert!(Location::rounded(91.0, 0.0).is_none());
         assert!(Location::rounded(f64::NAN, 0.0).is_none());
-    }
-
-    #[test]
-    fn us_boxes_cover_the_states_and_not_europe() {
-        for (lat, lon) in [
-            (45.5, -122.7),
-            (61.2, -149.9),
-            (21.3, -157.8),
-            (18.4, -66.1),
-        ] {
-            assert!(Location::rounded(lat, lon).expect("valid").in_us_boxes());
-        }
-        for (lat, lon) in [(51.5, -0.1), (48.9, 2.3), (-33.9, 151.2)] {
-            assert!(!Location::rounded(lat, lon).expect("valid").in_us_boxes());
-        }
     }
 
     #[test]

@@ -10,6 +10,7 @@
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use village_jobs::{Job, JobError, JobHandler, RetryPolicy};
+use village_platform::cache::Cache;
 use village_platform::clock::Clock;
 use village_platform::http_client::{HttpClient, HttpError};
 use village_platform::sql::{Sql, SqlValue};
@@ -126,8 +127,9 @@ fn rank(severity: &str) -> u8 {
 }
 
 /// `weather.alerts`: one US location's active alerts, from the NWS.
-pub struct RefreshAlerts<'a, S, H, C> {
+pub struct RefreshAlerts<'a, S, K, H, C> {
     pub sql: &'a S,
+    pub cache: &'a K,
     pub http: &'a H,
     pub clock: &'a C,
     /// `nws_base_url`.
@@ -136,7 +138,10 @@ pub struct RefreshAlerts<'a, S, H, C> {
     pub user_agent: &'a str,
 }
 
-impl<S: Sql, H: HttpClient, C: Clock> JobHandler for RefreshAlerts<'_, S, H, C> {
+/// The provider's name in [`crate::outage`].
+pub const PROVIDER: &str = "nws";
+
+impl<S: Sql, K: Cache, H: HttpClient, C: Clock> JobHandler for RefreshAlerts<'_, S, K, H, C> {
     fn name(&self) -> &'static str {
         crate::jobs::ALERTS
     }
@@ -157,6 +162,9 @@ impl<S: Sql, H: HttpClient, C: Clock> JobHandler for RefreshAlerts<'_, S, H, C> 
         if !in_us {
             return Ok(()); // the NWS covers the US only
         }
+        if crate::outage::is_down(self.cache, PROVIDER).await {
+            return Ok(()); // failed moments ago: the next run asks again
+        }
         let now = self.clock.now();
         let outcome = fetch(self.http, self.base_url, self.user_agent, at).await;
         let retry = |e: village_platform::sql::SqlError| JobError::Retry(e.to_string());
@@ -164,7 +172,21 @@ impl<S: Sql, H: HttpClient, C: Clock> JobHandler for RefreshAlerts<'_, S, H, C> 
             Ok(alerts) => store(self.sql, &at.key(), &alerts, now)
                 .await
                 .map_err(retry),
+            // A point the NWS does not cover: not a failure, and not asked
+            // about again.
+            Err(AlertsError::Refused {
+                status: 400 | 404, ..
+            }) => self
+                .sql
+                .execute(
+                    "UPDATE weather_cache SET in_us = false WHERE location_key = $1",
+                    &[SqlValue::Text(at.key())],
+                )
+                .await
+                .map(drop)
+                .map_err(retry),
             Err(e) => {
+                crate::outage::mark_down(self.cache, PROVIDER).await;
                 self.sql
                     .execute(
                         "UPDATE weather_cache SET alerts_error = $2, alerts_failed_at = $3 \

@@ -7,6 +7,7 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use village_jobs::{Job, JobError, JobHandler, RetryPolicy};
+use village_platform::cache::Cache;
 use village_platform::clock::Clock;
 use village_platform::http_client::{HttpClient, HttpError};
 use village_platform::sql::{Sql, SqlValue};
@@ -160,15 +161,19 @@ pub(crate) async fn location_of(
 }
 
 /// `weather.forecast`: one location's forecast, from Open-Meteo.
-pub struct RefreshForecast<'a, S, H, C> {
+pub struct RefreshForecast<'a, S, K, H, C> {
     pub sql: &'a S,
+    pub cache: &'a K,
     pub http: &'a H,
     pub clock: &'a C,
     /// `open_meteo_base_url`.
     pub base_url: &'a str,
 }
 
-impl<S: Sql, H: HttpClient, C: Clock> JobHandler for RefreshForecast<'_, S, H, C> {
+/// The provider's name in [`crate::outage`].
+pub const PROVIDER: &str = "open-meteo";
+
+impl<S: Sql, K: Cache, H: HttpClient, C: Clock> JobHandler for RefreshForecast<'_, S, K, H, C> {
     fn name(&self) -> &'static str {
         crate::jobs::FORECAST
     }
@@ -187,15 +192,21 @@ impl<S: Sql, H: HttpClient, C: Clock> JobHandler for RefreshForecast<'_, S, H, C
         let Some((at, _)) = location_of(self.sql, job).await? else {
             return Ok(()); // nobody wants it any more
         };
+        if crate::outage::is_down(self.cache, PROVIDER).await {
+            return Ok(()); // failed moments ago: the next run asks again
+        }
         let now = self.clock.now();
         match fetch(self.http, self.base_url, at).await {
             Ok(forecast) => store(self.sql, &at.key(), &forecast, now)
                 .await
                 .map_err(|e| JobError::Retry(e.to_string())),
             Err(e) => {
+                crate::outage::mark_down(self.cache, PROVIDER).await;
                 record_failure(self.sql, &at.key(), &e.to_string(), now)
                     .await
                     .map_err(|e| JobError::Retry(e.to_string()))?;
+                // Counted as a failed run; its retry, inside the pause,
+                // asks nothing (the hourly run tries the provider again).
                 Err(JobError::Retry(e.to_string()))
             }
         }

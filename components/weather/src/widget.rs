@@ -27,6 +27,8 @@ pub struct WeatherView {
     pub alerts_notice: Option<String>,
     /// Set when the cache could not be read (the page still renders).
     pub unavailable: bool,
+    /// The cached location shown (the homepage marks it as in use).
+    pub location: Option<Location>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -63,7 +65,13 @@ async fn place_of(
     sql: &impl Sql,
     settings: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<Option<(Location, String)>, SqlError> {
-    if let Some(id) = settings.get("city_id").and_then(serde_json::Value::as_i64) {
+    // As the scheduler reads them: a whole, non-negative `city_id`, else
+    // numeric `lat` and `lon`.
+    if let Some(id) = settings
+        .get("city_id")
+        .and_then(serde_json::Value::as_i64)
+        .filter(|id| *id >= 0)
+    {
         return Ok(places::by_id(sql, id)
             .await?
             .and_then(|c| Location::rounded(c.lat, c.lon).map(|l| (l, c.label()))));
@@ -77,10 +85,16 @@ async fn place_of(
     })
 }
 
+/// A rounded reading, never "-0".
+fn whole(v: f64) -> f64 {
+    let r = v.round();
+    if r == 0.0 { 0.0 } else { r }
+}
+
 fn temperature(c: f64, units: Units) -> String {
     match units {
-        Units::Metric => format!("{}°C", c.round()),
-        Units::Imperial => format!("{}°F", (c * 9.0 / 5.0 + 32.0).round()),
+        Units::Metric => format!("{}°C", whole(c)),
+        Units::Imperial => format!("{}°F", whole(c * 9.0 / 5.0 + 32.0)),
     }
 }
 
@@ -122,6 +136,7 @@ pub async fn view(
         .await?;
     let mut v = WeatherView {
         place: Some(label),
+        location: Some(at),
         ..WeatherView::default()
     };
     match row {
@@ -209,6 +224,24 @@ fn fill(v: &mut WeatherView, row: &Row, units: Units, now: DateTime<Utc>) -> Res
     Ok(())
 }
 
+/// The NWS's territory (its alerts cover the states and these).
+const US: [&str; 6] = ["US", "PR", "GU", "VI", "AS", "MP"];
+
+/// Whether a gazetteer town in the NWS's territory lies within 50 km of a
+/// coordinate typed in (as the scheduler decides).
+async fn near_us_town(sql: &impl Sql, lat: f64, lon: f64) -> Result<bool, SqlError> {
+    Ok(sql
+        .query_opt(
+            "SELECT 1 AS one FROM geo_cities \
+             WHERE country IN ('US', 'PR', 'GU', 'VI', 'AS', 'MP') \
+               AND ST_DWithin(location, ST_SetSRID(ST_MakePoint($2, $1), 4326)::geography, 50000) \
+             LIMIT 1",
+            &[SqlValue::Float64(lat), SqlValue::Float64(lon)],
+        )
+        .await?
+        .is_some())
+}
+
 /// `POST /weather/widget` (form `near`): the place for the visitor's
 /// weather widgets, kept in their preferences; its refresh is queued at
 /// once so the forecast arrives within a minute, not at the next hour.
@@ -231,8 +264,8 @@ pub async fn choose_place(
         )]));
     };
     let in_us = match &resolved {
-        Resolved::City(c) => c.country == "US",
-        Resolved::Point(_) => at.in_us_boxes(),
+        Resolved::City(c) => US.contains(&c.country.as_str()),
+        Resolved::Point(p) => near_us_town(sql, p.lat, p.lon).await?,
     };
     let owner = Owner::of(ctx);
     let mut prefs = village_preferences::load(sql, owner)
@@ -268,7 +301,12 @@ pub async fn choose_place(
     village_preferences::save(sql, owner, &prefs).await?;
     let wanted = [(at, in_us)];
     crate::schedule::want(sql, &wanted, now).await?;
-    let jobs = crate::schedule::jobs_for(&wanted, &now.format("%Y-%m-%dT%H").to_string());
+    crate::schedule::mark_seen(cache, &at).await;
+    let jobs = crate::schedule::jobs_for(
+        &wanted,
+        &now.format("%Y-%m-%dT%H").to_string(),
+        &crate::schedule::waiting(sql).await?,
+    );
     village_jobs::enqueue_many(sql, cache, now, &jobs)
         .await
         .map_err(|e| AppError::Internal(format!("failed to queue the weather refresh: {e}")))?;
@@ -305,6 +343,7 @@ mod tests {
         assert_eq!(temperature(20.0, Units::Metric), "20°C");
         assert_eq!(temperature(20.0, Units::Imperial), "68°F");
         assert_eq!(temperature(-40.0, Units::Imperial), "-40°F");
+        assert_eq!(temperature(-0.3, Units::Metric), "0°C", "never -0");
         assert_eq!(wind(16.0934, Units::Imperial), "10 mph");
         assert_eq!(wind(12.4, Units::Metric), "12 km/h");
     }

@@ -24,6 +24,7 @@
 use village_ai::AiConfig;
 use village_jobs::Queue;
 use village_jobs::handlers::{Noop, Registry};
+use village_platform::clock::Clock;
 use village_platform::spin::{Env, FetchService, SpinHttp};
 
 fn variable(name: &str) -> Option<String> {
@@ -155,12 +156,14 @@ pub async fn run(component: &str, queue: Queue) -> Result<(), String> {
         })
         .with(village_weather::open_meteo::RefreshForecast {
             sql: &env.sql,
+            cache: &env.cache,
             http: &provider_http,
             clock: &env.clock,
             base_url: &weather.open_meteo,
         })
         .with(village_weather::nws::RefreshAlerts {
             sql: &env.sql,
+            cache: &env.cache,
             http: &provider_http,
             clock: &env.clock,
             base_url: &weather.nws,
@@ -177,12 +180,14 @@ pub async fn run(component: &str, queue: Queue) -> Result<(), String> {
         Ok(config) => registry
             .with(village_social::posts::FetchPosts {
                 sql: &env.sql,
+                cache: &env.cache,
                 http: &provider_http,
                 clock: &env.clock,
                 config,
             })
             .with(village_social::upkeep::Upkeep {
                 sql: &env.sql,
+                cache: &env.cache,
                 http: &provider_http,
                 clock: &env.clock,
                 config,
@@ -201,10 +206,12 @@ pub async fn run(component: &str, queue: Queue) -> Result<(), String> {
             .with(village_social::Misconfigured {
                 name: village_social::jobs::FETCH_POSTS,
                 why: why.clone(),
+                now: env.clock.now(),
             })
             .with(village_social::Misconfigured {
                 name: village_social::jobs::UPKEEP,
                 why: why.clone(),
+                now: env.clock.now(),
             }),
     };
     village_jobs::spin_components::run_worker(component, queue, &env, &registry).await

@@ -1,5 +1,6 @@
 //! `admin-queues` — `/admin/api/queues/...`: the ops view and controls of
-//! the job queues, for callers with `manage_system`.
+//! the job queues, for callers with `manage_system`; `/throttles` shows
+//! the stocks widget's provider quota and what waits for it.
 
 // The SDK's export macro generates the component ABI glue, which is `unsafe`.
 #![allow(unsafe_code)]
@@ -24,6 +25,21 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
             .get("spin-path-info")
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
+        // The stocks widget's quota: its use, deferred refreshes, pauses.
+        if path.trim_end_matches('/') == "/throttles" {
+            if req.method() != http::Method::GET {
+                return Err(village_platform::AppError::MethodNotAllowed { allowed: "GET" });
+            }
+            let config = village_stocks::spin_components::config();
+            let view = village_stocks::throttle::ops_view(
+                &env.sql,
+                &env.cache,
+                config.quota,
+                env.clock.now(),
+            )
+            .await?;
+            return Ok(village_platform::web::json(http::StatusCode::OK, &view));
+        }
         let request = OpsRequest {
             method: req.method(),
             path,

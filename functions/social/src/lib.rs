@@ -6,7 +6,6 @@
 
 use spin_sdk::http::ResponseOutparam;
 use spin_sdk::http_component;
-use village_platform::AppError;
 use village_platform::clock::Clock;
 use village_platform::spin::{IncomingRequest, SpinHttp, Surface, serve_guarded};
 use village_social::api::{Services, SocialRequest, handle as social};
@@ -20,17 +19,15 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         out,
         village_ratelimit::spin::gate,
         async |req, env, ctx| {
-            let config =
-                village_social::spin_components::config().map_err(|e| AppError::Unavailable {
-                    dependency: "social settings",
-                    detail: e,
-                })?;
+            // Broken settings stop connecting (503, saying so), not the
+            // status page, removals or disconnecting.
+            let config = village_social::spin_components::config();
             let http = SpinHttp::default();
             let services = Services {
                 sql: &env.sql,
                 cache: &env.cache,
                 http: &http,
-                config: &config,
+                config: config.as_ref().map_err(String::as_str),
                 cookie_secure: env.cookie_secure,
                 now: env.clock.now(),
             };

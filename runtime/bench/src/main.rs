@@ -1,6 +1,7 @@
 //! `village-bench runtime`: how close the runtime comes to a native server.
 //! (`village-bench jobs` is in `jobs.rs`, `village-bench guards` in
-//! `guards.rs`, `village-bench clicks` in `clicks.rs`.)
+//! `guards.rs`, `village-bench clicks` in `clicks.rs`, `village-bench widgets` in
+//! `widgets.rs`.)
 //!
 //! In one run, on one machine, it drives (1) a trivial Spin component
 //! (`hello-fixture`, path `/hello`) served by the runtime and (2) a
@@ -32,6 +33,7 @@ mod guards;
 mod jobs;
 mod marketplace;
 mod screenshots;
+mod widgets;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -53,6 +55,8 @@ enum Bench {
     Screenshots(screenshots::ScreenshotsArgs),
     /// `/track/click` under load: redirects/s and p99, then the recorded clicks counted.
     Clicks(clicks::ClicksArgs),
+    /// The homepage with all seven widgets and every provider down, beside four provider-free widgets.
+    Widgets(widgets::WidgetsArgs),
 }
 
 #[derive(clap::Args)]
@@ -243,6 +247,7 @@ fn main() -> anyhow::Result<()> {
         Bench::Marketplace(args) => marketplace::run(args),
         Bench::Screenshots(args) => screenshots::run(args),
         Bench::Clicks(args) => clicks::run(args),
+        Bench::Widgets(args) => widgets::run(args),
     }
 }
 
