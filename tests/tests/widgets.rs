@@ -1590,8 +1590,9 @@ async fn weather_quotes_and_metas_callbacks_work_through_the_runtime() {
         .await;
     assert_eq!(code, 404, "behind stocks_widget");
     app.execute(FLAGS_ON).await;
-    app.execute("SELECT 1").await;
-    // Flags are cached briefly in Redis: wait for the change to show.
+    // Flags are cached briefly in Redis: drop the cache, as the admin API does.
+    let (_, app_cache) = test_ports(&app.db_url).await;
+    village_flags::store::invalidate(&app_cache).await;
     until("the flag to turn on", async || {
         app.call_json(reqwest::Method::GET, "/api/stocks/watchlist", None, &cookie)
             .await
@@ -1637,6 +1638,33 @@ async fn weather_quotes_and_metas_callbacks_work_through_the_runtime() {
         metrics.contains("village_stocks_throttled_total{window=\"day\"} 0"),
         "{metrics}"
     );
+
+    // Ops see the quota: its use and what waits for it; others do not.
+    let (code, _) = app
+        .call_json(
+            reqwest::Method::GET,
+            "/admin/api/queues/throttles",
+            None,
+            &cookie,
+        )
+        .await;
+    assert_eq!(code, 403, "manage_system only");
+    let (_, ops) = app.signed_in_as(&["ops"]).await;
+    let (code, view) = app
+        .call_json(
+            reqwest::Method::GET,
+            "/admin/api/queues/throttles",
+            None,
+            &ops,
+        )
+        .await;
+    assert_eq!(code, 200, "{view}");
+    assert!(
+        view["quota"]["used_today"].as_i64().unwrap_or_default() >= 2,
+        "a search and a quote: {view}"
+    );
+    assert_eq!(view["quota"]["per_day"], 25);
+    assert!(view["events"].as_array().is_some(), "{view}");
 
     // Social: the connect route sends the browser to Meta's dialog.
     let connect = app.get("/social/connect", Some(&cookie)).await;

@@ -40,10 +40,18 @@ impl TryFrom<&str> for KeyRing {
 
     fn try_from(setting: &str) -> Result<Self, TokenError> {
         let mut keys = Vec::new();
-        for part in setting.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        // Errors name a key by its position only: the setting is a secret,
+        // and a malformed part may be key material (`id=` forgotten).
+        for (n, part) in setting
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .enumerate()
+        {
+            let n = n + 1;
             let (id, key) = part
                 .split_once('=')
-                .ok_or_else(|| TokenError::BadKeys("each key is `id=base64`".into()))?;
+                .ok_or_else(|| TokenError::BadKeys(format!("key #{n}: write it `id=base64`")))?;
             let id = id.trim();
             if id.is_empty()
                 || id.len() > 32
@@ -52,18 +60,20 @@ impl TryFrom<&str> for KeyRing {
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             {
                 return Err(TokenError::BadKeys(format!(
-                    "key id {id:?}: letters, digits, - and _"
+                    "key #{n}: its id is 1 to 32 letters, digits, - and _"
                 )));
             }
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(key.trim())
                 .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(key.trim()))
-                .map_err(|_| TokenError::BadKeys(format!("key {id}: not base64")))?;
+                .map_err(|_| TokenError::BadKeys(format!("key #{n}: not base64")))?;
             let key: [u8; 32] = bytes
                 .try_into()
-                .map_err(|_| TokenError::BadKeys(format!("key {id}: must be 32 bytes")))?;
+                .map_err(|_| TokenError::BadKeys(format!("key #{n}: must be 32 bytes")))?;
             if keys.iter().any(|(k, _)| k == id) {
-                return Err(TokenError::BadKeys(format!("key id {id} twice")));
+                return Err(TokenError::BadKeys(format!(
+                    "key #{n}: its id is used twice"
+                )));
             }
             keys.push((id.to_owned(), key));
         }
