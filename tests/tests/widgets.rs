@@ -148,6 +148,33 @@ async fn nws(down: Arc<AtomicBool>) -> StubServer {
     .await
 }
 
+/// Both weather handlers, as a worker registers them.
+fn weather_jobs<'a>(
+    sql: &'a NativeSql,
+    cache: &'a NativeCache,
+    http: &'a NativeHttp,
+    clock: &'a FixedClock,
+    meteo_url: &'a str,
+    nws_url: &'a str,
+) -> Registry<'a> {
+    Registry::new()
+        .with(village_weather::open_meteo::RefreshForecast {
+            sql,
+            cache,
+            http,
+            clock,
+            base_url: meteo_url,
+        })
+        .with(village_weather::nws::RefreshAlerts {
+            sql,
+            cache,
+            http,
+            clock,
+            base_url: nws_url,
+            user_agent: "VillageHomepage/test (ops@village.example)",
+        })
+}
+
 #[tokio::test]
 async fn each_rounded_location_is_refreshed_once_however_many_watch_it() {
     let (sql, cache) = ports().await;
@@ -216,22 +243,7 @@ async fn each_rounded_location_is_refreshed_once_however_many_watch_it() {
     let http = NativeHttp::new(Duration::from_secs(2));
     let (meteo_url, nws_url) = (meteo.url(), alerts.url());
     let clock = FixedClock(now);
-    let registry = Registry::new()
-        .with(village_weather::open_meteo::RefreshForecast {
-            sql: &sql,
-            cache: &cache,
-            http: &http,
-            clock: &clock,
-            base_url: &meteo_url,
-        })
-        .with(village_weather::nws::RefreshAlerts {
-            sql: &sql,
-            cache: &cache,
-            http: &http,
-            clock: &clock,
-            base_url: &nws_url,
-            user_agent: "VillageHomepage/test (ops@village.example)",
-        });
+    let registry = weather_jobs(&sql, &cache, &http, &clock, &meteo_url, &nws_url);
     let report = drain_low(&sql, &cache, now, &registry).await;
     assert_eq!(report.succeeded, 3, "{report:?}");
     assert_eq!(meteo.requests().len(), 2, "one forecast call per location");
@@ -274,22 +286,7 @@ async fn each_rounded_location_is_refreshed_once_however_many_watch_it() {
         .await
         .expect("scheduled");
     let clock = FixedClock(later);
-    let registry = Registry::new()
-        .with(village_weather::open_meteo::RefreshForecast {
-            sql: &sql,
-            cache: &cache,
-            http: &http,
-            clock: &clock,
-            base_url: &meteo_url,
-        })
-        .with(village_weather::nws::RefreshAlerts {
-            sql: &sql,
-            cache: &cache,
-            http: &http,
-            clock: &clock,
-            base_url: &nws_url,
-            user_agent: "VillageHomepage/test (ops@village.example)",
-        });
+    let registry = weather_jobs(&sql, &cache, &http, &clock, &meteo_url, &nws_url);
     let calls_before = meteo.requests().len();
     let report = drain_low(&sql, &cache, later, &registry).await;
     assert_eq!((report.succeeded, report.retried), (2, 1), "{report:?}");
@@ -339,22 +336,7 @@ async fn each_rounded_location_is_refreshed_once_however_many_watch_it() {
         .await
         .expect("scheduled");
     let clock = FixedClock(later);
-    let registry = Registry::new()
-        .with(village_weather::open_meteo::RefreshForecast {
-            sql: &sql,
-            cache: &cache,
-            http: &http,
-            clock: &clock,
-            base_url: &meteo_url,
-        })
-        .with(village_weather::nws::RefreshAlerts {
-            sql: &sql,
-            cache: &cache,
-            http: &http,
-            clock: &clock,
-            base_url: &nws_url,
-            user_agent: "VillageHomepage/test (ops@village.example)",
-        });
+    let registry = weather_jobs(&sql, &cache, &http, &clock, &meteo_url, &nws_url);
     let report = drain_low(&sql, &cache, later, &registry).await;
     assert_eq!((report.succeeded, report.retried), (2, 1), "{report:?}");
     let v = village_weather::widget::view(&sql, &settings, Units::Metric, later)
@@ -467,6 +449,23 @@ async fn alpha_vantage(throttle: Arc<AtomicBool>) -> StubServer {
     .await
 }
 
+/// The quote handler, as a worker registers it.
+fn quote_jobs<'a>(
+    sql: &'a NativeSql,
+    cache: &'a NativeCache,
+    http: &'a NativeHttp,
+    clock: &'a FixedClock,
+    config: &'a village_stocks::Config,
+) -> Registry<'a> {
+    Registry::new().with(village_stocks::quotes::RefreshQuote {
+        sql,
+        cache,
+        http,
+        clock,
+        config,
+    })
+}
+
 /// A quota of `per_minute` a minute and 100 a day; no spacing between
 /// calls unless a test asks for it (the tests' clock does not move).
 fn stocks_config(base: String, per_minute: u32) -> village_stocks::Config {
@@ -552,13 +551,7 @@ async fn quotes_stay_inside_the_quota_however_many_watch_and_wait_when_it_is_spe
 
     // Two calls a minute: two quotes now, the third deferred (not failed).
     let clock = FixedClock(t1);
-    let registry = Registry::new().with(village_stocks::quotes::RefreshQuote {
-        sql: &sql,
-        cache: &cache,
-        http: &http,
-        clock: &clock,
-        config: &config,
-    });
+    let registry = quote_jobs(&sql, &cache, &http, &clock, &config);
     let report = drain_low(&sql, &cache, t1, &registry).await;
     assert_eq!(
         (report.succeeded, report.deferred, report.dead),
@@ -634,13 +627,7 @@ async fn quotes_stay_inside_the_quota_however_many_watch_and_wait_when_it_is_spe
     // Once the minute has room, it runs.
     let t2 = t1 + chrono::Duration::seconds(90);
     let clock = FixedClock(t2);
-    let registry = Registry::new().with(village_stocks::quotes::RefreshQuote {
-        sql: &sql,
-        cache: &cache,
-        http: &http,
-        clock: &clock,
-        config: &config,
-    });
+    let registry = quote_jobs(&sql, &cache, &http, &clock, &config);
     let report = drain_low(&sql, &cache, t2, &registry).await;
     assert_eq!(report.succeeded, 1, "{report:?}");
     assert_eq!(
@@ -667,13 +654,7 @@ async fn quotes_stay_inside_the_quota_however_many_watch_and_wait_when_it_is_spe
         .expect("scheduled");
     assert_eq!(s.queued, 3, "15 minutes passed while open: all due");
     let clock = FixedClock(t3);
-    let registry = Registry::new().with(village_stocks::quotes::RefreshQuote {
-        sql: &sql,
-        cache: &cache,
-        http: &http,
-        clock: &clock,
-        config: &config,
-    });
+    let registry = quote_jobs(&sql, &cache, &http, &clock, &config);
     let report = drain_low(&sql, &cache, t3, &registry).await;
     assert_eq!(
         (report.deferred, report.dead),
@@ -713,13 +694,7 @@ async fn quotes_stay_inside_the_quota_however_many_watch_and_wait_when_it_is_spe
     };
     let t4 = t3 + chrono::Duration::minutes(3);
     let clock = FixedClock(t4);
-    let registry = Registry::new().with(village_stocks::quotes::RefreshQuote {
-        sql: &sql,
-        cache: &cache,
-        http: &http,
-        clock: &clock,
-        config: &tight,
-    });
+    let registry = quote_jobs(&sql, &cache, &http, &clock, &tight);
     let calls = quote_calls(&av);
     let report = drain_low(&sql, &cache, t4, &registry).await;
     assert_eq!(report.deferred, 3, "{report:?}");
@@ -773,13 +748,7 @@ async fn calls_are_spaced_searches_are_bounded_and_unquotable_symbols_wait_a_day
     // Two first quotes due at once: one call now, the other a second later.
     let t3 = t0 + chrono::Duration::minutes(1);
     let clock = FixedClock(t3);
-    let registry = Registry::new().with(village_stocks::quotes::RefreshQuote {
-        sql: &sql,
-        cache: &cache,
-        http: &http,
-        clock: &clock,
-        config: &config,
-    });
+    let registry = quote_jobs(&sql, &cache, &http, &clock, &config);
     let report = drain_low(&sql, &cache, t3, &registry).await;
     assert_eq!((report.succeeded, report.deferred), (1, 1), "{report:?}");
     let gap: DateTime<Utc> = sql
@@ -803,13 +772,7 @@ async fn calls_are_spaced_searches_are_bounded_and_unquotable_symbols_wait_a_day
     );
     let t4 = t3 + chrono::Duration::seconds(5);
     let clock = FixedClock(t4);
-    let registry = Registry::new().with(village_stocks::quotes::RefreshQuote {
-        sql: &sql,
-        cache: &cache,
-        http: &http,
-        clock: &clock,
-        config: &config,
-    });
+    let registry = quote_jobs(&sql, &cache, &http, &clock, &config);
     let report = drain_low(&sql, &cache, t4, &registry).await;
     assert_eq!((report.succeeded, report.dead), (1, 0), "{report:?}");
     // The fund: noted, shown as having no quote, and not asked again today.

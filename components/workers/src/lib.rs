@@ -31,6 +31,15 @@ fn variable(name: &str) -> Option<String> {
     spin_sdk::variables::get(name).ok()
 }
 
+/// The mail relay users' email goes through (`mailgun_*`).
+fn mailgun() -> village_platform::mail::Mailgun {
+    village_platform::mail::Mailgun {
+        base_url: variable("mailgun_base_url").unwrap_or_default(),
+        domain: variable("mailgun_domain").unwrap_or_default(),
+        api_key: variable("mailgun_api_key").unwrap_or_default(),
+    }
+}
+
 /// Drains `queue` with every handler registered. A setting that is present
 /// but invalid (say a malformed price table) fails the run loudly: the jobs
 /// stay pending, nothing is lost, and the log says what to fix.
@@ -69,11 +78,7 @@ pub async fn run(component: &str, queue: Queue) -> Result<(), String> {
         });
     let mail_http = SpinHttp::default();
     let mail = village_marketplace::lifecycle::Mail {
-        relay: village_platform::mail::Mailgun {
-            base_url: variable("mailgun_base_url").unwrap_or_default(),
-            domain: variable("mailgun_domain").unwrap_or_default(),
-            api_key: variable("mailgun_api_key").unwrap_or_default(),
-        },
+        relay: mailgun(),
         from: variable("mail_from").unwrap_or_default(),
         site_url: variable("public_base_url").unwrap_or_default(),
         http: &mail_http,
@@ -192,11 +197,7 @@ pub async fn run(component: &str, queue: Queue) -> Result<(), String> {
                 clock: &env.clock,
                 config,
                 mail: village_social::upkeep::Mail {
-                    relay: village_platform::mail::Mailgun {
-                        base_url: variable("mailgun_base_url").unwrap_or_default(),
-                        domain: variable("mailgun_domain").unwrap_or_default(),
-                        api_key: variable("mailgun_api_key").unwrap_or_default(),
-                    },
+                    relay: mailgun(),
                     from: variable("mail_from").unwrap_or_default(),
                     site_url: variable("public_base_url").unwrap_or_default(),
                     http: &social_mail_http,
