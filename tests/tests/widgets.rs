@@ -289,11 +289,15 @@ async fn each_rounded_location_is_refreshed_once_however_many_watch_it() {
     let registry = weather_jobs(&sql, &cache, &http, &clock, &meteo_url, &nws_url);
     let calls_before = meteo.requests().len();
     let report = drain_low(&sql, &cache, later, &registry).await;
-    assert_eq!((report.succeeded, report.retried), (2, 1), "{report:?}");
+    assert_eq!(
+        (report.succeeded, report.retried, report.deferred),
+        (1, 1, 1),
+        "{report:?}"
+    );
     assert_eq!(
         meteo.requests().len(),
         calls_before + 1,
-        "after one failure the provider is left alone a while (London's job skipped its call)"
+        "after one failure the provider is left alone a while (London's job waits)"
     );
     let row = sql
         .query_opt(
@@ -529,6 +533,13 @@ async fn quotes_stay_inside_the_quota_however_many_watch_and_wait_when_it_is_spe
         searches, 4,
         "one search per new symbol, plus the refused one"
     );
+    // The refused symbol is remembered: asking again costs no call.
+    let again = t0 + chrono::Duration::minutes(40);
+    let err = village_stocks::watchlist::add(&sql, &cache, &http, &config, first, "ZZZQ", again)
+        .await
+        .expect_err("still unknown");
+    assert!(format!("{err:?}").contains("no listed security"), "{err:?}");
+    assert_eq!(av.requests().len(), 4, "no new call");
     // Each symbol's first quote was queued once, not 30 times.
     assert_eq!(
         count(
@@ -785,8 +796,9 @@ async fn calls_are_spaced_searches_are_bounded_and_unquotable_symbols_wait_a_day
         .find(|q| q.symbol == "VFIAX")
         .expect("listed");
     assert!(fund.no_quote && fund.price.is_none(), "{fund:?}");
-    // Ten calls a day for two symbols: each every 98 minutes while open.
-    let later = t0 + chrono::Duration::hours(2);
+    // Ten calls a day for two symbols, two kept for searches: each every
+    // 130 minutes while open.
+    let later = t0 + chrono::Duration::hours(3);
     let s = village_stocks::schedule::run(&sql, &cache, &config, later)
         .await
         .expect("scheduled");
@@ -798,6 +810,19 @@ async fn calls_are_spaced_searches_are_bounded_and_unquotable_symbols_wait_a_day
     assert_eq!(
         s.considered, 1,
         "IBM's job still waits; the fund is asked again: {s:?}"
+    );
+    // It misses again: the next day starts from this miss.
+    let clock = FixedClock(next_day);
+    let registry = quote_jobs(&sql, &cache, &http, &clock, &config);
+    drain_low(&sql, &cache, next_day, &registry).await;
+    let s =
+        village_stocks::schedule::run(&sql, &cache, &config, next_day + chrono::Duration::hours(1))
+            .await
+            .expect("scheduled");
+    assert_eq!(
+        (s.considered, s.queued),
+        (1, 0),
+        "IBM, not due; the fund not asked again within the day: {s:?}"
     );
 }
 
@@ -872,6 +897,12 @@ async fn graph() -> StubServer {
                     (Some("good-code"), _) => token("SHORT-1", 0),
                     (_, Some("SHORT-1")) => token("LONG-1", 60),
                     (_, Some("LONG-1")) => token("LONG-2", 60),
+                    (Some(_), _) => Reply::json(
+                        400,
+                        &json!({"error": {"message": "This authorization code has been used.",
+                            "type": "OAuthException", "code": 100, "error_subcode": 36009,
+                            "fbtrace_id": "AbC"}}),
+                    ),
                     _ => invalid,
                 }
             }
@@ -1042,10 +1073,11 @@ async fn a_meta_connection_is_sealed_refreshed_lapses_is_archived_and_reseals() 
         count(&sql, "SELECT count(*) AS n FROM social_posts").await,
         0
     );
-    // On: posts from both networks.
+    // On for Ada alone (an allow-list, the usual first rollout): posts
+    // from both networks.
     sql.execute(
-        "UPDATE feature_flags SET enabled = true, rollout_percent = 100 WHERE key = 'social_integration'",
-        &[],
+        "UPDATE feature_flags SET allow_user_ids = ARRAY[$1::uuid] WHERE key = 'social_integration'",
+        &[SqlValue::Uuid(ada)],
     )
     .await
     .expect("flag on");
@@ -1062,7 +1094,8 @@ async fn a_meta_connection_is_sealed_refreshed_lapses_is_archived_and_reseals() 
     );
     assert_eq!(v.instagram.as_deref(), Some("ada.bakes"));
     assert!(!v.needs_reconnect());
-    // A post the user removes stays removed when the next fetch brings it.
+    // A post the user removes stays removed when the next fetch brings it:
+    // its content gone, the tombstone untouched.
     assert!(
         village_social::posts::remove(&sql, ada, "instagram", "179", t0)
             .await
@@ -1073,12 +1106,55 @@ async fn a_meta_connection_is_sealed_refreshed_lapses_is_archived_and_reseals() 
         .await
         .expect("view");
     assert_eq!(v.posts.len(), 1, "{:?}", v.posts);
+    let tomb = sql
+        .query_opt(
+            "SELECT message, image_url, permalink, removed_at FROM social_posts \
+             WHERE post_id = '179'",
+            &[],
+        )
+        .await
+        .expect("q")
+        .expect("the tombstone");
+    let message: String = tomb.get("message").expect("m");
+    let image: Option<String> = tomb.get("image_url").expect("i");
+    let removed: Option<DateTime<Utc>> = tomb.get("removed_at").expect("r");
+    assert_eq!((message.as_str(), image, removed), ("", None, Some(t0)));
     assert!(
         !village_social::posts::remove(&sql, ada, "instagram", "179", t0)
             .await
             .expect("answered"),
         "already gone"
     );
+    // Reloading the callback (its code used): a 400 to start again.
+    let (_, state) = village_social::connect::start(&config, ada, t0).expect("starts");
+    let err = village_social::connect::complete(
+        &sql,
+        &cache,
+        &http,
+        &config,
+        ada,
+        "used-code",
+        &state,
+        Some(&state),
+        t0,
+    )
+    .await
+    .expect_err("refused");
+    assert!(
+        matches!(err, village_platform::AppError::Validation(_)),
+        "{err:?}"
+    );
+    // The kill switch stops the fetches again, allow-list or not.
+    sql.execute(
+        "UPDATE feature_flags SET kill_switch = true WHERE key = 'social_integration'",
+        &[],
+    )
+    .await
+    .expect("killed");
+    village_flags::store::invalidate(&cache).await;
+    let calls = meta.requests().len();
+    fetch_now().await;
+    assert_eq!(meta.requests().len(), calls, "killed: no call to Meta");
 
     // `run_at` takes its time; the clock is only what a worker would read.
     let clock = FixedClock(t0);

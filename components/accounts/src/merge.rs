@@ -129,7 +129,9 @@ pub async fn decide(
         // The account's settings keep keys the anonymous ones lack; the
         // anonymous layout replaces the account's, being the one the visitor
         // just built and chose to keep; the stocks watchlist joins the
-        // account's (symbols it already watches are not repeated).
+        // account's, after its symbols, up to the 10 a watchlist holds
+        // (`village_stocks::watchlist::MAX_SYMBOLS`; symbols the account
+        // already watches are not repeated).
         Decision::Accept => {
             "WITH offer AS ( \
                  UPDATE merge_offers SET decided_at = $3 \
@@ -146,8 +148,15 @@ pub async fn decide(
                  RETURNING 1), \
              watched AS ( \
                  INSERT INTO stock_watchlists (user_id, symbol, position, added_at) \
-                 SELECT $2, w.symbol, w.position, w.added_at \
+                 SELECT $2, w.symbol, \
+                        (SELECT coalesce(max(position) + 1, 0) FROM stock_watchlists WHERE user_id = $2) \
+                          + row_number() OVER (ORDER BY w.position, w.symbol), \
+                        w.added_at \
                  FROM stock_watchlists w JOIN offer o ON w.user_id = o.anonymous_user_id \
+                 WHERE NOT EXISTS (SELECT 1 FROM stock_watchlists a \
+                                   WHERE a.user_id = $2 AND a.symbol = w.symbol) \
+                 ORDER BY w.position, w.symbol \
+                 LIMIT greatest(0, 10 - (SELECT count(*) FROM stock_watchlists WHERE user_id = $2)) \
                  ON CONFLICT (user_id, symbol) DO NOTHING \
                  RETURNING 1), \
              audit AS ( \

@@ -104,3 +104,14 @@ pub async fn system_switch(sql: &impl Sql, cache: &impl Cache, key: &str) -> boo
     defs.get(key)
         .is_some_and(|f| f.enabled && !f.kill_switch && f.rollout_percent > 0)
 }
+
+/// A flag read for background work done *for* users it is on for (their
+/// social posts, say): on while anyone at all can have it — rolled out
+/// while enabled, or allow-listed (the usual first rollout) — and not
+/// killed. Off when the flags cannot be read.
+pub async fn on_for_anyone(sql: &impl Sql, cache: &impl Cache, key: &str) -> bool {
+    let defs = definitions(sql, cache).await;
+    defs.get(key).is_some_and(|f| {
+        !f.kill_switch && ((f.enabled && f.rollout_percent > 0) || !f.allow_user_ids.is_empty())
+    })
+}

@@ -321,11 +321,12 @@ async fn partitions_are_kept_ahead_and_dropped_after_ninety_days() {
         |at: chrono::DateTime<Utc>| format!("feature_flag_evaluations_{}", at.format("%Y_%m"));
     assert_eq!(done.ensured.len(), 3);
     assert_eq!(done.ensured[0], name(later));
-    assert!(
-        done.dropped
-            .contains(&name(Utc::now() - Duration::days(31))),
-        "{done:?}"
-    );
+    // The oldest partition the migration made: a calendar month back
+    // (not 31 days: on 1 December that would be October).
+    let month_ago = Utc::now()
+        .checked_sub_months(chrono::Months::new(1))
+        .expect("a month ago");
+    assert!(done.dropped.contains(&name(month_ago)), "{done:?}");
     assert!(
         !done.dropped.contains(&name(later - Duration::days(31))),
         "last month is within 90 days: {done:?}"

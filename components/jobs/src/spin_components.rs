@@ -69,6 +69,9 @@ pub async fn run_worker(
     )
     .await
     .map_err(|e| format!("drain of {queue} failed: {e}"))?;
+    // Cache writes handlers put off (`Cache::defer`): a worker has no
+    // answer to send first, so they run now.
+    env.cache.run_deferred().await;
     village_platform::log::event(
         "INFO",
         "queue drained",

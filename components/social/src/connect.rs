@@ -121,14 +121,15 @@ pub async fn complete(
         dependency: "meta",
         detail: e.to_string(),
     };
-    // A code Meta refuses (used already: the callback page reloaded; or
-    // expired) is the visitor's to retry, not an outage.
+    // A code Meta refuses as an invalid parameter (code 100: used already,
+    // the callback page reloaded; or expired) is the visitor's to retry.
+    // Anything else — our app secret or redirect URI refused — is ours.
     let short = config
         .meta
         .exchange_code(http, code, &config.redirect_uri())
         .await
         .map_err(|e| match e {
-            GraphError::TokenInvalid(_) | GraphError::Refused { status: 400, .. } => {
+            GraphError::Refused { code: 100, .. } => {
                 refused("Meta no longer accepts this authorization; connect again from the widget")
             }
             other => meta_down(other),

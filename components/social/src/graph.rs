@@ -40,8 +40,14 @@ pub enum GraphError {
     /// Code 190: expired, revoked or otherwise invalid.
     #[error("Meta refused the token: {0}")]
     TokenInvalid(String),
-    #[error("Meta answered {status}: {message}")]
-    Refused { status: u16, message: String },
+    /// Meta's error document: its `code` (100: an invalid parameter, such
+    /// as a used or expired authorization code).
+    #[error("Meta answered {status} (code {code}): {message}")]
+    Refused {
+        status: u16,
+        code: i64,
+        message: String,
+    },
     #[error("Meta's answer does not parse: {0}")]
     Malformed(String),
 }
@@ -127,14 +133,23 @@ impl Meta {
                 .chars()
                 .take(300)
                 .collect();
-            if err.get("code").and_then(serde_json::Value::as_i64) == Some(190) {
+            let code = err
+                .get("code")
+                .and_then(serde_json::Value::as_i64)
+                .unwrap_or_default();
+            if code == 190 {
                 return Err(GraphError::TokenInvalid(message));
             }
-            return Err(GraphError::Refused { status, message });
+            return Err(GraphError::Refused {
+                status,
+                code,
+                message,
+            });
         }
         if status != 200 {
             return Err(GraphError::Refused {
                 status,
+                code: 0,
                 message: "no error document".into(),
             });
         }

@@ -37,7 +37,6 @@ pub(crate) struct Connection {
     pub meta_user_id: String,
     pub token: String,
     pub instagram_id: Option<String>,
-    pub expires_at: DateTime<Utc>,
 }
 
 /// Opens the sealed token of `user`'s active connection, if any.
@@ -48,7 +47,7 @@ pub(crate) async fn active(
 ) -> Result<Option<Result<Connection, String>>, SqlError> {
     let Some(r) = sql
         .query_opt(
-            "SELECT meta_user_id, token_key_id, token_sealed, instagram_user_id, token_expires_at \
+            "SELECT meta_user_id, token_key_id, token_sealed, instagram_user_id \
              FROM social_connections WHERE user_id = $1 AND status = 'active'",
             &[SqlValue::Uuid(user)],
         )
@@ -62,7 +61,6 @@ pub(crate) async fn active(
     };
     let meta_user_id: String = r.get("meta_user_id")?;
     let instagram_id: Option<String> = r.get("instagram_user_id")?;
-    let expires_at: DateTime<Utc> = r.get("token_expires_at")?;
     Ok(Some(
         config
             .keys
@@ -72,7 +70,6 @@ pub(crate) async fn active(
                 meta_user_id,
                 token,
                 instagram_id,
-                expires_at,
             })
             .map_err(|e| e.to_string()),
     ))
@@ -100,7 +97,9 @@ pub async fn mark_stale(
 }
 
 /// Stores posts fetched from `meta_user_id`'s account (new ones added,
-/// known ones updated, removed ones left removed).
+/// known ones updated, removed ones left removed) — only while that
+/// connection still stands: a fetch that was in flight when the user
+/// disconnected, or Meta asked for a deletion, stores nothing.
 pub async fn store(
     sql: &impl Sql,
     user: Uuid,
@@ -125,6 +124,8 @@ pub async fn store(
          SELECT $1, $4, network, post_id, message, permalink, image_url, posted_at, $3 \
          FROM jsonb_to_recordset($2) AS x(network text, post_id text, message text, permalink text, \
                                           image_url text, posted_at timestamp) \
+         WHERE EXISTS (SELECT 1 FROM social_connections c \
+             WHERE c.user_id = $1 AND c.meta_user_id = $4 AND c.status = 'active' FOR KEY SHARE) \
          ON CONFLICT (user_id, network, post_id) DO UPDATE SET message = EXCLUDED.message, \
              permalink = EXCLUDED.permalink, image_url = EXCLUDED.image_url, \
              meta_user_id = EXCLUDED.meta_user_id, fetched_at = EXCLUDED.fetched_at, archived = false \
@@ -187,7 +188,7 @@ impl<S: Sql, K: Cache, H: HttpClient, C: Clock> JobHandler for FetchPosts<'_, S,
     async fn run(&self, job: &Job) -> Result<(), JobError> {
         let p: Payload =
             serde_json::from_value(job.payload.clone()).map_err(JobError::malformed)?;
-        if !village_flags::store::system_switch(self.sql, self.cache, crate::FLAG).await {
+        if !village_flags::store::on_for_anyone(self.sql, self.cache, crate::FLAG).await {
             return Ok(()); // the kill switch: no call to Meta
         }
         let retry = |e: SqlError| JobError::Retry(e.to_string());

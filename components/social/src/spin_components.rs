@@ -38,7 +38,7 @@ pub fn config() -> Result<Config, String> {
 pub async fn schedule(scheduled: u64) -> Result<(), String> {
     let env = Env::from_variables().map_err(|e| e.to_string())?;
     let now = env.clock.now();
-    if !village_flags::store::system_switch(&env.sql, &env.cache, crate::FLAG).await {
+    if !village_flags::store::on_for_anyone(&env.sql, &env.cache, crate::FLAG).await {
         village_platform::log::event(
             "INFO",
             "social refreshes skipped: social_integration is off",

@@ -145,11 +145,16 @@ impl<S: Sql, K: Cache, H: HttpClient, M: HttpClient, C: Clock> Upkeep<'_, S, K, 
                         return Ok(Refreshed::Failed);
                     }
                 };
-                // Without `expires_in` the token lives no longer than the one
-                // it replaced, as far as we know.
-                let expires = token.expires_in.map_or(conn.expires_at, |s| {
-                    now + Duration::seconds(s.clamp(60, 90 * 86_400))
-                });
+                // Without `expires_in` (a token that does not expire by time)
+                // the usual 60 days: refreshed again then, and a refusal
+                // (code 190) is what marks it stale in between.
+                let expires = now
+                    + Duration::seconds(
+                        token
+                            .expires_in
+                            .unwrap_or(60 * 86_400)
+                            .clamp(60, 90 * 86_400),
+                    );
                 self.sql
                     .execute(
                         "UPDATE social_connections SET token_key_id = $2, token_sealed = $3, \
@@ -297,7 +302,7 @@ impl<S: Sql, K: Cache, H: HttpClient, M: HttpClient, C: Clock> JobHandler
     }
 
     async fn run(&self, job: &Job) -> Result<(), JobError> {
-        if !village_flags::store::system_switch(self.sql, self.cache, crate::FLAG).await {
+        if !village_flags::store::on_for_anyone(self.sql, self.cache, crate::FLAG).await {
             return Ok(()); // the kill switch: no call to Meta, no email
         }
         let report = self

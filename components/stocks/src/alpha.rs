@@ -123,11 +123,15 @@ impl AlphaVantage {
         }
         let value: serde_json::Value = serde_json::from_slice(response.body())
             .map_err(|e| AlphaError::Malformed(e.to_string()))?;
+        // Their messages can quote the key ("We have detected your API key
+        // as ..."): it never reaches a log line or a job's last error.
         let said = |k: &str| {
-            value
-                .get(k)
-                .and_then(serde_json::Value::as_str)
-                .map(|s| s.chars().take(300).collect::<String>())
+            value.get(k).and_then(serde_json::Value::as_str).map(|s| {
+                redact(s, &self.api_key)
+                    .chars()
+                    .take(300)
+                    .collect::<String>()
+            })
         };
         if let Some(m) = said("Error Message") {
             return Err(AlphaError::Refused(m));
@@ -201,6 +205,15 @@ impl AlphaVantage {
             )
             .await?;
         parse_quote(&v)
+    }
+}
+
+/// `text` with every occurrence of `key` replaced.
+fn redact(text: &str, key: &str) -> String {
+    if key.is_empty() {
+        text.to_owned()
+    } else {
+        text.replace(key, "[api key]")
     }
 }
 
@@ -308,6 +321,17 @@ mod tests {
         ] {
             assert!(!is_rate_limit(refused), "{refused}");
         }
+    }
+
+    #[test]
+    fn messages_quoting_the_key_are_redacted() {
+        assert_eq!(
+            redact(
+                "We have detected your API key as SECRET-KEY and our",
+                "SECRET-KEY"
+            ),
+            "We have detected your API key as [api key] and our"
+        );
     }
 
     #[test]

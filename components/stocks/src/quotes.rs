@@ -112,21 +112,33 @@ impl<S: Sql, K: Cache, H: HttpClient, C: Clock> JobHandler for RefreshQuote<'_, 
             Ok(Some(q)) => store(self.sql, &symbol, &q, is_close(q.trading_day, now), now)
                 .await
                 .map_err(retry),
-            // Nothing to quote (a fund, a delisted or foreign listing), or
-            // refused outright: noted, asked again tomorrow, not every cycle.
-            Ok(None) | Err(AlphaError::Refused(_)) => {
-                self.sql
-                    .execute(
-                        "UPDATE stock_symbols SET no_quote_since = coalesce(no_quote_since, $2) \
-                         WHERE symbol = $1",
-                        &[
-                            SqlValue::Text(symbol.as_str().into()),
-                            SqlValue::Timestamp(now),
-                        ],
-                    )
-                    .await
-                    .map_err(retry)?;
-                Ok(())
+            // Nothing to quote (a fund, a delisted or foreign listing):
+            // noted (each miss moves the day on), asked again a day later.
+            Ok(None) => self
+                .sql
+                .execute(
+                    "UPDATE stock_symbols SET no_quote_since = $2 WHERE symbol = $1",
+                    &[
+                        SqlValue::Text(symbol.as_str().into()),
+                        SqlValue::Timestamp(now),
+                    ],
+                )
+                .await
+                .map(drop)
+                .map_err(retry),
+            // A refusal is about us (the key, the plan), not the symbol:
+            // said loudly, and the job waits an hour rather than spend a
+            // call every cycle.
+            Err(AlphaError::Refused(why)) => {
+                village_platform::log::event(
+                    "ERROR",
+                    &format!("Alpha Vantage refused a quote call: {why}"),
+                    serde_json::json!({ "symbol": symbol.as_str() }),
+                );
+                Err(JobError::Defer {
+                    until: now + Duration::hours(1),
+                    reason: format!("Alpha Vantage refused the call: {why}"),
+                })
             }
             // Their count says wait though ours did not (the key is shared,
             // or their burst limit is tighter): a minute, unless our own

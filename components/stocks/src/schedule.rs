@@ -42,11 +42,12 @@ pub struct Scheduled {
 }
 
 /// Minutes between refreshes of each of `symbols` while open: the
-/// configured interval, or longer when a day of `per_day` calls (one per
-/// symbol kept for the close) cannot cover a session at that rate.
+/// configured interval, or longer when a day of `per_day` calls — less the
+/// searches' share and one call per symbol kept for the close — cannot
+/// cover a session at that rate.
 pub fn open_interval(configured: i64, symbols: usize, per_day: u32) -> i64 {
     let n = symbols.max(1) as i64;
-    let budget = (i64::from(per_day) - n).max(1);
+    let budget = (i64::from(per_day) - crate::watchlist::search_share(per_day) - n).max(1);
     // Ceiling division (signed `div_ceil` is not stable).
     configured
         .max(1)
@@ -232,10 +233,11 @@ mod tests {
     #[test]
     fn the_open_interval_stretches_to_fit_the_days_quota() {
         assert_eq!(open_interval(15, 1, 500), 15, "a roomy plan keeps 15");
-        // The free tier's 25 calls: one symbol every 17 minutes (24 calls
-        // over 390 minutes), three every 54.
-        assert_eq!(open_interval(15, 1, 25), 17);
-        assert_eq!(open_interval(15, 3, 25), 54);
+        // The free tier's 25 calls, 5 kept for searches: one symbol every
+        // 21 minutes (19 calls over 390 minutes, one for the close), three
+        // every 69.
+        assert_eq!(open_interval(15, 1, 25), 21);
+        assert_eq!(open_interval(15, 3, 25), 69);
         assert_eq!(open_interval(15, 40, 25), 15_600, "more symbols than calls");
     }
 }

@@ -43,16 +43,19 @@ pub async fn record(
         )
         .await?
         == 1;
-    cache
-        .defer(
-            "HINCRBY",
-            vec![
-                cache.key(COUNTERS).into(),
-                spent.window.as_str().into(),
-                1i64.into(),
-            ],
-        )
-        .await;
+    // At once: a worker has no "after the answer" to defer to.
+    let count = [
+        cache.key(COUNTERS).into(),
+        spent.window.as_str().into(),
+        1i64.into(),
+    ];
+    if let Err(e) = cache.execute("HINCRBY", &count).await {
+        village_platform::log::event(
+            "WARNING",
+            &format!("throttle counter not updated: {e}"),
+            serde_json::json!({}),
+        );
+    }
     if began {
         village_platform::log::event(
             "WARNING",

@@ -129,16 +129,18 @@ pub async fn confirm(
             "no listed security has the symbol {symbol}"
         )));
     }
+    // The day's searches: checked first, counted once the call is taken
+    // (a search refused for the gap between calls costs none).
     let searches_key = cache.key(&format!("alpha-vantage:searches:{}", now.format("%Y%m%d")));
-    let searches = cache
-        .execute("INCR", &[searches_key.clone().into()])
+    let done = cache
+        .execute("GET", &[searches_key.clone().into()])
         .await
-        .map_err(redis_down)?;
-    cache
-        .defer("EXPIRE", vec![searches_key.into(), 172_800i64.into()])
-        .await;
-    if matches!(searches.first(), Some(CacheValue::Int(n)) if *n > search_share(config.quota.per_day))
-    {
+        .map_err(redis_down)?
+        .first()
+        .and_then(CacheValue::as_text)
+        .and_then(|n| n.parse::<i64>().ok())
+        .unwrap_or(0);
+    if done >= search_share(config.quota.per_day) {
         let midnight = (now.date_naive() + chrono::Duration::days(1))
             .and_hms_opt(0, 0, 0)
             .map_or(now, |t| t.and_utc());
@@ -146,16 +148,21 @@ pub async fn confirm(
     }
     match crate::quota::take(cache, config.quota, now)
         .await
-        .map_err(|e| AppError::Unavailable {
-            dependency: "redis",
-            detail: e.to_string(),
-        })? {
+        .map_err(redis_down)?
+    {
         Ok(()) => {}
         Err(spent) => {
             crate::throttle::record(sql, cache, spent, Some(symbol.as_str()), now).await?;
             return Err(busy((spent.resume_at - now).num_seconds().max(1) as u64));
         }
     }
+    cache
+        .execute("INCR", &[searches_key.clone().into()])
+        .await
+        .map_err(redis_down)?;
+    cache
+        .defer("EXPIRE", vec![searches_key.into(), 172_800i64.into()])
+        .await;
     let matches = match config.alpha.search(http, symbol.as_str()).await {
         Ok(m) => m,
         Err(AlphaError::Throttled(_)) => return Err(busy(60)),
@@ -167,6 +174,18 @@ pub async fn confirm(
         }
     };
     let Some(m) = matches.into_iter().find(|m| m.symbol == symbol.as_str()) else {
+        // Remembered for a day: asking again costs no call.
+        cache
+            .defer(
+                "SET",
+                vec![
+                    unknown_key.into(),
+                    "1".into(),
+                    "EX".into(),
+                    86_400i64.into(),
+                ],
+            )
+            .await;
         return Err(invalid(format!(
             "no listed security has the symbol {symbol}"
         )));

@@ -55,6 +55,27 @@ impl Location {
     pub fn key(&self) -> String {
         format!("{:.1},{:.1}", self.lat, self.lon)
     }
+
+    /// Whether the point lies where the NWS issues alerts but the
+    /// gazetteer has no town to vouch for it: Puerto Rico and the US
+    /// Virgin Islands, Guam and the Northern Marianas, American Samoa,
+    /// and Alaska (west of 141°W, its panhandle, the far Aleutians). Rough
+    /// boxes; an NWS answer that a point is outside its area settles it.
+    pub fn in_remote_us(&self) -> bool {
+        let within = |(s, n, w, e): (f64, f64, f64, f64)| {
+            (s..=n).contains(&self.lat) && (w..=e).contains(&self.lon)
+        };
+        [
+            (17.6, 18.6, -67.3, -64.5),
+            (13.2, 20.6, 144.6, 146.1),
+            (-14.6, -11.0, -171.1, -168.1),
+            (51.2, 71.5, -180.0, -141.0),
+            (54.5, 60.0, -141.0, -129.9),
+            (51.0, 53.5, 172.0, 180.0),
+        ]
+        .into_iter()
+        .any(within)
+    }
 }
 
 /// A forecast as stored (Open-Meteo's answer, normalised; metric units).
@@ -156,6 +177,29 @@ mod tests {
         );
         assert!(Location::rounded(91.0, 0.0).is_none());
         assert!(Location::rounded(f64::NAN, 0.0).is_none());
+    }
+
+    #[test]
+    fn remote_us_boxes_cover_the_territories_and_alaska_not_canada() {
+        for (lat, lon) in [
+            (18.4, -66.1),
+            (13.5, 144.8),
+            (-14.3, -170.7),
+            (64.8, -147.7),
+            (58.3, -134.4),
+            (52.9, 173.2),
+        ] {
+            assert!(
+                Location::rounded(lat, lon).expect("valid").in_remote_us(),
+                "{lat},{lon}"
+            );
+        }
+        for (lat, lon) in [(60.7, -135.1), (49.3, -123.1), (51.5, -0.1), (45.5, -122.7)] {
+            assert!(
+                !Location::rounded(lat, lon).expect("valid").in_remote_us(),
+                "{lat},{lon}"
+            );
+        }
     }
 
     #[test]

@@ -162,10 +162,14 @@ impl<S: Sql, K: Cache, H: HttpClient, C: Clock> JobHandler for RefreshAlerts<'_,
         if !in_us {
             return Ok(()); // the NWS covers the US only
         }
-        if crate::outage::is_down(self.cache, PROVIDER).await {
-            return Ok(()); // failed moments ago: the next run asks again
-        }
         let now = self.clock.now();
+        if let Some(until) = crate::outage::paused_until(self.cache, PROVIDER, now).await {
+            // Failed moments ago: wait for the pause to end, then ask.
+            return Err(JobError::Defer {
+                until,
+                reason: format!("{PROVIDER} failed moments ago"),
+            });
+        }
         let outcome = fetch(self.http, self.base_url, self.user_agent, at).await;
         let retry = |e: village_platform::sql::SqlError| JobError::Retry(e.to_string());
         match outcome {

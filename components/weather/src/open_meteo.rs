@@ -192,10 +192,14 @@ impl<S: Sql, K: Cache, H: HttpClient, C: Clock> JobHandler for RefreshForecast<'
         let Some((at, _)) = location_of(self.sql, job).await? else {
             return Ok(()); // nobody wants it any more
         };
-        if crate::outage::is_down(self.cache, PROVIDER).await {
-            return Ok(()); // failed moments ago: the next run asks again
-        }
         let now = self.clock.now();
+        if let Some(until) = crate::outage::paused_until(self.cache, PROVIDER, now).await {
+            // Failed moments ago: wait for the pause to end, then ask.
+            return Err(JobError::Defer {
+                until,
+                reason: format!("{PROVIDER} failed moments ago"),
+            });
+        }
         match fetch(self.http, self.base_url, at).await {
             Ok(forecast) => store(self.sql, &at.key(), &forecast, now)
                 .await

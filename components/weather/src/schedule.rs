@@ -8,7 +8,7 @@
 //! first (alerts jobs have a lower priority). Locations nobody has used
 //! for [`FORGET_AFTER_DAYS`] days are dropped from the cache.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
 use village_jobs::{NewJob, Queue};
@@ -57,7 +57,9 @@ pub async fn mark_seen(cache: &impl Cache, location: &Location) {
 
 /// Every distinct rounded location the saved weather widgets name, with
 /// whether the NWS covers it: a town knows its country; a coordinate is
-/// in the US when a gazetteer town lies within 50 km. Settings are read
+/// in the US when a gazetteer town lies within 50 km, or it lies in the
+/// territories and remote Alaska the (US-only, towns-only) gazetteer
+/// misses ([`Location::in_remote_us`]). Settings are read
 /// as the widget reads them (an integer `city_id`, else numeric `lat` and
 /// `lon`); anything else is skipped (preferences accept any object).
 pub async fn wanted_locations(sql: &impl Sql) -> Result<Vec<(Location, bool)>, SqlError> {
@@ -82,21 +84,24 @@ pub async fn wanted_locations(sql: &impl Sql) -> Result<Vec<(Location, bool)>, S
                        WHERE NOT w.by_city \
                          AND jsonb_typeof(w.s->'lat') = 'number' AND jsonb_typeof(w.s->'lon') = 'number') x \
                  WHERE x.lat BETWEEN -90 AND 90 AND x.lon BETWEEN -180 AND 180) \
-             SELECT round(lat::numeric, 1)::float8 AS lat, round(lon::numeric, 1)::float8 AS lon, \
-                    bool_or(in_us) AS in_us \
-             FROM pts GROUP BY 1, 2 ORDER BY 1, 2",
+             SELECT lat, lon, in_us FROM pts",
             &[],
         )
         .await?;
-    let mut out = Vec::with_capacity(rows.len());
+    // Rounded here, as the widget rounds (one rule, one key), and
+    // deduplicated by key.
+    let mut out: BTreeMap<String, (Location, bool)> = BTreeMap::new();
     for r in &rows {
         let (lat, lon): (f64, f64) = (r.get("lat")?, r.get("lon")?);
         let in_us: Option<bool> = r.get("in_us")?;
         if let Some(loc) = Location::rounded(lat, lon) {
-            out.push((loc, in_us.unwrap_or(false)));
+            let in_us = in_us.unwrap_or(false) || loc.in_remote_us();
+            out.entry(loc.key())
+                .and_modify(|(_, us)| *us |= in_us)
+                .or_insert((loc, in_us));
         }
     }
-    Ok(out)
+    Ok(out.into_values().collect())
 }
 
 /// Of `locations`, those a homepage showed within [`SEEN_FOR_SECS`]
@@ -124,7 +129,8 @@ pub async fn seen_lately(
     }
 }
 
-/// Records `locations` as wanted now (creating their cache rows).
+/// Records `locations` as wanted now (creating their cache rows). A
+/// location the NWS has said it does not cover stays uncovered.
 pub async fn want(
     sql: &impl Sql,
     locations: &[(Location, bool)],
@@ -142,7 +148,7 @@ pub async fn want(
          SELECT key, lat, lon, in_us, $2 \
          FROM jsonb_to_recordset($1) AS x(key text, lat float8, lon float8, in_us boolean) \
          ON CONFLICT (location_key) DO UPDATE SET wanted_at = EXCLUDED.wanted_at, \
-             in_us = EXCLUDED.in_us",
+             in_us = EXCLUDED.in_us AND weather_cache.in_us",
         &[
             SqlValue::Json(serde_json::Value::Array(doc)),
             SqlValue::Timestamp(now),

@@ -265,7 +265,7 @@ pub async fn choose_place(
     };
     let in_us = match &resolved {
         Resolved::City(c) => US.contains(&c.country.as_str()),
-        Resolved::Point(p) => near_us_town(sql, p.lat, p.lon).await?,
+        Resolved::Point(p) => near_us_town(sql, p.lat, p.lon).await? || at.in_remote_us(),
     };
     let owner = Owner::of(ctx);
     let mut prefs = village_preferences::load(sql, owner)
