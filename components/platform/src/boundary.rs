@@ -243,6 +243,13 @@ pub fn storable(text: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// Text from outside made storable and bounded: NUL removed ([`storable`]),
+/// then at most `max_chars` characters (provider answers, which are stored,
+/// shown or logged rather than refused).
+pub fn stored(text: &str, max_chars: usize) -> String {
+    storable(text).chars().take(max_chars).collect()
+}
+
 /// The headers every answer carries: no MIME sniffing, no framing by other
 /// sites, referrers trimmed to the origin across sites — and on pages a
 /// Content-Security-Policy that allows only our own scripts, styles and
@@ -437,6 +444,7 @@ mod tests {
     #[test]
     fn storable_text_loses_only_nul() {
         assert_eq!(storable("a\0b"), "ab");
+        assert_eq!(stored("a\0bcdé", 4), "abcd");
         assert!(matches!(storable("ab"), std::borrow::Cow::Borrowed(_)));
     }
 

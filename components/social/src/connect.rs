@@ -13,6 +13,7 @@ use hmac::Mac;
 use uuid::Uuid;
 use village_jobs::{NewJob, Queue};
 use village_platform::AppError;
+use village_platform::boundary::stored;
 use village_platform::cache::Cache;
 use village_platform::http_client::HttpClient;
 use village_platform::sql::{Sql, SqlValue};
@@ -173,8 +174,8 @@ pub async fn complete(
              stale_notified_at = NULL, last_refreshed_at = EXCLUDED.last_refreshed_at, last_error = NULL",
         &[
             SqlValue::Uuid(user),
-            SqlValue::Text(me.id.chars().take(64).collect()),
-            SqlValue::Text(me.name.chars().take(200).collect()),
+            SqlValue::Text(stored(&me.id, 64)),
+            SqlValue::Text(stored(&me.name, 200)),
             instagram.as_ref().map_or(SqlValue::Null, |i| SqlValue::Text(i.id.clone())),
             instagram.as_ref().map_or(SqlValue::Null, |i| SqlValue::Text(i.username.clone())),
             SqlValue::Text(sealed.key_id),
@@ -197,10 +198,7 @@ pub async fn complete(
     sql.execute(
         "UPDATE social_posts SET archived = false \
          WHERE user_id = $1 AND meta_user_id = $2 AND removed_at IS NULL",
-        &[
-            SqlValue::Uuid(user),
-            SqlValue::Text(me.id.chars().take(64).collect()),
-        ],
+        &[SqlValue::Uuid(user), SqlValue::Text(stored(&me.id, 64))],
     )
     .await?;
     village_jobs::enqueue(

@@ -6,6 +6,7 @@
 //! code 190 means the token is no longer valid.
 
 use serde::Deserialize;
+use village_platform::boundary::stored;
 use village_platform::http_client::{HttpClient, HttpError};
 
 /// The Graph API version in every path.
@@ -238,14 +239,13 @@ impl Meta {
             .filter_map(|page| page.get("instagram_business_account"))
             .find_map(|ig| {
                 Some(Instagram {
-                    id: ig.get("id")?.as_str()?.chars().take(64).collect(),
-                    username: ig
-                        .get("username")
-                        .and_then(serde_json::Value::as_str)
-                        .unwrap_or_default()
-                        .chars()
-                        .take(100)
-                        .collect(),
+                    id: stored(ig.get("id")?.as_str()?, 64),
+                    username: stored(
+                        ig.get("username")
+                            .and_then(serde_json::Value::as_str)
+                            .unwrap_or_default(),
+                        100,
+                    ),
                 })
             }))
     }
@@ -302,10 +302,13 @@ fn graph_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
         .map(|t| t.with_timezone(&chrono::Utc))
 }
 
-/// Only `https` links are kept (they are rendered as links and images).
+/// Only `https` links are kept (they are rendered as links and images),
+/// and none carrying control characters (NUL included: not storable).
 fn https(v: Option<&serde_json::Value>) -> Option<String> {
     v.and_then(serde_json::Value::as_str)
-        .filter(|s| s.starts_with("https://") && s.len() <= 2000)
+        .filter(|s| {
+            s.starts_with("https://") && s.len() <= 2000 && !s.chars().any(char::is_control)
+        })
         .map(str::to_owned)
 }
 
@@ -338,8 +341,8 @@ pub fn items(v: &serde_json::Value, network: &'static str) -> Vec<Post> {
             };
             Some(Post {
                 network,
-                id: text("id")?.chars().take(100).collect(),
-                message: message.unwrap_or_default().chars().take(5000).collect(),
+                id: stored(text("id")?, 100),
+                message: stored(message.unwrap_or_default(), 5000),
                 permalink,
                 image_url: image,
                 posted_at: graph_time(at?)?,
@@ -361,6 +364,15 @@ mod tests {
             "paging": {"cursors": {}}});
         let posts = items(&fb, "facebook");
         assert_eq!(posts.len(), 1, "an undated post is skipped");
+        // What Postgres cannot store is dropped, not refused with the batch.
+        let nul = serde_json::json!({"data": [{"id": "1_4", "message": "a\0b",
+            "created_time": "2026-11-30T08:15:00+0000",
+            "permalink_url": "https://www.facebook.com/x\0"}]});
+        let post = &items(&nul, "facebook")[0];
+        assert_eq!(
+            (post.message.as_str(), post.permalink.as_deref()),
+            ("ab", None)
+        );
         assert_eq!(posts[0].message, "Bake sale Saturday");
         assert_eq!(posts[0].image_url, None, "only https images");
         let ig = serde_json::json!({"data": [

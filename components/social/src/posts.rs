@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
 use village_jobs::{Job, JobError, JobHandler, RetryPolicy};
+use village_platform::boundary::stored;
 use village_platform::cache::Cache;
 use village_platform::clock::Clock;
 use village_platform::http_client::HttpClient;
@@ -89,7 +90,7 @@ pub async fn mark_stale(
         &[
             SqlValue::Uuid(user),
             SqlValue::Timestamp(now),
-            SqlValue::Text(why.chars().take(500).collect()),
+            SqlValue::Text(stored(why, 500)),
         ],
     )
     .await

@@ -13,6 +13,7 @@
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 use village_jobs::{Job, JobError, JobHandler};
+use village_platform::boundary::stored;
 use village_platform::cache::Cache;
 use village_platform::clock::Clock;
 use village_platform::http_client::HttpClient;
@@ -187,10 +188,7 @@ impl<S: Sql, K: Cache, H: HttpClient, M: HttpClient, C: Clock> Upkeep<'_, S, K, 
         self.sql
             .execute(
                 "UPDATE social_connections SET last_error = $2 WHERE user_id = $1",
-                &[
-                    SqlValue::Uuid(user),
-                    SqlValue::Text(error.chars().take(500).collect()),
-                ],
+                &[SqlValue::Uuid(user), SqlValue::Text(stored(error, 500))],
             )
             .await
             .map(drop)

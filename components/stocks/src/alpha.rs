@@ -5,6 +5,7 @@
 //! ...}` (the rate limit, or a premium-only function).
 
 use serde::Deserialize;
+use village_platform::boundary::stored;
 use village_platform::http_client::{HttpClient, HttpError};
 
 use crate::Symbol;
@@ -126,12 +127,10 @@ impl AlphaVantage {
         // Their messages can quote the key ("We have detected your API key
         // as ..."): it never reaches a log line or a job's last error.
         let said = |k: &str| {
-            value.get(k).and_then(serde_json::Value::as_str).map(|s| {
-                redact(s, &self.api_key)
-                    .chars()
-                    .take(300)
-                    .collect::<String>()
-            })
+            value
+                .get(k)
+                .and_then(serde_json::Value::as_str)
+                .map(|s| stored(&redact(s, &self.api_key), 300))
         };
         if let Some(m) = said("Error Message") {
             return Err(AlphaError::Refused(m));
@@ -179,7 +178,7 @@ impl AlphaVantage {
         }
         let a: Answer =
             serde_json::from_value(v).map_err(|e| AlphaError::Malformed(e.to_string()))?;
-        let clip = |s: String, n: usize| s.chars().take(n).collect::<String>();
+        let clip = |s: String, n: usize| stored(&s, n);
         Ok(a.best_matches
             .into_iter()
             .map(|r| Match {

@@ -10,6 +10,7 @@
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use village_jobs::{Job, JobError, JobHandler, RetryPolicy};
+use village_platform::boundary::stored;
 use village_platform::cache::Cache;
 use village_platform::clock::Clock;
 use village_platform::http_client::{HttpClient, HttpError};
@@ -63,7 +64,7 @@ pub async fn fetch(
             .unwrap_or_else(|_| "no detail given".into());
         return Err(AlertsError::Refused {
             status,
-            detail: detail.chars().take(200).collect(),
+            detail: stored(&detail, 200),
         });
     }
     parse(response.body())
@@ -95,7 +96,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<Alert>, AlertsError> {
     }
     let c: Collection =
         serde_json::from_slice(body).map_err(|e| AlertsError::Malformed(e.to_string()))?;
-    let clip = |s: String, n: usize| s.chars().take(n).collect::<String>();
+    let clip = |s: String, n: usize| stored(&s, n);
     let mut alerts: Vec<Alert> = c
         .features
         .into_iter()
@@ -197,7 +198,7 @@ impl<S: Sql, K: Cache, H: HttpClient, C: Clock> JobHandler for RefreshAlerts<'_,
                          WHERE location_key = $1",
                         &[
                             SqlValue::Text(at.key()),
-                            SqlValue::Text(e.to_string().chars().take(500).collect()),
+                            SqlValue::Text(stored(&e.to_string(), 500)),
                             SqlValue::Timestamp(now),
                         ],
                     )
@@ -256,6 +257,17 @@ mod tests {
         assert_eq!(
             alerts[1].until.as_deref(),
             Some("2026-11-30T18:00:00-08:00")
+        );
+    }
+
+    #[test]
+    fn alert_text_is_made_storable() {
+        let body = br#"{"type":"FeatureCollection","features":[{"properties":{
+            "event":"Wind\u0000 Advisory","headline":"Gusts\u0000 to 60 mph"}}]}"#;
+        let a = &parse(body).expect("parses")[0];
+        assert_eq!(
+            (a.event.as_str(), a.headline.as_str()),
+            ("Wind Advisory", "Gusts to 60 mph")
         );
     }
 

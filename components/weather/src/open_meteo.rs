@@ -7,6 +7,7 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use village_jobs::{Job, JobError, JobHandler, RetryPolicy};
+use village_platform::boundary::stored;
 use village_platform::cache::Cache;
 use village_platform::clock::Clock;
 use village_platform::http_client::{HttpClient, HttpError};
@@ -69,7 +70,7 @@ pub async fn fetch(
             .unwrap_or_else(|_| "no reason given".into());
         return Err(ForecastError::Refused {
             status,
-            reason: reason.chars().take(200).collect(),
+            reason: stored(&reason, 200),
         });
     }
     parse(response.body())
@@ -111,7 +112,7 @@ pub fn parse(body: &[u8]) -> Result<Forecast, ForecastError> {
         .take(DAYS as usize)
         .enumerate()
         .map(|(i, date)| Day {
-            date: date.chars().take(10).collect(),
+            date: stored(date, 10),
             code: a.daily.weather_code.get(i).copied().flatten(),
             max_c: at(&a.daily.temperature_2m_max, i),
             min_c: at(&a.daily.temperature_2m_min, i),
@@ -119,9 +120,9 @@ pub fn parse(body: &[u8]) -> Result<Forecast, ForecastError> {
         })
         .collect();
     Ok(Forecast {
-        timezone: a.timezone.chars().take(64).collect(),
+        timezone: stored(&a.timezone, 64),
         current: Current {
-            time: a.current.time.chars().take(32).collect(),
+            time: stored(&a.current.time, 32),
             temperature_c: a.current.temperature_2m,
             feels_like_c: a.current.apparent_temperature,
             humidity_pct: a.current.relative_humidity_2m,
@@ -251,7 +252,7 @@ async fn record_failure(
         "UPDATE weather_cache SET forecast_error = $2, forecast_failed_at = $3 WHERE location_key = $1",
         &[
             SqlValue::Text(key.to_owned()),
-            SqlValue::Text(error.chars().take(500).collect()),
+            SqlValue::Text(stored(error, 500)),
             SqlValue::Timestamp(now),
         ],
     )
