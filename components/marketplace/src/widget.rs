@@ -5,7 +5,7 @@
 use village_platform::error::FieldError;
 use village_platform::sql::{Sql, SqlError};
 use village_platform::{AppError, RequestContext};
-use village_preferences::{Owner, Preferences, WidgetKind};
+use village_preferences::{Owner, WidgetKind};
 
 use crate::places::{self, Radius, Resolved};
 use crate::search::{Hit, SearchQuery};
@@ -99,27 +99,20 @@ pub async fn choose_place(
         }
         Err(e) => return Err(AppError::Validation(vec![FieldError::new("near", e)])),
     };
-    let owner = Owner::of(ctx);
-    let mut prefs = village_preferences::load(sql, owner)
-        .await?
-        .unwrap_or_else(Preferences::default);
-    let mut found = false;
-    for w in prefs
-        .layout
-        .widgets
-        .iter_mut()
-        .filter(|w| w.kind == WidgetKind::Marketplace)
-    {
-        w.settings
-            .insert("city_id".into(), serde_json::json!(city.id));
-        found = true;
-    }
+    let found = village_preferences::update_widget_settings(
+        sql,
+        Owner::of(ctx),
+        WidgetKind::Marketplace,
+        |settings| {
+            settings.insert("city_id".into(), serde_json::json!(city.id));
+        },
+    )
+    .await?;
     if !found {
         return Err(AppError::Validation(vec![FieldError::new(
             "near",
             "your homepage has no marketplace widget; add it first",
         )]));
     }
-    village_preferences::save(sql, owner, &prefs).await?;
     Ok(())
 }

@@ -14,7 +14,7 @@ mod store;
 mod validate;
 
 pub use model::{Layout, Preferences, Settings, Size, Theme, Units, Widget, WidgetKind};
-pub use store::{Owner, load, save};
+pub use store::{Owner, load, save, update_widget_settings};
 pub use validate::{MAX_BODY_BYTES, MAX_WIDGETS, parse};
 
 /// The version of the document shape this code writes.

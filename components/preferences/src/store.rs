@@ -93,3 +93,26 @@ pub async fn save(sql: &impl Sql, owner: Owner, prefs: &Preferences) -> Result<(
     .await?;
     Ok(())
 }
+
+/// Changes the settings of every widget of `kind` in the owner's
+/// preferences (the defaults until they saved any) with `change`, and saves
+/// them; an anonymous visitor's first save creates their row, as any save
+/// does. Returns whether their homepage had such a widget (nothing is saved
+/// when it had none). For the widgets' own forms (a place, say).
+pub async fn update_widget_settings(
+    sql: &impl Sql,
+    owner: Owner,
+    kind: crate::model::WidgetKind,
+    change: impl Fn(&mut serde_json::Map<String, serde_json::Value>),
+) -> Result<bool, SqlError> {
+    let mut prefs = load(sql, owner).await?.unwrap_or_default();
+    let mut found = false;
+    for w in prefs.layout.widgets.iter_mut().filter(|w| w.kind == kind) {
+        change(&mut w.settings);
+        found = true;
+    }
+    if found {
+        save(sql, owner, &prefs).await?;
+    }
+    Ok(found)
+}

@@ -8,7 +8,7 @@ use village_platform::cache::Cache;
 use village_platform::error::FieldError;
 use village_platform::sql::{Row, Sql, SqlError, SqlValue};
 use village_platform::{AppError, RequestContext};
-use village_preferences::{Owner, Preferences, Units, WidgetKind};
+use village_preferences::{Owner, Units, WidgetKind};
 
 use crate::{Alert, Forecast, Location};
 
@@ -267,38 +267,32 @@ pub async fn choose_place(
         Resolved::City(c) => US.contains(&c.country.as_str()),
         Resolved::Point(p) => near_us_town(sql, p.lat, p.lon).await? || at.in_remote_us(),
     };
-    let owner = Owner::of(ctx);
-    let mut prefs = village_preferences::load(sql, owner)
-        .await?
-        .unwrap_or_else(Preferences::default);
-    let mut found = false;
-    for w in prefs
-        .layout
-        .widgets
-        .iter_mut()
-        .filter(|w| w.kind == WidgetKind::Weather)
-    {
-        w.settings.remove("city_id");
-        w.settings.remove("lat");
-        w.settings.remove("lon");
-        match &resolved {
-            Resolved::City(c) => {
-                w.settings.insert("city_id".into(), serde_json::json!(c.id));
+    let found = village_preferences::update_widget_settings(
+        sql,
+        Owner::of(ctx),
+        WidgetKind::Weather,
+        |settings| {
+            settings.remove("city_id");
+            settings.remove("lat");
+            settings.remove("lon");
+            match &resolved {
+                Resolved::City(c) => {
+                    settings.insert("city_id".into(), serde_json::json!(c.id));
+                }
+                Resolved::Point(p) => {
+                    settings.insert("lat".into(), serde_json::json!(p.lat));
+                    settings.insert("lon".into(), serde_json::json!(p.lon));
+                }
             }
-            Resolved::Point(p) => {
-                w.settings.insert("lat".into(), serde_json::json!(p.lat));
-                w.settings.insert("lon".into(), serde_json::json!(p.lon));
-            }
-        }
-        found = true;
-    }
+        },
+    )
+    .await?;
     if !found {
         return Err(AppError::Validation(vec![FieldError::new(
             "near",
             "your homepage has no weather widget; add it first",
         )]));
     }
-    village_preferences::save(sql, owner, &prefs).await?;
     let wanted = [(at, in_us)];
     crate::schedule::want(sql, &wanted, now).await?;
     crate::schedule::mark_seen(cache, &at).await;
