@@ -356,6 +356,49 @@ async fn each_rounded_location_is_refreshed_once_however_many_watch_it() {
 }
 
 #[tokio::test]
+async fn a_point_the_nws_does_not_cover_stops_asking_it() {
+    let (sql, cache) = ports().await;
+    // Windsor, Ontario: within 50 km of Detroit, so taken for the US until
+    // the NWS says otherwise.
+    let u = user(&sql, "windsor@example.org").await;
+    weather_at(&sql, u, json!({"lat": 42.30, "lon": -83.02})).await;
+    let windsor = village_weather::Location::rounded(42.30, -83.02).expect("valid");
+    village_weather::schedule::mark_seen(&cache, &windsor).await;
+    let now = at(2026, 12, 1, 10, 0);
+    let done = village_weather::schedule::run(&sql, &cache, now)
+        .await
+        .expect("scheduled");
+    assert_eq!(done.alert_jobs, 1, "{done:?}");
+    let outside = StubServer::start(|_| {
+        Reply::new(
+            404,
+            "application/problem+json",
+            json!({"title": "Not Found", "status": 404,
+                   "detail": "The requested point is outside the area served"})
+            .to_string(),
+        )
+    })
+    .await;
+    let meteo = open_meteo(Arc::new(AtomicBool::new(false))).await;
+    let http = NativeHttp::new(Duration::from_secs(2));
+    let (meteo_url, nws_url, clock) = (meteo.url(), outside.url(), FixedClock(now));
+    let registry = weather_jobs(&sql, &cache, &http, &clock, &meteo_url, &nws_url);
+    let report = drain_low(&sql, &cache, now, &registry).await;
+    assert_eq!(
+        (report.succeeded, report.retried),
+        (2, 0),
+        "not a failure: {report:?}"
+    );
+    // The next hours ask Open-Meteo only, whatever the gazetteer says.
+    let later = now + chrono::Duration::hours(1);
+    let done = village_weather::schedule::run(&sql, &cache, later)
+        .await
+        .expect("scheduled");
+    assert_eq!((done.forecast_jobs, done.alert_jobs), (1, 0), "{done:?}");
+    assert_eq!(outside.requests().len(), 1);
+}
+
+#[tokio::test]
 async fn a_silent_forecast_service_times_out_and_is_recorded() {
     let (sql, cache) = ports().await;
     let u = user(&sql, "slow@example.org").await;

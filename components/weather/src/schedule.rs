@@ -125,37 +125,54 @@ pub async fn seen_lately(
             .filter(|(_, v)| !matches!(v, CacheValue::Nil))
             .map(|(l, _)| l)
             .collect(),
-        _ => locations,
+        other => {
+            village_platform::log::event(
+                "WARNING",
+                "which weather locations are in use is unknown: refreshing all",
+                serde_json::json!({ "reply": format!("{other:?}") }),
+            );
+            locations
+        }
     }
 }
 
-/// Records `locations` as wanted now (creating their cache rows). A
-/// location the NWS has said it does not cover stays uncovered.
+/// Records `locations` as wanted now (creating their cache rows), and
+/// returns them as stored: a location the NWS has said it does not cover
+/// stays uncovered, whatever the gazetteer says.
 pub async fn want(
     sql: &impl Sql,
     locations: &[(Location, bool)],
     now: DateTime<Utc>,
-) -> Result<(), SqlError> {
+) -> Result<Vec<(Location, bool)>, SqlError> {
     if locations.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let doc: Vec<serde_json::Value> = locations
         .iter()
         .map(|(l, us)| serde_json::json!({ "key": l.key(), "lat": l.lat, "lon": l.lon, "in_us": us }))
         .collect();
-    sql.execute(
-        "INSERT INTO weather_cache (location_key, latitude, longitude, in_us, wanted_at) \
-         SELECT key, lat, lon, in_us, $2 \
-         FROM jsonb_to_recordset($1) AS x(key text, lat float8, lon float8, in_us boolean) \
-         ON CONFLICT (location_key) DO UPDATE SET wanted_at = EXCLUDED.wanted_at, \
-             in_us = EXCLUDED.in_us AND weather_cache.in_us",
-        &[
-            SqlValue::Json(serde_json::Value::Array(doc)),
-            SqlValue::Timestamp(now),
-        ],
-    )
-    .await
-    .map(drop)
+    let rows = sql
+        .query(
+            "INSERT INTO weather_cache (location_key, latitude, longitude, in_us, wanted_at) \
+             SELECT key, lat, lon, in_us, $2 \
+             FROM jsonb_to_recordset($1) AS x(key text, lat float8, lon float8, in_us boolean) \
+             ON CONFLICT (location_key) DO UPDATE SET wanted_at = EXCLUDED.wanted_at, \
+                 in_us = EXCLUDED.in_us AND weather_cache.in_us \
+             RETURNING location_key, in_us",
+            &[
+                SqlValue::Json(serde_json::Value::Array(doc)),
+                SqlValue::Timestamp(now),
+            ],
+        )
+        .await?;
+    let mut covered = std::collections::HashMap::new();
+    for r in &rows {
+        covered.insert(r.get::<String>("location_key")?, r.get::<bool>("in_us")?);
+    }
+    Ok(locations
+        .iter()
+        .map(|(l, us)| (*l, covered.get(&l.key()).copied().unwrap_or(*us)))
+        .collect())
 }
 
 /// The refresh jobs for `locations` in the hour `slot` ("2026-11-30T14"),
@@ -215,8 +232,7 @@ pub async fn run(
 ) -> Result<Scheduled, village_jobs::JobsError> {
     let named = wanted_locations(sql).await?;
     let named_count = named.len();
-    let locations = seen_lately(cache, named).await;
-    want(sql, &locations, now).await?;
+    let locations = want(sql, &seen_lately(cache, named).await, now).await?;
     let forgotten = sql
         .execute(
             "DELETE FROM weather_cache WHERE wanted_at < $1",

@@ -293,8 +293,7 @@ pub async fn choose_place(
             "your homepage has no weather widget; add it first",
         )]));
     }
-    let wanted = [(at, in_us)];
-    crate::schedule::want(sql, &wanted, now).await?;
+    let wanted = crate::schedule::want(sql, &[(at, in_us)], now).await?;
     crate::schedule::mark_seen(cache, &at).await;
     let jobs = crate::schedule::jobs_for(
         &wanted,
