@@ -19,6 +19,8 @@ pub mod spin_components;
 pub mod widget;
 
 use serde::{Deserialize, Serialize};
+use village_jobs::{Job, JobError, RetryPolicy};
+use village_platform::sql::{Sql, SqlError, SqlValue};
 
 /// Job handler names.
 pub mod jobs {
@@ -26,6 +28,46 @@ pub mod jobs {
     pub const FORECAST: &str = "weather.forecast";
     /// Refreshes one US location's NWS alerts.
     pub const ALERTS: &str = "weather.alerts";
+}
+
+/// Both weather jobs' retries: the next hourly run refreshes again anyway,
+/// so two quick ones.
+pub(crate) fn retry_policy() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 3,
+        base_delay: std::time::Duration::from_secs(60),
+        max_delay: std::time::Duration::from_secs(600),
+        jitter: 0.2,
+    }
+}
+
+/// The job payload both weather jobs take.
+#[derive(Debug, serde::Deserialize)]
+struct Target {
+    pub key: String,
+}
+
+/// The cached location a weather job names, and whether the NWS covers
+/// it; `None` when nobody wants it any more.
+pub(crate) async fn cached_location(
+    sql: &impl Sql,
+    job: &Job,
+) -> Result<Option<(Location, bool)>, JobError> {
+    let target: Target =
+        serde_json::from_value(job.payload.clone()).map_err(JobError::malformed)?;
+    let row = sql
+        .query_opt(
+            "SELECT latitude, longitude, in_us FROM weather_cache WHERE location_key = $1",
+            &[SqlValue::Text(target.key)],
+        )
+        .await
+        .map_err(|e| JobError::Retry(e.to_string()))?;
+    let Some(row) = row else { return Ok(None) };
+    let read = |e: SqlError| JobError::Retry(e.to_string());
+    let lat: f64 = row.get("latitude").map_err(read)?;
+    let lon: f64 = row.get("longitude").map_err(read)?;
+    let in_us: bool = row.get("in_us").map_err(read)?;
+    Ok(Location::rounded(lat, lon).map(|l| (l, in_us)))
 }
 
 /// A cached location: a coordinate rounded to 0.1° (about 11 km), so

@@ -148,29 +148,18 @@ impl<S: Sql, K: Cache, H: HttpClient, C: Clock> JobHandler for RefreshAlerts<'_,
     }
 
     fn policy(&self) -> RetryPolicy {
-        RetryPolicy {
-            max_attempts: 3,
-            base_delay: std::time::Duration::from_secs(60),
-            max_delay: std::time::Duration::from_secs(600),
-            jitter: 0.2,
-        }
+        crate::retry_policy()
     }
 
     async fn run(&self, job: &Job) -> Result<(), JobError> {
-        let Some((at, in_us)) = crate::open_meteo::location_of(self.sql, job).await? else {
+        let Some((at, in_us)) = crate::cached_location(self.sql, job).await? else {
             return Ok(());
         };
         if !in_us {
             return Ok(()); // the NWS covers the US only
         }
         let now = self.clock.now();
-        if let Some(until) = crate::outage::paused_until(self.cache, PROVIDER, now).await {
-            // Failed moments ago: wait for the pause to end, then ask.
-            return Err(JobError::Defer {
-                until,
-                reason: format!("{PROVIDER} failed moments ago"),
-            });
-        }
+        crate::outage::wait_out_pause(self.cache, PROVIDER, now).await?;
         let outcome = fetch(self.http, self.base_url, self.user_agent, at).await;
         let retry = |e: village_platform::sql::SqlError| JobError::Retry(e.to_string());
         match outcome {

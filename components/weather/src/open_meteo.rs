@@ -133,34 +133,6 @@ pub fn parse(body: &[u8]) -> Result<Forecast, ForecastError> {
     })
 }
 
-/// The job payload both weather jobs take.
-#[derive(Debug, Deserialize)]
-pub(crate) struct Target {
-    pub key: String,
-}
-
-/// The cached location a job names, if it is still wanted.
-pub(crate) async fn location_of(
-    sql: &impl Sql,
-    job: &Job,
-) -> Result<Option<(Location, bool)>, JobError> {
-    let target: Target =
-        serde_json::from_value(job.payload.clone()).map_err(JobError::malformed)?;
-    let row = sql
-        .query_opt(
-            "SELECT latitude, longitude, in_us FROM weather_cache WHERE location_key = $1",
-            &[SqlValue::Text(target.key)],
-        )
-        .await
-        .map_err(|e| JobError::Retry(e.to_string()))?;
-    let Some(row) = row else { return Ok(None) };
-    let read = |e: village_platform::sql::SqlError| JobError::Retry(e.to_string());
-    let lat: f64 = row.get("latitude").map_err(read)?;
-    let lon: f64 = row.get("longitude").map_err(read)?;
-    let in_us: bool = row.get("in_us").map_err(read)?;
-    Ok(Location::rounded(lat, lon).map(|l| (l, in_us)))
-}
-
 /// `weather.forecast`: one location's forecast, from Open-Meteo.
 pub struct RefreshForecast<'a, S, K, H, C> {
     pub sql: &'a S,
@@ -179,28 +151,16 @@ impl<S: Sql, K: Cache, H: HttpClient, C: Clock> JobHandler for RefreshForecast<'
         crate::jobs::FORECAST
     }
 
-    /// The next hourly run refreshes again anyway: two quick retries.
     fn policy(&self) -> RetryPolicy {
-        RetryPolicy {
-            max_attempts: 3,
-            base_delay: std::time::Duration::from_secs(60),
-            max_delay: std::time::Duration::from_secs(600),
-            jitter: 0.2,
-        }
+        crate::retry_policy()
     }
 
     async fn run(&self, job: &Job) -> Result<(), JobError> {
-        let Some((at, _)) = location_of(self.sql, job).await? else {
+        let Some((at, _)) = crate::cached_location(self.sql, job).await? else {
             return Ok(()); // nobody wants it any more
         };
         let now = self.clock.now();
-        if let Some(until) = crate::outage::paused_until(self.cache, PROVIDER, now).await {
-            // Failed moments ago: wait for the pause to end, then ask.
-            return Err(JobError::Defer {
-                until,
-                reason: format!("{PROVIDER} failed moments ago"),
-            });
-        }
+        crate::outage::wait_out_pause(self.cache, PROVIDER, now).await?;
         match fetch(self.http, self.base_url, at).await {
             Ok(forecast) => store(self.sql, &at.key(), &forecast, now)
                 .await

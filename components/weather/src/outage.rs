@@ -48,3 +48,19 @@ pub async fn paused_until(
         _ => None,
     }
 }
+
+/// Ok when `provider` is not paused; else the job waits for the pause to
+/// end (deferred, not failed).
+pub async fn wait_out_pause(
+    cache: &impl Cache,
+    provider: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), village_jobs::JobError> {
+    match paused_until(cache, provider, now).await {
+        Some(until) => Err(village_jobs::JobError::Defer {
+            until,
+            reason: format!("{provider} failed moments ago"),
+        }),
+        None => Ok(()),
+    }
+}

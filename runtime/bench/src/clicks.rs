@@ -9,11 +9,9 @@
 //! recorded per link are counted against the redirects served: a click
 //! answered but not on disk is a lost click.
 
-use std::sync::Arc;
-
 use village_clicks::{Link, LinkKind, LinkSigner};
 
-use crate::{LoadResult, load, load_expecting, repo};
+use crate::{LoadResult, load, load_expecting};
 
 const KEYS: &str = "bench=village-bench-click-signing-key-0123456789";
 
@@ -46,20 +44,10 @@ async fn measure(args: ClicksArgs) -> anyhow::Result<()> {
             "UPDATE rate_limit_rules SET limit_count = 1000000000 WHERE action = 'click'",
         )
         .await?;
-    let db_name = village_migrate::testing::database_name(&url).to_owned();
-    let mut options = village_runtime::Options::new(repo().join("spin.toml"));
-    options.env_lookup = Arc::new(|_| None);
-    options.components = vec!["track-click".into(), "probes".into()];
-    options.variables.insert("db_name".into(), db_name);
-    options
-        .variables
-        .insert("db_sslmode".into(), "disable".into());
+    let mut options = crate::project_options(&url, &["track-click", "probes"]);
     options
         .variables
         .insert("click_signing_keys".into(), KEYS.into());
-    if let Ok(pw) = std::env::var("VILLAGE_PG_PASSWORD") {
-        options.variables.insert("db_password".into(), pw);
-    }
     let running = village_runtime::start(options, "127.0.0.1:0".parse()?).await?;
     println!(
         "village-bench clicks: {} connections, {} s per path per round, {} rounds, {} cores",

@@ -79,6 +79,24 @@ struct Args {
     skip_native: bool,
 }
 
+/// The project's `spin.toml`, serving `components` against the test
+/// database at `database_url` (plain text to the local cluster), with no
+/// `SPIN_VARIABLE_*` from this process's environment.
+fn project_options(database_url: &str, components: &[&str]) -> village_runtime::Options {
+    let mut options = village_runtime::Options::new(repo().join("spin.toml"));
+    options.env_lookup = Arc::new(|_| None);
+    options.components = components.iter().map(|c| (*c).to_owned()).collect();
+    let db_name = village_migrate::testing::database_name(database_url).to_owned();
+    options.variables.insert("db_name".into(), db_name);
+    options
+        .variables
+        .insert("db_sslmode".into(), "disable".into());
+    if let Ok(pw) = std::env::var("VILLAGE_PG_PASSWORD") {
+        options.variables.insert("db_password".into(), pw);
+    }
+    options
+}
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }

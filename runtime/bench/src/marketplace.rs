@@ -13,7 +13,6 @@
 //! searches: each reads every match in the radius). Targets (issue #15):
 //! p95 < 20 ms at 100 miles, < 40 ms at 250 miles, page of 50.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -24,7 +23,7 @@ use village_marketplace::search::SearchQuery;
 use village_platform::native::NativeSql;
 use village_platform::sql::Sql;
 
-use crate::{percentile, repo};
+use crate::percentile;
 
 #[derive(clap::Args)]
 pub struct MarketplaceArgs {
@@ -140,17 +139,7 @@ async fn measure(args: MarketplaceArgs) -> anyhow::Result<()> {
     client
         .batch_execute("DELETE FROM rate_limit_rules WHERE action = 'api'")
         .await?;
-    let db_name = village_migrate::testing::database_name(&url).to_owned();
-    let mut options = village_runtime::Options::new(repo().join("spin.toml"));
-    options.env_lookup = Arc::new(|_| None);
-    options.components = vec!["marketplace".into()];
-    options.variables.insert("db_name".into(), db_name);
-    options
-        .variables
-        .insert("db_sslmode".into(), "disable".into());
-    if let Ok(pw) = std::env::var("VILLAGE_PG_PASSWORD") {
-        options.variables.insert("db_password".into(), pw);
-    }
+    let options = crate::project_options(&url, &["marketplace"]);
     let running = village_runtime::start(options, "127.0.0.1:0".parse()?).await?;
     let sql = NativeSql::connect(&url).await?;
     let mut sender = connect(running.addr).await?;

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::{LoadResult, load_expecting, repo};
+use crate::{LoadResult, load_expecting};
 
 #[derive(clap::Args)]
 pub struct WidgetsArgs {
@@ -139,14 +139,7 @@ async fn measure(args: WidgetsArgs) -> anyhow::Result<()> {
         }
     }
 
-    let db_name = village_migrate::testing::database_name(&url).to_owned();
-    let mut options = village_runtime::Options::new(repo().join("spin.toml"));
-    options.env_lookup = Arc::new(|_| None);
-    options.components = vec!["homepage".into()];
-    options.variables.insert("db_name".into(), db_name);
-    options
-        .variables
-        .insert("db_sslmode".into(), "disable".into());
+    let mut options = crate::project_options(&url, &["homepage"]);
     for provider in [
         "open_meteo_base_url",
         "nws_base_url",
@@ -154,9 +147,6 @@ async fn measure(args: WidgetsArgs) -> anyhow::Result<()> {
         "facebook_graph_origin",
     ] {
         options.variables.insert(provider.into(), down.clone());
-    }
-    if let Ok(pw) = std::env::var("VILLAGE_PG_PASSWORD") {
-        options.variables.insert("db_password".into(), pw);
     }
     let running = village_runtime::start(options, "127.0.0.1:0".parse()?).await?;
     println!(
