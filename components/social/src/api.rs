@@ -183,11 +183,11 @@ pub async fn handle<S: Sql, K: Cache, H: HttpClient>(
                     village_platform::error::FieldError::new("network", "facebook or instagram"),
                 ]));
             }
-            let id: String = url::form_urlencoded::parse(format!("id={id}").as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default();
-            if !crate::posts::remove(s.sql, user, network, &id, s.now).await? {
+            // Post ids are Graph ids (`crate::graph::is_post_id`), which
+            // travel in a path unencoded: anything else names no post.
+            if !crate::graph::is_post_id(id)
+                || !crate::posts::remove(s.sql, user, network, id, s.now).await?
+            {
                 return Err(AppError::NotFound);
             }
             Ok(web::see_other("/#widget-social"))

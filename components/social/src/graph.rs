@@ -312,6 +312,16 @@ fn https(v: Option<&serde_json::Value>) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Whether `id` has the shape of a Graph post or media id ("123_456",
+/// "17900…"): letters, digits, `_`, `-` and `.`, at most 100. Posts with any
+/// other id are not kept (their removal link could not name them).
+pub fn is_post_id(id: &str) -> bool {
+    (1..=100).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
 /// The `data` of a posts or media answer.
 pub fn items(v: &serde_json::Value, network: &'static str) -> Vec<Post> {
     v.get("data")
@@ -341,7 +351,7 @@ pub fn items(v: &serde_json::Value, network: &'static str) -> Vec<Post> {
             };
             Some(Post {
                 network,
-                id: stored(text("id")?, 100),
+                id: text("id").filter(|id| is_post_id(id))?.to_owned(),
                 message: stored(message.unwrap_or_default(), 5000),
                 permalink,
                 image_url: image,
@@ -369,6 +379,7 @@ mod tests {
             "created_time": "2026-11-30T08:15:00+0000",
             "permalink_url": "https://www.facebook.com/x\0"}]});
         let post = &items(&nul, "facebook")[0];
+        assert!(is_post_id("42_1") && !is_post_id("42/../1") && !is_post_id(""));
         assert_eq!(
             (post.message.as_str(), post.permalink.as_deref()),
             ("ab", None)
