@@ -153,6 +153,39 @@ ensure_s3s() {
   fi
 }
 
+# The local Stripe: `localstripe` (PyPI), a stateful fake of Stripe's API
+# (payment intents, refunds, balance transactions, signed webhooks, its own
+# Stripe.js), pinned, in a virtualenv under ~/.cache/village/tools.
+# scripts/run-localstripe.py runs it on 127.0.0.1 only.
+LOCALSTRIPE_VERSION=1.15.10
+ensure_localstripe() {
+  local venv="$HOME/.cache/village/tools/localstripe"
+  if ! "$venv/bin/python" -c "import localstripe" 2>/dev/null \
+     || ! "$venv/bin/pip" show localstripe 2>/dev/null | grep -q "Version: $LOCALSTRIPE_VERSION"; then
+    python3 -m venv --help >/dev/null 2>&1 && python3 -c "import ensurepip" 2>/dev/null \
+      || apt_install python3-venv
+    log "installing localstripe $LOCALSTRIPE_VERSION (the local Stripe)"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "localstripe==$LOCALSTRIPE_VERSION"
+  fi
+  export VILLAGE_LOCALSTRIPE_PYTHON="$venv/bin/python"
+}
+
+# Starts localstripe on 127.0.0.1:$1 unless something answers there, and
+# points its webhook deliveries at $2 signed with secret $3.
+start_localstripe() {
+  local port="$1" hook="$2" secret="$3"
+  if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    log "starting localstripe on 127.0.0.1:$port"
+    "$VILLAGE_LOCALSTRIPE_PYTHON" "$ROOT/scripts/run-localstripe.py" "$port" >/tmp/village-localstripe.log 2>&1 &
+    for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+  fi
+  curl -sf -X POST "http://127.0.0.1:$port/_config/webhooks/village" \
+    -d "url=$hook" -d "secret=$secret" >/dev/null \
+    || log "could not register the webhook with localstripe"
+}
+
 # Starts s3s-fs on 127.0.0.1:$1 over folder $2 with bucket `village`,
 # with the development keys, unless something already answers there
 # (S3S_PID: the process started, if any).

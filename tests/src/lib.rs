@@ -18,6 +18,7 @@ pub const TEST_SIGNING_KEY: &str = "test-signing-key-0123456789abcdef-0123456789
 pub mod oidc;
 pub mod s3;
 pub mod spin;
+pub mod stripe;
 pub mod stub;
 
 /// What a test may set before its app starts: application variables, and

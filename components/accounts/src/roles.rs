@@ -155,7 +155,7 @@ pub const ADMIN_ROUTES: &[AdminRoute] = &[
     // Appointing Good Sites moderators delegates content moderation: for
     // those who hold it (support, super admins).
     route(None, "/admin/api/good-sites", Permission::ModerateContent),
-    route(None, "/admin/api/refunds", Permission::ManageRefunds),
+    route(None, "/admin/api/payments", Permission::ManageRefunds),
 ];
 
 /// The permission `method path` needs, or `None`: nobody may call it.

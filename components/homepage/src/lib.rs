@@ -69,6 +69,9 @@ pub struct MarketItemView {
     pub price: String,
     pub place: String,
     pub thumbnail: Option<String>,
+    /// A paid promotion: featured (first) or highlighted.
+    pub featured: bool,
+    pub highlighted: bool,
 }
 
 impl MarketView {
@@ -84,6 +87,8 @@ impl MarketView {
                     title: h.title,
                     price: village_marketplace::money(h.price_cents),
                     place: h.place_name,
+                    featured: h.featured,
+                    highlighted: h.highlighted,
                     thumbnail: h
                         .thumbnail_key
                         .as_deref()
@@ -422,7 +427,10 @@ pub async fn page(
         .find(|w| w.kind == WidgetKind::Marketplace)
     {
         Some(w) if flags.is_on(widget_flag(WidgetKind::Marketplace)) => {
-            Some(load_market(sql, &w.settings).await)
+            let promotions = flags
+                .is_on(village_marketplace::PROMOTIONS_FLAG)
+                .then_some(now);
+            Some(load_market(sql, &w.settings, promotions).await)
         }
         _ => None,
     };
@@ -529,8 +537,9 @@ fn degrade<T, E: std::fmt::Display>(
 async fn load_market(
     sql: &impl Sql,
     settings: &serde_json::Map<String, serde_json::Value>,
+    promotions: Option<DateTime<Utc>>,
 ) -> MarketView {
-    match village_marketplace::widget::newest(sql, settings).await {
+    match village_marketplace::widget::newest(sql, settings, promotions).await {
         Ok(n) => MarketView::from_newest(n),
         Err(e) => {
             village_platform::log::event(
@@ -805,6 +814,8 @@ mod tests {
                 price: "$125.00".into(),
                 place: "Boise, ID".into(),
                 thumbnail: Some("/marketplace/images/listings/7/a.png".into()),
+                featured: true,
+                highlighted: false,
             }],
             unavailable: false,
         };
@@ -820,6 +831,10 @@ mod tests {
         .expect("renders");
         assert!(
             html.contains("Newest within 25 miles of Boise, ID"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<span class=\"badge\">Featured</span>"),
             "{html}"
         );
         assert!(

@@ -50,7 +50,30 @@ pub struct Services<'a, S, H> {
     pub store_origin: Option<String>,
     /// Signs the outbound links in listing bodies (`None`: plain links).
     pub signer: Option<&'a village_clicks::LinkSigner>,
+    /// Whether paid promotions are on for this visitor (the
+    /// `promoted_listings` flag): featured listings rank first, highlights
+    /// show, sellers see the promotion links.
+    pub promotions: bool,
     pub now: DateTime<Utc>,
+}
+
+/// How many featured listings rank above a search's first page.
+pub const PROMOTED_PER_SEARCH: i64 = 3;
+
+/// A page of `search`, with its featured listings first and highlights
+/// marked while promotions are on.
+pub(crate) async fn search_page<S: Sql, H>(
+    search: &crate::search::Search,
+    s: &Services<'_, S, H>,
+) -> Result<crate::search::Page, AppError> {
+    let mut page = search.run(s.sql).await?;
+    if s.promotions && search.is_first_page() {
+        page.promoted = search.promoted(s.sql, s.now, PROMOTED_PER_SEARCH).await?;
+    }
+    for h in &mut page.listings {
+        h.mark_promotions(s.promotions, s.now);
+    }
+    Ok(page)
 }
 
 #[derive(Deserialize)]
@@ -219,8 +242,9 @@ pub async fn handle<S: Sql, H: HttpClient>(
         )),
         (&M::GET, ["api", "marketplace", "listings"]) => {
             let search = SearchQuery::from_query(req.query).check(sql).await?;
-            let page = search.run(sql).await?;
+            let page = search_page(&search, s).await?;
             Ok(ok_json(serde_json::json!({
+                "promoted": page.promoted,
                 "near": { "label": search.near.label(), "lat": search.near.point().lat,
                           "lon": search.near.point().lon },
                 "radius_miles": search.radius.miles(),
@@ -292,14 +316,13 @@ pub async fn handle<S: Sql, H: HttpClient>(
         (&M::POST, ["api", "marketplace", "listings", id, "remove"]) => {
             let actor = actor(sql, ctx).await?;
             let body: RemoveBody = parse_body(req.body)?;
-            listings::remove(
-                sql,
-                &actor,
-                id_of(id)?,
-                body.reason.as_deref().unwrap_or(""),
-                now,
-            )
-            .await?;
+            let id = id_of(id)?;
+            let reason = body.reason.as_deref().unwrap_or("");
+            listings::remove(sql, &actor, id, reason, now).await?;
+            // Refunds owed for it: automatic within 24 hours of payment
+            // (issued by the payments jobs, queued by `payments-scheduler`
+            // within five minutes), else a request for manual review.
+            village_payments::refunds::on_listing_removed(sql, id, reason, now).await?;
             Ok(web::text(http::StatusCode::NO_CONTENT, ""))
         }
         (&M::POST, ["api", "marketplace", "listings", id, "images"]) => {

@@ -1,7 +1,6 @@
 //! The category tree (`marketplace_categories`, seeded by migration V22).
 //! Free categories publish at once; a paid one (a fee in cents) publishes
-//! once paid — payments arrive with issue #19, so until then its listings
-//! stay drafts and publishing says why.
+//! once its fee is paid at checkout (`village_payments`).
 
 use serde::Serialize;
 use village_platform::error::FieldError;

@@ -18,3 +18,4 @@ pub mod spin_components;
 pub mod widget;
 
 pub use pages::money;
+pub use village_payments::PROMOTIONS_FLAG;

@@ -523,19 +523,24 @@ async fn listing_category_id(sql: &impl Sql, id: i64) -> Result<i64, SqlError> {
     .map_or(Ok(0), |r| r.get("category_id"))
 }
 
-/// The refusal of a paid category's listing until payments exist.
+/// The refusal of publishing a paid category's listing without paying:
+/// its term is bought at checkout (`village_payments`), which publishes it
+/// once Stripe confirms the payment.
 fn unpaid(listing: &Listing) -> AppError {
     AppError::Conflict(format!(
-        "“{}” is a paid category (${:.2}); paid listings open with online payments, \
-         which are not available yet. Your listing is saved: publish it then, or move it \
-         to a free category.",
+        "“{}” is a paid category (${:.2} for 30 days): pay at checkout — \
+         POST /api/payments/checkout {{\"listing_id\": {}, \"purpose\": \"posting\"}} \
+         (or /payments/checkout?listing={}&purpose=posting) — and it is published once paid. \
+         Your listing is saved as it is.",
         listing.category_name,
-        f64::from(listing.category_fee_cents) / 100.0
+        f64::from(listing.category_fee_cents) / 100.0,
+        listing.id,
+        listing.id
     ))
 }
 
 /// Publishes a draft (or re-publishes an expired listing not yet archived):
-/// active for 30 days. A paid category refuses until payments exist.
+/// active for 30 days. A paid category's is published by its payment.
 pub async fn publish(
     sql: &impl Sql,
     actor: &Actor<'_>,
@@ -559,7 +564,7 @@ pub async fn publish(
 }
 
 /// Another 30 days from now, for an active or expired (not archived)
-/// listing; a paid category's term is paid for, so it refuses for now.
+/// listing; a paid category's term is bought at checkout instead.
 pub async fn renew(
     sql: &impl Sql,
     actor: &Actor<'_>,

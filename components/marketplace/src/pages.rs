@@ -58,6 +58,8 @@ struct SearchPage<'a> {
     searched: bool,
     near_label: String,
     radius: u16,
+    /// Featured listings matching the search (first page, promotions on).
+    promoted: Vec<HitView>,
     hits: Vec<HitView>,
     next: Option<String>,
 }
@@ -79,6 +81,8 @@ struct HitView {
     category: String,
     miles: String,
     thumbnail: Option<String>,
+    featured: bool,
+    highlighted: bool,
 }
 
 impl From<Hit> for HitView {
@@ -91,6 +95,8 @@ impl From<Hit> for HitView {
             category: h.category_name,
             miles: format!("{:.1}", h.miles),
             thumbnail: h.thumbnail_key.as_deref().map(images::public_path),
+            featured: h.featured,
+            highlighted: h.highlighted,
         }
     }
 }
@@ -124,6 +130,8 @@ struct MineRow {
     can_renew: bool,
     can_sell: bool,
     can_withdraw: bool,
+    /// Featured, bump and highlight links (active, promotions on).
+    can_promote: bool,
     paid_note: Option<String>,
 }
 
@@ -222,6 +230,7 @@ pub(crate) async fn handle<S: Sql, H: HttpClient>(
                 searched: false,
                 near_label: String::new(),
                 radius: 25,
+                promoted: Vec::new(),
                 hits: Vec::new(),
                 next: None,
             };
@@ -230,7 +239,8 @@ pub(crate) async fn handle<S: Sql, H: HttpClient>(
             }
             match q.check(sql).await {
                 Ok(search) => {
-                    let results = search.run(sql).await?;
+                    let results = crate::api::search_page(&search, s).await?;
+                    page.promoted = results.promoted.into_iter().map(HitView::from).collect();
                     page.searched = true;
                     page.near_label = search.near.label();
                     page.radius = search.radius.miles();
@@ -266,14 +276,14 @@ pub(crate) async fn handle<S: Sql, H: HttpClient>(
             let notice = web::query_param(req.query.as_bytes(), "notice").map(|code| {
                 match code.as_str() {
                     "paid" => {
-                        "That listing is in a paid category. Paid listings open with online \
-                         payments, which are not available yet; it is saved as it is."
+                        "That listing is in a paid category: publishing and renewing go through \
+                         checkout. It is saved as it is."
                     }
                     _ => "That change is not possible for the listing as it is now.",
                 }
                 .to_owned()
             });
-            mine(sql, seller, notice, &csp, chrome()).await
+            mine(sql, seller, notice, s.promotions, &csp, chrome()).await
         }
         (&M::GET, ["marketplace", "new"]) => {
             ctx.user_id().ok_or(AppError::Unauthorized)?;
@@ -378,6 +388,16 @@ pub(crate) async fn handle<S: Sql, H: HttpClient>(
         ) => {
             let actor = actor(sql, ctx).await?;
             let id = id_of(id)?;
+            // A paid category's publication and renewal are bought: the
+            // form leads to checkout (the listing changes once paid).
+            if matches!(*action, "publish" | "renew") {
+                let listing = listings::for_seller(sql, &actor, id).await?;
+                if listing.category_fee_cents > 0 {
+                    return Ok(web::see_other(&format!(
+                        "/payments/checkout?listing={id}&purpose=posting"
+                    )));
+                }
+            }
             let result = if *action == "withdraw" {
                 listings::withdraw(sql, &actor, id, now).await
             } else {
@@ -417,6 +437,7 @@ async fn mine(
     sql: &impl Sql,
     seller: uuid::Uuid,
     notice: Option<String>,
+    promotions: bool,
     csp: &str,
     chrome: Chrome,
 ) -> Result<Response, AppError> {
@@ -440,9 +461,12 @@ async fn mine(
                 && l.archived_at.is_none(),
             can_sell: l.status == Status::Active,
             can_withdraw: !matches!(l.status, Status::Removed),
-            paid_note: (l.category_fee_cents > 0 && l.status == Status::Draft).then(|| {
+            can_promote: promotions && l.status == Status::Active && l.archived_at.is_none(),
+            paid_note: (l.category_fee_cents > 0
+                && matches!(l.status, Status::Draft | Status::Expired | Status::Active))
+            .then(|| {
                 format!(
-                    "Paid category ({}): publishing opens with online payments.",
+                    "Paid category ({} for 30 days): publishing and renewing go through checkout.",
                     money(Some(i64::from(l.category_fee_cents)))
                 )
             }),

@@ -374,10 +374,30 @@ pub struct Hit {
     pub published_at: DateTime<Utc>,
     /// The first image's key (served at `/marketplace/images/{key}`).
     pub thumbnail_key: Option<String>,
+    /// A paid promotion running now (see [`Hit::mark_promotions`]).
+    pub featured: bool,
+    pub highlighted: bool,
+    #[serde(skip)]
+    featured_until: Option<DateTime<Utc>>,
+    #[serde(skip)]
+    highlighted_until: Option<DateTime<Utc>>,
+}
+
+impl Hit {
+    /// Sets `featured` and `highlighted` from the promotions running at
+    /// `now` — only while promotions are on for the visitor (the
+    /// `promoted_listings` flag).
+    pub fn mark_promotions(&mut self, promotions_on: bool, now: DateTime<Utc>) {
+        self.featured = promotions_on && self.featured_until.is_some_and(|t| t > now);
+        self.highlighted = promotions_on && self.highlighted_until.is_some_and(|t| t > now);
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Page {
+    /// Featured listings matching the search, shown above the results on
+    /// its first page while promotions are on ([`Search::promoted`]).
+    pub promoted: Vec<Hit>,
     pub listings: Vec<Hit>,
     /// Pass as `cursor` for the next page; `None` on the last.
     pub next_cursor: Option<String>,
@@ -390,7 +410,7 @@ macro_rules! search_sql {
     ($key:expr, $keyset:expr, $order:expr) => {
         concat!(
             "SELECT l.id, l.title, l.price_cents, l.place_name, c.slug AS category_slug, \
-                    c.name AS category_name, l.published_at, \
+                    c.name AS category_name, l.published_at, l.featured_until, l.highlighted_until, \
                     l.location <-> ST_SetSRID(ST_MakePoint($1, $2), 4326)::geography AS metres, ",
             $key,
             " AS sort_key, \
@@ -448,7 +468,32 @@ const BY_RELEVANCE: &str = search_sql!(
     "ts_rank_cd(l.search, websearch_to_tsquery('english', $4)) DESC, l.id DESC"
 );
 
+// The search's filters ($1–$7, as above) over featured listings only
+// (`$8` now, `$9` how many); few are featured, so the partial index on
+// `featured_until` finds them first.
+const PROMOTED: &str = "SELECT l.id, l.title, l.price_cents, l.place_name, c.slug AS category_slug, \
+        c.name AS category_name, l.published_at, l.featured_until, l.highlighted_until, \
+        l.location <-> ST_SetSRID(ST_MakePoint($1, $2), 4326)::geography AS metres, \
+        (SELECT i.key FROM marketplace_listing_images i \
+         WHERE i.listing_id = l.id AND i.status = 'attached' \
+         ORDER BY i.position, i.id LIMIT 1) AS thumbnail_key \
+    FROM marketplace_listings l \
+    JOIN marketplace_categories c ON c.id = l.category_id \
+    WHERE l.status = 'active' AND l.featured_until > $8::timestamp \
+      AND l.location && _ST_Expand(ST_SetSRID(ST_MakePoint($1, $2), 4326)::geography, $3) \
+      AND (l.location <-> ST_SetSRID(ST_MakePoint($1, $2), 4326)::geography) <= $3 \
+      AND ($4::text IS NULL OR l.search @@ websearch_to_tsquery('english', $4)) \
+      AND ($5::jsonb IS NULL OR l.category_id IN (SELECT jsonb_array_elements_text($5)::bigint)) \
+      AND ($6::bigint IS NULL OR l.price_cents >= $6) \
+      AND ($7::bigint IS NULL OR l.price_cents <= $7) \
+    ORDER BY l.featured_until DESC, l.id DESC LIMIT $9";
+
 impl Search {
+    /// Whether this is the search's first page (no cursor).
+    pub fn is_first_page(&self) -> bool {
+        self.cursor.is_none()
+    }
+
     fn statement(&self) -> &'static str {
         match self.sort {
             Sort::Distance => BY_DISTANCE,
@@ -486,6 +531,29 @@ impl Search {
         ))
     }
 
+    /// Up to `limit` listings matching the search (its filters, not its
+    /// sort or cursor) that are featured at `now`, the latest bought first:
+    /// what ranks above the results while promotions are on.
+    pub async fn promoted(
+        &self,
+        sql: &impl Sql,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Hit>, SqlError> {
+        let (_, mut params) = self.params(sql).await?;
+        params.truncate(7);
+        params.push(SqlValue::Timestamp(now));
+        params.push(SqlValue::Int64(limit));
+        let rows = sql.query(PROMOTED, &params).await?;
+        rows.iter()
+            .map(|r| {
+                let mut h = hit(r)?;
+                h.mark_promotions(true, now);
+                Ok(h)
+            })
+            .collect()
+    }
+
     /// One page of results.
     pub async fn run(&self, sql: &impl Sql) -> Result<Page, SqlError> {
         let (statement, params) = self.params(sql).await?;
@@ -498,6 +566,7 @@ impl Search {
             last = Some((row.get::<f64>("sort_key")?, row.get::<i64>("id")?));
         }
         Ok(Page {
+            promoted: Vec::new(),
             listings,
             next_cursor: match (more, last) {
                 (true, Some((k, id))) => Some(
@@ -525,6 +594,10 @@ pub(crate) fn hit(r: &Row) -> Result<Hit, SqlError> {
         miles: r.get::<f64>("metres")? / METRES_PER_MILE,
         published_at: r.get("published_at")?,
         thumbnail_key: r.get("thumbnail_key")?,
+        featured: false,
+        highlighted: false,
+        featured_until: r.get("featured_until")?,
+        highlighted_until: r.get("highlighted_until")?,
     })
 }
 

@@ -1,7 +1,10 @@
 //! The homepage's `marketplace` widget: the newest listings near the
 //! visitor's chosen place (the widget's settings `city_id` and
 //! `radius_miles`, default 25), or the newest anywhere until they choose.
+//! While promotions are on (`promoted_listings`), featured listings there
+//! come first.
 
+use chrono::{DateTime, Utc};
 use village_platform::error::FieldError;
 use village_platform::sql::{Sql, SqlError};
 use village_platform::{AppError, RequestContext};
@@ -21,10 +24,31 @@ pub struct Newest {
     pub listings: Vec<Hit>,
 }
 
-/// The newest listings for the widget with `settings`.
+/// Featured first (by when bought), then the newest, without repeats.
+fn featured_first(
+    featured: Vec<Hit>,
+    newest: Vec<Hit>,
+    promotions: Option<DateTime<Utc>>,
+) -> Vec<Hit> {
+    let mut out: Vec<Hit> = Vec::with_capacity(WIDGET_ITEMS);
+    for mut h in featured.into_iter().chain(newest) {
+        if out.len() == WIDGET_ITEMS {
+            break;
+        }
+        if out.iter().all(|o| o.id != h.id) {
+            h.mark_promotions(promotions.is_some(), promotions.unwrap_or_default());
+            out.push(h);
+        }
+    }
+    out
+}
+
+/// The newest listings for the widget with `settings`; `promotions` is
+/// now when promotions are on for the visitor (featured listings first).
 pub async fn newest(
     sql: &impl Sql,
     settings: &serde_json::Map<String, serde_json::Value>,
+    promotions: Option<DateTime<Utc>>,
 ) -> Result<Newest, SqlError> {
     let radius = settings
         .get("radius_miles")
@@ -42,7 +66,8 @@ pub async fn newest(
         let rows = sql
             .query(
                 "SELECT l.id, l.title, l.price_cents, l.place_name, c.slug AS category_slug, \
-                        c.name AS category_name, l.published_at, 0::float8 AS metres, \
+                        c.name AS category_name, l.published_at, l.featured_until, \
+                        l.highlighted_until, 0::float8 AS metres, \
                         (SELECT i.key FROM marketplace_listing_images i \
                          WHERE i.listing_id = l.id AND i.status = 'attached' \
                          ORDER BY i.position, i.id LIMIT 1) AS thumbnail_key \
@@ -52,13 +77,38 @@ pub async fn newest(
                 &[village_platform::sql::SqlValue::Int64(WIDGET_ITEMS as i64)],
             )
             .await?;
-        return Ok(Newest {
-            near: None,
-            radius_miles: radius.miles(),
-            listings: rows
+        let newest: Vec<Hit> = rows
+            .iter()
+            .map(crate::search::hit)
+            .collect::<Result<_, _>>()?;
+        let featured: Vec<Hit> = match promotions {
+            Some(now) => sql
+                .query(
+                    "SELECT l.id, l.title, l.price_cents, l.place_name, c.slug AS category_slug, \
+                            c.name AS category_name, l.published_at, l.featured_until, \
+                            l.highlighted_until, 0::float8 AS metres, \
+                            (SELECT i.key FROM marketplace_listing_images i \
+                             WHERE i.listing_id = l.id AND i.status = 'attached' \
+                             ORDER BY i.position, i.id LIMIT 1) AS thumbnail_key \
+                     FROM marketplace_listings l \
+                     JOIN marketplace_categories c ON c.id = l.category_id \
+                     WHERE l.status = 'active' AND l.featured_until > $2::timestamp \
+                     ORDER BY l.featured_until DESC, l.id DESC LIMIT $1",
+                    &[
+                        village_platform::sql::SqlValue::Int64(WIDGET_ITEMS as i64),
+                        village_platform::sql::SqlValue::Timestamp(now),
+                    ],
+                )
+                .await?
                 .iter()
                 .map(crate::search::hit)
                 .collect::<Result<_, _>>()?,
+            None => Vec::new(),
+        };
+        return Ok(Newest {
+            near: None,
+            radius_miles: radius.miles(),
+            listings: featured_first(featured, newest, promotions),
         });
     };
     let query = SearchQuery {
@@ -70,7 +120,13 @@ pub async fn newest(
     };
     let label = Resolved::City(city).label();
     let listings = match query.check(sql).await {
-        Ok(search) => search.run(sql).await?.listings,
+        Ok(search) => {
+            let featured = match promotions {
+                Some(now) => search.promoted(sql, now, WIDGET_ITEMS as i64).await?,
+                None => Vec::new(),
+            };
+            featured_first(featured, search.run(sql).await?.listings, promotions)
+        }
         Err(_) => Vec::new(),
     };
     Ok(Newest {

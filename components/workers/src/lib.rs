@@ -20,6 +20,10 @@
 //! | `stocks.quote` | `village_stocks::quotes::RefreshQuote` |
 //! | `social.fetch_posts` | `village_social::posts::FetchPosts` |
 //! | `social.upkeep` | `village_social::upkeep::Upkeep` |
+//! | `payments.stripe_event` | `village_payments::events::ApplyEvent` |
+//! | `payments.refund` | `village_payments::refunds::IssueRefund` |
+//! | `payments.dispute_evidence` | `village_payments::disputes::GatherEvidence` |
+//! | `payments.reconcile` | `village_payments::reconcile::Reconcile` |
 
 use village_ai::AiConfig;
 use village_jobs::Queue;
@@ -38,6 +42,14 @@ fn mailgun() -> village_platform::mail::Mailgun {
         domain: variable("mailgun_domain").unwrap_or_default(),
         api_key: variable("mailgun_api_key").unwrap_or_default(),
     }
+}
+
+fn disabled_evidence(component: &str, e: &village_platform::objects::ObjectError) {
+    village_platform::log::event(
+        "ERROR",
+        &format!("dispute evidence disabled: object storage: {e}"),
+        serde_json::json!({ "component": component }),
+    );
 }
 
 /// Drains `queue` with every handler registered. A setting that is present
@@ -215,5 +227,60 @@ pub async fn run(component: &str, queue: Queue) -> Result<(), String> {
                 now: env.clock.now(),
             }),
     };
+    // Stripe is ours to call (a fixed host from settings), with more time
+    // than the default: refunds and lists take seconds.
+    let payments = village_payments::spin_components::config();
+    let stripe_http = SpinHttp {
+        timeout: std::time::Duration::from_secs(10),
+        ..SpinHttp::default()
+    };
+    let payments_mail_http = SpinHttp::default();
+    let payments_mail = village_payments::notify::Mail {
+        relay: mailgun(),
+        http: &payments_mail_http,
+        from: variable("mail_from").unwrap_or_default(),
+        ops: variable("ops_email").unwrap_or_default(),
+    };
+    // Evidence packages go where other server-side blobs do: the bucket
+    // when `object_store_*` are set, else the embedded store. Broken
+    // storage settings hold up evidence (the scheduler queues it again),
+    // never the other handlers.
+    let blobs = village_platform::objects::S3Config::from_lookup(variable)
+        .and_then(|c| village_platform::blob::Blobs::choose(c.as_ref(), &env.sql, &store_http));
+    let registry = match &blobs {
+        Ok(blobs) => registry.with(village_payments::disputes::GatherEvidence {
+            sql: &env.sql,
+            blobs,
+            clock: &env.clock,
+            mail: &payments_mail,
+        }),
+        Err(e) => {
+            disabled_evidence(component, e);
+            registry
+        }
+    };
+    let registry = registry
+        .with(village_payments::events::ApplyEvent {
+            sql: &env.sql,
+            cache: &env.cache,
+            http: &stripe_http,
+            clock: &env.clock,
+            config: &payments,
+            mail: &payments_mail,
+        })
+        .with(village_payments::refunds::IssueRefund {
+            sql: &env.sql,
+            http: &stripe_http,
+            clock: &env.clock,
+            config: &payments,
+            mail: &payments_mail,
+        })
+        .with(village_payments::reconcile::Reconcile {
+            sql: &env.sql,
+            http: &stripe_http,
+            clock: &env.clock,
+            config: &payments,
+            mail: &payments_mail,
+        });
     village_jobs::spin_components::run_worker(component, queue, &env, &registry).await
 }

@@ -49,11 +49,22 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
                     .ok()
             });
             let signer = village_clicks::spin_components::signer("marketplace");
+            // Paid promotions show only while `promoted_listings` is on for
+            // this visitor (its kill switch and rollout).
+            let promotions = village_flags::visitor::is_enabled(
+                &env.sql,
+                &env.cache,
+                &village_flags::Visitor::of(ctx),
+                village_marketplace::PROMOTIONS_FLAG,
+                env.clock.now(),
+            )
+            .await;
             let services = Services {
                 sql: &env.sql,
                 store: store.as_ref(),
                 store_origin: config.as_ref().map(S3Config::origin),
                 signer: signer.as_ref(),
+                promotions,
                 now: env.clock.now(),
             };
             let request = MarketRequest {

@@ -1,0 +1,478 @@
+//! `payments.stripe_event`: applies one recorded webhook event
+//! (`stripe_events`), whatever order Stripe delivered it in.
+//!
+//! - `payment_intent.succeeded` / `payment_intent.payment_failed`: the
+//!   intent is re-read from Stripe and its *current* status applied — a late
+//!   `payment_failed` after a success changes nothing, and a success moves
+//!   a failed attempt forward. A success books the charge in the ledger and
+//!   fulfils the purchase ([`crate::fulfil`]).
+//! - `charge.refunded`: the charge's refunds are re-read and each one booked
+//!   once (refunds made in Stripe's dashboard included).
+//! - `charge.dispute.created`: the dispute is recorded and booked, the
+//!   payment marked disputed, and [`crate::disputes`] gathers the evidence.
+//! - `review.opened`: Radar flagged the payment; ops are told.
+//!
+//! States only move forward (see the `payments` table); every write is
+//! keyed so a replay is a no-op.
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+use village_jobs::{Job, JobError, JobHandler, NewJob, Queue};
+use village_platform::cache::Cache;
+use village_platform::clock::Clock;
+use village_platform::http_client::HttpClient;
+use village_platform::sql::{Sql, SqlError, SqlValue};
+
+use crate::fulfil::{self, Fulfilment};
+use crate::ledger::{self, Entry, Kind};
+use crate::notify::Mail;
+use crate::stripe::{PaymentIntent, Stripe, StripeError};
+use crate::{Config, Purpose, refunds};
+
+pub const NAME: &str = "payments.stripe_event";
+
+/// The event types we act on (others are recorded and acknowledged).
+pub const HANDLED: [&str; 5] = [
+    "payment_intent.succeeded",
+    "payment_intent.payment_failed",
+    "charge.refunded",
+    "charge.dispute.created",
+    "review.opened",
+];
+
+pub struct ApplyEvent<'a, S, C, H, K> {
+    pub sql: &'a S,
+    pub cache: &'a C,
+    pub http: &'a H,
+    pub clock: &'a K,
+    pub config: &'a Config,
+    pub mail: &'a Mail<'a, H>,
+}
+
+fn retry(e: SqlError) -> JobError {
+    JobError::Retry(e.to_string())
+}
+
+fn stripe_failed(e: StripeError) -> JobError {
+    if e.is_transient() {
+        JobError::Retry(e.to_string())
+    } else {
+        JobError::Permanent(e.to_string())
+    }
+}
+
+fn text<'v>(object: &'v Value, field: &str) -> Option<&'v str> {
+    object.get(field).and_then(Value::as_str)
+}
+
+/// A field that is an id or an expanded object.
+fn id_of(object: &Value, field: &str) -> Option<String> {
+    match object.get(field)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Object(o) => o.get("id")?.as_str().map(str::to_owned),
+        _ => None,
+    }
+}
+
+fn at(seconds: i64) -> Option<DateTime<Utc>> {
+    Utc.timestamp_opt(seconds, 0).single()
+}
+
+impl<S: Sql, C: Cache, H: HttpClient, K: Clock> ApplyEvent<'_, S, C, H, K> {
+    fn stripe(&self) -> Stripe<'_, H> {
+        Stripe {
+            http: self.http,
+            config: self.config,
+        }
+    }
+
+    async fn apply(&self, event_id: &str) -> Result<String, JobError> {
+        let Some(row) = self
+            .sql
+            .query_opt(
+                "SELECT type, payload, processed_at IS NOT NULL AS done FROM stripe_events WHERE id = $1",
+                &[SqlValue::Text(event_id.to_owned())],
+            )
+            .await
+            .map_err(retry)?
+        else {
+            return Err(JobError::Permanent(format!("no event {event_id}")));
+        };
+        if row.get::<bool>("done").map_err(retry)? {
+            return Ok("already applied".into());
+        }
+        let kind: String = row.get("type").map_err(retry)?;
+        let payload: Value = row.get("payload").map_err(retry)?;
+        let object = payload
+            .pointer("/data/object")
+            .cloned()
+            .unwrap_or(Value::Null);
+        match kind.as_str() {
+            "payment_intent.succeeded" | "payment_intent.payment_failed" => {
+                let id = text(&object, "id").ok_or_else(|| {
+                    JobError::Permanent("the event names no payment intent".into())
+                })?;
+                // Order matters here: what Stripe says now, not what the
+                // event said then.
+                let intent = self
+                    .stripe()
+                    .payment_intent(id)
+                    .await
+                    .map_err(stripe_failed)?;
+                self.apply_intent(&intent).await
+            }
+            "charge.refunded" => {
+                let charge = text(&object, "id")
+                    .ok_or_else(|| JobError::Permanent("the event names no charge".into()))?;
+                self.apply_refunds(charge, id_of(&object, "payment_intent"))
+                    .await
+            }
+            "charge.dispute.created" => self.apply_dispute(&object).await,
+            "review.opened" => self.apply_review(&object).await,
+            other => Ok(format!("{other}: not handled")),
+        }
+    }
+
+    /// Our payment behind `intent`: by its id, else by the metadata we set
+    /// (the id may not have been saved if the request failed after Stripe
+    /// created it).
+    async fn payment_of(&self, intent: &PaymentIntent) -> Result<Option<Payment>, JobError> {
+        let by_metadata = intent
+            .metadata
+            .get("payment_id")
+            .and_then(|s| Uuid::parse_str(s).ok());
+        let row = self
+            .sql
+            .query_opt(
+                "UPDATE payments SET stripe_payment_intent_id = $1 \
+                 WHERE (stripe_payment_intent_id = $1) \
+                    OR (id = $2 AND stripe_payment_intent_id IS NULL) \
+                 RETURNING id, purpose, amount_cents, currency, status, user_id",
+                &[
+                    SqlValue::Text(intent.id.clone()),
+                    by_metadata.map_or(SqlValue::Null, SqlValue::Uuid),
+                ],
+            )
+            .await
+            .map_err(retry)?;
+        row.map(|r| -> Result<Payment, SqlError> {
+            Ok(Payment {
+                id: r.get("id")?,
+                purpose: r.get("purpose")?,
+                amount_cents: i64::from(r.get::<i32>("amount_cents")?),
+                currency: r.get("currency")?,
+            })
+        })
+        .transpose()
+        .map_err(retry)
+    }
+
+    async fn apply_intent(&self, intent: &PaymentIntent) -> Result<String, JobError> {
+        let now = self.clock.now();
+        let Some(payment) = self.payment_of(intent).await? else {
+            return Ok(format!("{}: not one of ours", intent.id));
+        };
+        match intent.status.as_str() {
+            "succeeded" => {
+                if intent.amount != payment.amount_cents
+                    || !intent.currency.eq_ignore_ascii_case(&payment.currency)
+                {
+                    self.mail
+                        .ops(
+                            "A Stripe payment does not match its purchase",
+                            &format!(
+                                "Payment {} expected {} {}, Stripe says {} {} (intent {}). Nothing was fulfilled.",
+                                payment.id, payment.amount_cents, payment.currency,
+                                intent.amount, intent.currency, intent.id
+                            ),
+                            serde_json::json!({ "payment_id": payment.id, "payment_intent": intent.id }),
+                        )
+                        .await;
+                    return Ok("amount mismatch: held for ops".into());
+                }
+                let charge = intent.charge_id();
+                self.sql
+                    .execute(
+                        "UPDATE payments SET status = 'succeeded', succeeded_at = coalesce(succeeded_at, $2::timestamp), \
+                             stripe_charge_id = coalesce(stripe_charge_id, $3), failure_message = NULL, \
+                             updated_at = $2::timestamp \
+                         WHERE id = $1 AND status IN ('created', 'failed')",
+                        &[
+                            SqlValue::Uuid(payment.id),
+                            SqlValue::Timestamp(now),
+                            charge.clone().map_or(SqlValue::Null, SqlValue::Text),
+                        ],
+                    )
+                    .await
+                    .map_err(retry)?;
+                if let Some(charge) = &charge {
+                    ledger::record(
+                        self.sql,
+                        &Entry {
+                            payment: Some(payment.id),
+                            kind: Kind::Charge,
+                            amount_cents: intent.amount,
+                            currency: &intent.currency,
+                            stripe_object_id: charge,
+                            occurred_at: now,
+                        },
+                        now,
+                    )
+                    .await
+                    .map_err(retry)?;
+                }
+                let purpose = Purpose::parse(&payment.purpose)
+                    .ok_or_else(|| JobError::Permanent("unknown purpose".into()))?;
+                match fulfil::fulfil(self.sql, payment.id, purpose, now)
+                    .await
+                    .map_err(retry)?
+                {
+                    Fulfilment::Applied => Ok(format!("{} fulfilled", payment.id)),
+                    Fulfilment::Nothing => Ok(format!("{} already fulfilled", payment.id)),
+                    Fulfilment::Refunding { refund_id } => {
+                        if let Some(id) = refund_id {
+                            refunds::enqueue(self.sql, self.cache, &[id], now)
+                                .await
+                                .map_err(|e| JobError::Retry(e.to_string()))?;
+                        }
+                        Ok(format!("{}: listing unavailable, refunding", payment.id))
+                    }
+                }
+            }
+            "requires_payment_method" | "canceled" => {
+                let message = intent
+                    .last_payment_error
+                    .as_ref()
+                    .and_then(|e| e.message.clone())
+                    .unwrap_or_else(|| format!("the payment was {}", intent.status));
+                self.sql
+                    .execute(
+                        "UPDATE payments SET status = 'failed', failure_message = $2, updated_at = $3::timestamp \
+                         WHERE id = $1 AND status IN ('created', 'failed')",
+                        &[
+                            SqlValue::Uuid(payment.id),
+                            SqlValue::Text(message.chars().take(500).collect()),
+                            SqlValue::Timestamp(now),
+                        ],
+                    )
+                    .await
+                    .map_err(retry)?;
+                Ok(format!("{} failed", payment.id))
+            }
+            other => Ok(format!("{}: {other}, nothing to do yet", payment.id)),
+        }
+    }
+
+    async fn apply_refunds(
+        &self,
+        charge: &str,
+        intent: Option<String>,
+    ) -> Result<String, JobError> {
+        let now = self.clock.now();
+        let payment: Option<Uuid> = self
+            .sql
+            .query_opt(
+                "SELECT id FROM payments WHERE stripe_charge_id = $1 OR stripe_payment_intent_id = $2 LIMIT 1",
+                &[
+                    SqlValue::Text(charge.to_owned()),
+                    intent.map_or(SqlValue::Null, SqlValue::Text),
+                ],
+            )
+            .await
+            .map_err(retry)?
+            .map(|r| r.get("id"))
+            .transpose()
+            .map_err(retry)?;
+        let Some(payment) = payment else {
+            return Ok(format!("{charge}: not one of ours"));
+        };
+        let refunds = self
+            .stripe()
+            .refunds_of(charge)
+            .await
+            .map_err(stripe_failed)?;
+        let mut booked = 0;
+        for r in refunds.iter().filter(|r| r.status == "succeeded") {
+            let row = r
+                .metadata
+                .get("refund_row")
+                .and_then(|s| s.parse::<i64>().ok());
+            self.sql
+                .execute(
+                    "UPDATE payment_refunds SET status = 'issued', stripe_refund_id = $2, \
+                         issued_at = coalesce(issued_at, $3::timestamp) \
+                     WHERE payment_id = $4 AND (stripe_refund_id = $2 OR (id = $1 AND status = 'approved'))",
+                    &[
+                        row.map_or(SqlValue::Null, SqlValue::Int64),
+                        SqlValue::Text(r.id.clone()),
+                        SqlValue::Timestamp(now),
+                        SqlValue::Uuid(payment),
+                    ],
+                )
+                .await
+                .map_err(retry)?;
+            let new = ledger::record(
+                self.sql,
+                &Entry {
+                    payment: Some(payment),
+                    kind: Kind::Refund,
+                    amount_cents: -r.amount,
+                    currency: &r.currency,
+                    stripe_object_id: &r.id,
+                    occurred_at: at(r.created).unwrap_or(now),
+                },
+                now,
+            )
+            .await
+            .map_err(retry)?;
+            booked += usize::from(new);
+        }
+        ledger::settle_refunds(self.sql, payment, now)
+            .await
+            .map_err(retry)?;
+        Ok(format!("{payment}: {booked} refund(s) booked"))
+    }
+
+    async fn apply_dispute(&self, dispute: &Value) -> Result<String, JobError> {
+        let now = self.clock.now();
+        let id = text(dispute, "id")
+            .ok_or_else(|| JobError::Permanent("the dispute has no id".into()))?;
+        let charge = id_of(dispute, "charge");
+        let intent = id_of(dispute, "payment_intent");
+        let amount = dispute.get("amount").and_then(Value::as_i64).unwrap_or(0);
+        let currency = text(dispute, "currency").unwrap_or("usd");
+        let due = dispute
+            .pointer("/evidence_details/due_by")
+            .and_then(Value::as_i64)
+            .and_then(at);
+        let row = self
+            .sql
+            .query_opt(
+                "WITH p AS (SELECT id FROM payments WHERE stripe_charge_id = $2 \
+                            OR stripe_payment_intent_id = $3 LIMIT 1), \
+                      d AS (INSERT INTO payment_disputes (stripe_dispute_id, payment_id, stripe_charge_id, \
+                                amount_cents, currency, reason, status, evidence_due_by, created_at) \
+                            VALUES ($1, (SELECT id FROM p), $2, $4::bigint, $5, $6, $7, $8::timestamp, $9::timestamp) \
+                            ON CONFLICT (stripe_dispute_id) DO UPDATE SET status = EXCLUDED.status \
+                            RETURNING id, payment_id), \
+                      s AS (UPDATE payments SET status = 'disputed', updated_at = $9::timestamp \
+                            WHERE id = (SELECT id FROM p) \
+                              AND status IN ('succeeded', 'partially_refunded', 'refunded') RETURNING id) \
+                 SELECT d.id, d.payment_id FROM d",
+                &[
+                    SqlValue::Text(id.to_owned()),
+                    charge.clone().map_or(SqlValue::Null, SqlValue::Text),
+                    intent.map_or(SqlValue::Null, SqlValue::Text),
+                    SqlValue::Int64(amount),
+                    SqlValue::Text(currency.to_owned()),
+                    text(dispute, "reason").map_or(SqlValue::Null, |s| SqlValue::Text(s.to_owned())),
+                    text(dispute, "status").map_or(SqlValue::Null, |s| SqlValue::Text(s.to_owned())),
+                    due.map_or(SqlValue::Null, SqlValue::Timestamp),
+                    SqlValue::Timestamp(now),
+                ],
+            )
+            .await
+            .map_err(retry)?
+            .ok_or_else(|| JobError::Retry("the dispute was not recorded".into()))?;
+        let dispute_row: i64 = row.get("id").map_err(retry)?;
+        let payment: Option<Uuid> = row.get("payment_id").map_err(retry)?;
+        ledger::record(
+            self.sql,
+            &Entry {
+                payment,
+                kind: Kind::Dispute,
+                amount_cents: -amount,
+                currency,
+                stripe_object_id: id,
+                occurred_at: dispute
+                    .get("created")
+                    .and_then(Value::as_i64)
+                    .and_then(at)
+                    .unwrap_or(now),
+            },
+            now,
+        )
+        .await
+        .map_err(retry)?;
+        let job = NewJob::new(
+            Queue::High,
+            crate::disputes::NAME,
+            serde_json::json!({ "dispute_id": dispute_row }),
+        )
+        .idempotency_key(format!("{}:{dispute_row}", crate::disputes::NAME))
+        .max_attempts(10);
+        village_jobs::enqueue(self.sql, self.cache, now, job)
+            .await
+            .map_err(|e| JobError::Retry(e.to_string()))?;
+        Ok(format!("dispute {id} recorded"))
+    }
+
+    async fn apply_review(&self, review: &Value) -> Result<String, JobError> {
+        let charge = id_of(review, "charge");
+        let intent = id_of(review, "payment_intent");
+        let rows = self
+            .sql
+            .query(
+                "UPDATE payments SET review_open = true \
+                 WHERE stripe_charge_id = $1 OR stripe_payment_intent_id = $2 RETURNING id",
+                &[
+                    charge.clone().map_or(SqlValue::Null, SqlValue::Text),
+                    intent.clone().map_or(SqlValue::Null, SqlValue::Text),
+                ],
+            )
+            .await
+            .map_err(retry)?;
+        let Some(payment) = rows.first() else {
+            return Ok("review of a payment not ours".into());
+        };
+        let payment: Uuid = payment.get("id").map_err(retry)?;
+        let reason = text(review, "reason").unwrap_or("unspecified");
+        self.mail
+            .ops(
+                "Stripe Radar opened a review",
+                &format!(
+                    "Payment {payment} (intent {}) is under review in Stripe ({reason}). \
+                     Decide it in Stripe's dashboard; refund from /admin/api/payments if it was fraud.",
+                    intent.as_deref().unwrap_or("?")
+                ),
+                serde_json::json!({ "payment_id": payment, "reason": reason }),
+            )
+            .await;
+        Ok(format!("{payment}: review opened"))
+    }
+}
+
+struct Payment {
+    id: Uuid,
+    purpose: String,
+    amount_cents: i64,
+    currency: String,
+}
+
+impl<S: Sql, C: Cache, H: HttpClient, K: Clock> JobHandler for ApplyEvent<'_, S, C, H, K> {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn run(&self, job: &Job) -> Result<(), JobError> {
+        let id = job
+            .payload
+            .get("event_id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| JobError::Permanent("payload needs event_id".into()))?;
+        let outcome = self.apply(id).await?;
+        self.sql
+            .execute(
+                "UPDATE stripe_events SET processed_at = $2::timestamp, outcome = $3 WHERE id = $1",
+                &[
+                    SqlValue::Text(id.to_owned()),
+                    SqlValue::Timestamp(self.clock.now()),
+                    SqlValue::Text(outcome),
+                ],
+            )
+            .await
+            .map_err(retry)?;
+        Ok(())
+    }
+}
