@@ -1110,6 +1110,20 @@ async fn payments_end_to_end() {
             .is_some_and(|d| d.contains("checkout")),
         "{why}"
     );
+    // The page's Publish button leads to checkout instead.
+    let r = app
+        .client
+        .post(app.url(&format!("/marketplace/listings/{car}/publish")))
+        .header("cookie", seller.clone())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        r.headers().get("location").and_then(|v| v.to_str().ok()),
+        Some(format!("/payments/checkout?listing={car}&purpose=posting").as_str())
+    );
 
     // The checkout page loads Stripe.js from where the settings say.
     let (status, page) = get(
@@ -1256,6 +1270,121 @@ async fn payments_end_to_end() {
         refunds["data"].as_array().map(Vec::len),
         Some(1),
         "{refunds}"
+    );
+
+    // Promotions, once ops switch `promoted_listings` on: a featured
+    // listing ranks above the search's results.
+    let (status, _) = post(
+        "/api/payments/checkout".into(),
+        json!({"listing_id": car, "purpose": "featured"}),
+        seller.clone(),
+    )
+    .await;
+    assert_eq!(status, 409, "promotions are off by default");
+    let (_, flag_admin) = app.signed_in_as(&["ops"]).await;
+    let r = app
+        .client
+        .patch(app.url("/admin/api/flags/promoted_listings"))
+        .header("cookie", flag_admin)
+        .header("content-type", "application/json")
+        .body(
+            json!({"enabled": true, "rollout_percent": 100, "reason": "launch promotions"})
+                .to_string(),
+        )
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let (status, free) = post(
+        "/api/marketplace/listings".into(),
+        json!({"title": "Oak table", "body": "Solid", "category": "furniture",
+               "lat": 43.615, "lon": -116.2023,
+               "contact_method": "email", "contact_value": "seller@example.com"}),
+        seller.clone(),
+    )
+    .await;
+    assert_eq!(status, 201, "{free}");
+    let table = free["listing"]["id"].as_i64().expect("id");
+    let (status, _) = post(
+        format!("/api/marketplace/listings/{table}/publish"),
+        json!({}),
+        seller.clone(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, feature) = post(
+        "/api/payments/checkout".into(),
+        json!({"listing_id": table, "purpose": "featured"}),
+        seller.clone(),
+    )
+    .await;
+    assert_eq!(status, 201, "{feature}");
+    let feature_intent = feature["payment_intent"]
+        .as_str()
+        .expect("intent")
+        .to_owned();
+    let feature_payment = feature["payment_id"].as_str().expect("id").to_owned();
+    assert_eq!(stripe.pay(&feature_intent, CARD_OK).await.0, 200);
+    let mut promoted = Value::Null;
+    for _ in 0..300 {
+        let (_, body) = get(
+            "/api/marketplace/listings?lat=43.615&lon=-116.2023&radius=5".into(),
+            seller.clone(),
+        )
+        .await;
+        promoted = serde_json::from_str(&body).unwrap_or(Value::Null);
+        if promoted["promoted"]
+            .as_array()
+            .is_some_and(|p| !p.is_empty())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(promoted["promoted"][0]["id"], table, "{promoted}");
+    assert_eq!(promoted["promoted"][0]["featured"], true, "{promoted}");
+
+    // Staff remove it the same day: its promotion is refunded
+    // automatically, queued by `payments-scheduler`.
+    let (status, _) = post(
+        format!("/api/marketplace/listings/{table}/remove"),
+        json!({"reason": "counterfeit goods"}),
+        support.clone(),
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM payment_refunds WHERE payment_id = '{feature_payment}' \
+             AND kind = 'automatic' AND status = 'approved'"
+        ))
+        .await,
+        1
+    );
+    app.fire_cron("payments-scheduler").await;
+    let issued = format!(
+        "SELECT count(*) FROM payments WHERE id = '{feature_payment}' AND status = 'refunded'"
+    );
+    for _ in 0..300 {
+        if app.count(&issued).await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(app.count(&issued).await, 1, "refunded after the sweep");
+    let refunds = stripe
+        .get(&format!("/v1/refunds?payment_intent={feature_intent}"))
+        .await;
+    assert_eq!(
+        refunds["data"].as_array().map(Vec::len),
+        Some(1),
+        "{refunds}"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM payment_ledger WHERE kind = 'refund'")
+            .await,
+        2,
+        "each refund booked once"
     );
     app.stop().await;
 }

@@ -490,8 +490,9 @@ impl<S: Sql, H: HttpClient, K: Clock> JobHandler for IssueRefund<'_, S, H, K> {
     }
 }
 
-/// Approved refunds still waiting after `grace` (a lost enqueue, a dead
-/// job after an outage): their ids, to queue again.
+/// Approved refunds not yet issued, approved at least `grace` ago (a
+/// removal's, a lost enqueue, a dead job after an outage): their ids, to
+/// queue.
 pub async fn waiting(
     sql: &impl Sql,
     now: DateTime<Utc>,

@@ -49,7 +49,10 @@ pub async fn schedule(scheduled: u64) -> Result<(), String> {
     let env = Env::from_variables().map_err(|e| e.to_string())?;
     let now = env.clock.now();
     let err = |e: village_platform::sql::SqlError| e.to_string();
-    let refunds = crate::refunds::waiting(&env.sql, now, Duration::minutes(2))
+    // Every approved refund not yet issued: a removal's (queued only
+    // here) and any whose job was lost. A job still pending or running
+    // holds the refund's key, so nothing is queued twice.
+    let refunds = crate::refunds::waiting(&env.sql, now, Duration::zero())
         .await
         .map_err(err)?;
     crate::refunds::enqueue(&env.sql, &env.cache, &refunds, now)
