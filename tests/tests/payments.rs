@@ -1372,6 +1372,23 @@ async fn payments_end_to_end() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(app.count(&issued).await, 1, "refunded after the sweep");
+    // Ops see the event lag and refunds owed in /q/metrics.
+    let (status, metrics) = get("/q/metrics".into(), String::new()).await;
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("village_stripe_events_pending 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("village_payment_refunds_waiting 0\n"),
+        "{metrics}"
+    );
+    let lag: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("village_stripe_webhook_lag_seconds "))
+        .and_then(|v| v.parse().ok())
+        .expect("lag gauge");
+    assert!((0.0..60.0).contains(&lag), "{lag}");
     let refunds = stripe
         .get(&format!("/v1/refunds?payment_intent={feature_intent}"))
         .await;

@@ -12,7 +12,8 @@
 //! - [`disputes`]: a chargeback's evidence package in blob storage.
 //! - [`ledger`] and [`reconcile`]: every money movement once, and the daily
 //!   check against Stripe's balance transactions.
-//! - [`api`] (the seller's pages and API), [`admin`] (`/admin/api/payments`).
+//! - [`api`] (the seller's pages and API), [`admin`] (`/admin/api/payments`),
+//!   [`metrics`] (webhook lag, refunds waiting).
 //!
 //! Stripe is reached through [`stripe`], its base URL and keys Spin
 //! variables; tests point it at `localstripe` (a stateful Stripe).
@@ -24,6 +25,7 @@ pub mod disputes;
 pub mod events;
 pub mod fulfil;
 pub mod ledger;
+pub mod metrics;
 pub mod notify;
 pub mod reconcile;
 pub mod refunds;

@@ -42,6 +42,14 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
                     e.to_string().replace('\n', " ")
                 )),
             }
+            // Stripe's events not yet applied, and refunds owed.
+            match village_payments::metrics::render(&env.sql, env.clock.now()).await {
+                Ok(payments) => text.push_str(&payments),
+                Err(e) => text.push_str(&format!(
+                    "# payments metrics unavailable: {}\n",
+                    e.to_string().replace('\n', " ")
+                )),
+            }
             let mut r = village_platform::web::text(http::StatusCode::OK, &text);
             r.headers_mut().insert(
                 http::header::CONTENT_TYPE,
