@@ -32,7 +32,9 @@ CREATE INDEX marketplace_listings_featured_idx
 
 -- One purchase attempt: a Payment Intent created with `idempotency_key`.
 -- States only move forward: created → failed ↔ (a retry on the same
--- intent) → succeeded → partially_refunded → refunded, or → disputed.
+-- intent) → succeeded → partially_refunded → refunded, or → disputed;
+-- `canceled` is an open attempt replaced by a new one (the price or the
+-- category changed, or Stripe canceled its intent).
 CREATE TABLE payments (
     id                        uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     user_id                   uuid REFERENCES users (id) ON DELETE SET NULL,
@@ -42,7 +44,7 @@ CREATE TABLE payments (
     amount_cents              integer NOT NULL CHECK (amount_cents > 0),
     currency                  text NOT NULL DEFAULT 'usd' CHECK (currency ~ '^[a-z]{3}$'),
     status                    text NOT NULL DEFAULT 'created' CHECK (status IN
-                                  ('created', 'failed', 'succeeded', 'partially_refunded', 'refunded', 'disputed')),
+                                  ('created', 'failed', 'canceled', 'succeeded', 'partially_refunded', 'refunded', 'disputed')),
     idempotency_key           text NOT NULL UNIQUE,
     stripe_payment_intent_id  text UNIQUE CHECK (char_length(stripe_payment_intent_id) <= 255),
     stripe_charge_id          text UNIQUE CHECK (char_length(stripe_charge_id) <= 255),
@@ -83,6 +85,9 @@ CREATE TABLE stripe_events (
     payload       jsonb NOT NULL,
     received_at   timestamp NOT NULL,
     processed_at  timestamp,
+    -- Set when applying it failed for good (its job dead-lettered): the
+    -- scheduler's sweep no longer queues it; ops see it in the admin API.
+    failed_at     timestamp,
     outcome       text
 );
 CREATE INDEX stripe_events_received_idx ON stripe_events (received_at DESC);
@@ -109,6 +114,9 @@ CREATE TABLE payment_refunds (
 -- A payment is refunded automatically at most once.
 CREATE UNIQUE INDEX payment_refunds_one_automatic_idx ON payment_refunds (payment_id)
     WHERE kind = 'automatic';
+-- One request awaiting review per payment.
+CREATE UNIQUE INDEX payment_refunds_one_request_idx ON payment_refunds (payment_id)
+    WHERE status = 'requested';
 CREATE INDEX payment_refunds_status_idx ON payment_refunds (status, requested_at);
 
 -- Chargebacks, with the evidence package's blob key.
@@ -165,3 +173,31 @@ CREATE TABLE payment_discrepancies (
     resolved_at       timestamp,
     UNIQUE (day, kind, stripe_object_id)
 );
+
+-- The refunds owed when staff remove listing `p_listing` at `p_at`: for every
+-- payment for it with money left and no refund open, an automatic refund
+-- (`approved`) when paid within `p_window_hours`, else a request for manual
+-- review. Called by the marketplace in the statement that removes the
+-- listing, so a removal never loses its refunds; `payments-scheduler` queues
+-- the approved ones.
+CREATE FUNCTION payment_refunds_on_removal(p_listing bigint, p_why text, p_at timestamp, p_window_hours integer)
+RETURNS TABLE (refund_id bigint, refund_status text)
+LANGUAGE sql VOLATILE AS $$
+    WITH owed AS (
+        SELECT p.id,
+               p.amount_cents - coalesce((SELECT -sum(l.amount_cents) FROM payment_ledger l
+                                          WHERE l.payment_id = p.id AND l.kind = 'refund'), 0) AS left_cents,
+               p.succeeded_at >= p_at - make_interval(hours => p_window_hours) AS in_window
+        FROM payments p
+        WHERE p.listing_id = p_listing AND p.status IN ('succeeded', 'partially_refunded')
+          AND NOT EXISTS (SELECT 1 FROM payment_refunds x WHERE x.payment_id = p.id
+                          AND x.status IN ('requested', 'approved')))
+    INSERT INTO payment_refunds (payment_id, amount_cents, kind, status, reason, requested_at)
+    SELECT id, left_cents,
+           CASE WHEN in_window THEN 'automatic' ELSE 'manual' END,
+           CASE WHEN in_window THEN 'approved' ELSE 'requested' END,
+           left('listing removed by staff: ' || p_why, 500), p_at
+    FROM owed WHERE left_cents > 0
+    ON CONFLICT DO NOTHING
+    RETURNING id, status
+$$;

@@ -508,12 +508,113 @@ async fn forged_stale_and_rotated_signatures_are_told_apart() {
         count(&w.sql, "SELECT count(*) AS n FROM stripe_events").await,
         2
     );
-    // An intent that is not ours is acknowledged and left alone.
+    // An intent Stripe does not know can never be applied: the events
+    // dead-letter, are marked failed, and the scheduler's sweep leaves them
+    // alone (it would otherwise queue them every five minutes forever).
     let report = w.drain().await;
     assert_eq!(
         (report.succeeded, report.dead),
         (0, 2),
         "pi_unknown is not at Stripe: {report:?}"
+    );
+    assert_eq!(
+        count(
+            &w.sql,
+            "SELECT count(*) AS n FROM stripe_events WHERE failed_at IS NOT NULL \
+             AND outcome LIKE 'failed: %'"
+        )
+        .await,
+        2
+    );
+    let later = Utc::now() + chrono::Duration::hours(1);
+    let due = village_payments::scheduler::due(&w.sql, later)
+        .await
+        .expect("due");
+    assert!(
+        due.iter()
+            .all(|j| j.handler != village_payments::events::NAME),
+        "{:?}",
+        due.iter().map(|j| &j.handler).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn a_price_change_replaces_an_open_attempt_and_a_refund_applied_first_wins() {
+    let w = World::new().await;
+    // The fee changes while a checkout is open: the old attempt and its
+    // intent are canceled, a new one starts at the new price.
+    let car = w.listing("Roadster", "vehicles", false).await;
+    let old = w.checkout(car, Purpose::Posting).await;
+    w.sql
+        .execute(
+            "UPDATE marketplace_categories SET fee_cents = 700 WHERE slug = 'vehicles'",
+            &[],
+        )
+        .await
+        .expect("price changed");
+    let new = w.checkout(car, Purpose::Posting).await;
+    assert_ne!(new.payment_id, old.payment_id);
+    assert_eq!(new.amount_cents, 700);
+    assert_eq!(w.payment(old.payment_id).await.0, "canceled");
+    let stale = w
+        .stripe
+        .get(&format!("/v1/payment_intents/{}", old.payment_intent))
+        .await;
+    assert_eq!(stale["status"], "canceled", "{stale}");
+
+    // Paid, then refunded in Stripe's dashboard, and Stripe's events come
+    // the other way round: the refund is applied before the success.
+    let (status, confirmed) = w.stripe.pay(&new.payment_intent, CARD_OK).await;
+    assert_eq!(status, 200, "{confirmed}");
+    let success = w
+        .delivered("payment_intent.succeeded", &new.payment_intent)
+        .await;
+    // Paid already: checkout says so rather than offering to pay again.
+    let again = checkout::start(
+        &w.sql,
+        &w.cache,
+        &w.http,
+        &w.config,
+        &as_user(w.seller),
+        car,
+        Purpose::Posting,
+        Utc::now(),
+    )
+    .await;
+    assert!(
+        matches!(&again, Err(village_platform::AppError::Conflict(m)) if m.contains("paid already")),
+        "{again:?}"
+    );
+    let (status, refund) = w
+        .stripe
+        .post(
+            "/v1/refunds",
+            &[("payment_intent", new.payment_intent.as_str())],
+        )
+        .await;
+    assert_eq!(status, 200, "{refund}");
+    let charge = w
+        .stripe
+        .get(&format!("/v1/charges/{}", charge_of(&confirmed)))
+        .await;
+    let (body, sig) = delivery(
+        WEBHOOK_SECRET,
+        Utc::now().timestamp(),
+        "evt_refund_first",
+        "charge.refunded",
+        charge,
+    );
+    assert_eq!(w.deliver(&body, Some(&sig)).await, 200);
+    w.drain().await;
+    assert_eq!(w.forward(&success).await, 200);
+    w.drain().await;
+    assert_eq!(w.payment(new.payment_id).await.0, "refunded");
+    assert_eq!(w.listing_status(car).await, "draft", "nothing bought stays");
+    let mut ledger = w.ledger(new.payment_id).await;
+    ledger.sort();
+    assert_eq!(
+        ledger,
+        [("charge".to_owned(), 700), ("refund".to_owned(), -700)]
     );
 }
 
@@ -871,7 +972,10 @@ async fn a_chargeback_gathers_its_evidence_and_the_reconciliation_finds_what_dif
         "status": "needs_response", "created": now,
         "evidence_details": {"due_by": now + 7 * 86_400, "has_evidence": false, "past_due": false,
                              "submission_count": 0},
-        "balance_transactions": [], "is_charge_refundable": false, "livemode": false,
+        "balance_transactions": [{"id": "txn_dispute_1", "object": "balance_transaction",
+            "amount": -500, "fee": 1500, "currency": "usd", "created": now, "type": "adjustment",
+            "source": "dp_1Test"}],
+        "is_charge_refundable": false, "livemode": false,
     });
     let (body, sig) = delivery(
         WEBHOOK_SECRET,
@@ -967,7 +1071,7 @@ async fn a_chargeback_gathers_its_evidence_and_the_reconciliation_finds_what_dif
         .iter()
         .map(|d| (d.kind, d.stripe_object_id.as_str()))
         .collect();
-    assert_eq!(kinds, [("missing_in_stripe", "dp_1Test")]);
+    assert_eq!(kinds, [("missing_in_stripe", "txn_dispute_1")]);
     // Now the ledger disagrees three ways.
     w.sql
         .execute(
@@ -1027,6 +1131,41 @@ async fn a_chargeback_gathers_its_evidence_and_the_reconciliation_finds_what_dif
     assert_eq!(
         reconciliation_mails, 2,
         "ops told of new discrepancies only"
+    );
+
+    // The seller wins: Stripe reinstates the funds, a second balance
+    // transaction on the same dispute, booked once more (and only once).
+    let mut won = dispute;
+    won["status"] = json!("won");
+    won["balance_transactions"] = json!([
+        {"id": "txn_dispute_1", "object": "balance_transaction", "amount": -500, "fee": 1500,
+         "currency": "usd", "created": now, "type": "adjustment", "source": "dp_1Test"},
+        {"id": "txn_dispute_2", "object": "balance_transaction", "amount": 500, "fee": -1500,
+         "currency": "usd", "created": now + 60, "type": "adjustment", "source": "dp_1Test"}
+    ]);
+    for (event, kind) in [
+        ("evt_reinstated", "charge.dispute.funds_reinstated"),
+        ("evt_closed", "charge.dispute.closed"),
+    ] {
+        let (body, sig) = delivery(WEBHOOK_SECRET, now + 60, event, kind, won.clone());
+        assert_eq!(w.deliver(&body, Some(&sig)).await, 200);
+    }
+    w.drain().await;
+    assert_eq!(
+        w.ledger(c.payment_id).await,
+        [
+            ("charge".to_owned(), 500),
+            ("dispute".to_owned(), -500),
+            ("dispute".to_owned(), 500)
+        ]
+    );
+    assert_eq!(
+        count(
+            &w.sql,
+            "SELECT count(*) AS n FROM payment_disputes WHERE status = 'won'"
+        )
+        .await,
+        1
     );
 }
 

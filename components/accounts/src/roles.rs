@@ -155,6 +155,13 @@ pub const ADMIN_ROUTES: &[AdminRoute] = &[
     // Appointing Good Sites moderators delegates content moderation: for
     // those who hold it (support, super admins).
     route(None, "/admin/api/good-sites", Permission::ModerateContent),
+    // Promotion prices are ops' (listed before the rest of payments: the
+    // first matching prefix decides).
+    route(
+        None,
+        "/admin/api/payments/products",
+        Permission::ManageSystem,
+    ),
     route(None, "/admin/api/payments", Permission::ManageRefunds),
 ];
 

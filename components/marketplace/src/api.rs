@@ -316,13 +316,18 @@ pub async fn handle<S: Sql, H: HttpClient>(
         (&M::POST, ["api", "marketplace", "listings", id, "remove"]) => {
             let actor = actor(sql, ctx).await?;
             let body: RemoveBody = parse_body(req.body)?;
-            let id = id_of(id)?;
-            let reason = body.reason.as_deref().unwrap_or("");
-            listings::remove(sql, &actor, id, reason, now).await?;
-            // Refunds owed for it: automatic within 24 hours of payment
-            // (issued by the payments jobs, queued by `payments-scheduler`
-            // within five minutes), else a request for manual review.
-            village_payments::refunds::on_listing_removed(sql, id, reason, now).await?;
+            // The refunds owed for it are recorded in the same statement
+            // (automatic within 24 hours of payment, issued by the payments
+            // jobs `payments-scheduler` queues within five minutes; else a
+            // request for manual review).
+            listings::remove(
+                sql,
+                &actor,
+                id_of(id)?,
+                body.reason.as_deref().unwrap_or(""),
+                now,
+            )
+            .await?;
             Ok(web::text(http::StatusCode::NO_CONTENT, ""))
         }
         (&M::POST, ["api", "marketplace", "listings", id, "images"]) => {

@@ -635,8 +635,10 @@ pub async fn withdraw(
     Ok(())
 }
 
-/// A moderator removes someone's listing, with a reason; the change and its
-/// audit row are one statement.
+/// A moderator removes someone's listing, with a reason; the change, its
+/// audit row and the refunds owed for it (`payment_refunds_on_removal`,
+/// migration V33: automatic within 24 hours of payment, else for review)
+/// are one statement.
 pub async fn remove(
     sql: &impl Sql,
     actor: &Actor<'_>,
@@ -668,15 +670,19 @@ pub async fn remove(
                      updated_at = $2::timestamp, removed_reason = $3 \
                  WHERE id = $1 AND status <> 'removed' RETURNING id), \
              gone AS (DELETE FROM marketplace_listing_images \
-                 WHERE listing_id IN (SELECT id FROM ended) RETURNING id) \
+                 WHERE listing_id IN (SELECT id FROM ended) RETURNING id), \
+             owed AS (SELECT r.refund_id FROM ended, \
+                 payment_refunds_on_removal(ended.id, $3, $2::timestamp, $6::bigint::int) r) \
              SELECT audit_record($4, jsonb_build_object('status', $5::text), \
-                 jsonb_build_object('status', 'removed')) AS audit_id FROM ended",
+                 jsonb_build_object('status', 'removed', 'refunds', (SELECT count(*) FROM owed))) AS audit_id \
+             FROM ended",
             &[
                 SqlValue::Int64(id),
                 SqlValue::Timestamp(now),
                 SqlValue::Text(reason.to_owned()),
                 entry.as_param(),
                 SqlValue::Text(listing.status.as_str().to_owned()),
+                SqlValue::Int64(village_payments::AUTOMATIC_REFUND_HOURS),
             ],
         )
         .await?;

@@ -12,7 +12,7 @@
 //! | GET | `/disputes`, `/disputes/{id}/evidence` | chargebacks and their evidence package |
 //! | GET | `/discrepancies` | what the reconciliation found |
 //! | GET | `/events?limit=` | the Stripe events received (no payloads) |
-//! | GET | `/products`, PUT `/products/{kind}` `{price_cents, duration_days?, active, reason}` | promotion prices |
+//! | GET | `/products`, PUT `/products/{kind}` `{price_cents, duration_days?, active?, reason}` | promotion prices (`manage_system`: ops) |
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -253,7 +253,8 @@ pub async fn handle<S: Sql, C: Cache, B: BlobStore>(
             let list = docs(
                 sql,
                 "SELECT jsonb_build_object('id', id, 'type', type, 'created', created, \
-                     'received_at', received_at, 'processed_at', processed_at, 'outcome', outcome) AS doc \
+                     'received_at', received_at, 'processed_at', processed_at, 'failed_at', failed_at, \
+                     'outcome', outcome) AS doc \
                  FROM stripe_events ORDER BY received_at DESC, id LIMIT $1",
                 &[SqlValue::Int64(limit)],
             )
@@ -300,7 +301,8 @@ pub async fn handle<S: Sql, C: Cache, B: BlobStore>(
                 .query(
                     "WITH old AS (SELECT to_jsonb(p) AS before FROM payment_products p WHERE kind = $1), \
                           new AS (UPDATE payment_products SET price_cents = $2::bigint, \
-                                      duration_days = $3::bigint, active = $4, updated_at = $5::timestamp \
+                                      duration_days = $3::bigint, active = coalesce($4::boolean, active), \
+                                      updated_at = $5::timestamp \
                                   WHERE kind = $1 RETURNING to_jsonb(payment_products) AS after) \
                      SELECT new.after AS doc, audit_record($6, old.before, new.after) AS audit_id \
                      FROM new, old",
@@ -308,7 +310,7 @@ pub async fn handle<S: Sql, C: Cache, B: BlobStore>(
                         SqlValue::Text((*kind).to_owned()),
                         price.map_or(SqlValue::Null, SqlValue::Int64),
                         days.map_or(SqlValue::Null, SqlValue::Int64),
-                        SqlValue::Bool(body.active.unwrap_or(true)),
+                        body.active.map_or(SqlValue::Null, SqlValue::Bool),
                         SqlValue::Timestamp(s.now),
                         e.as_param(),
                     ],

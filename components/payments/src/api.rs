@@ -75,8 +75,12 @@ fn page(t: &CheckoutPage, status: http::StatusCode, config: &Config) -> Result<R
     let html = t
         .render()
         .map_err(|e| AppError::Internal(format!("rendering the checkout page: {e}")))?;
-    let js = origin_of(&config.js_url);
+    let mut js = origin_of(&config.js_url);
     let api = origin_of(&config.api_base);
+    if js == "https://js.stripe.com" {
+        // Stripe's own CSP guidance: Stripe.js also loads from its subdomains.
+        js.push_str(" https://*.js.stripe.com");
+    }
     // Stripe.js loads from its origin, frames its card field from there and
     // calls Stripe's API (localstripe serves all three from one origin).
     let csp = format!(

@@ -149,6 +149,7 @@ fn unavailable(e: StripeError) -> AppError {
 
 struct Attempt {
     id: Uuid,
+    category_id: i64,
     amount_cents: i64,
     currency: String,
     status: String,
@@ -162,6 +163,7 @@ impl TryFrom<&Row> for Attempt {
     fn try_from(r: &Row) -> Result<Self, SqlError> {
         Ok(Attempt {
             id: r.get("id")?,
+            category_id: r.get("category_id")?,
             amount_cents: i64::from(r.get::<i32>("amount_cents")?),
             currency: r.get("currency")?,
             status: r.get("status")?,
@@ -202,7 +204,8 @@ async fn attempt(
     .await?;
     let row = sql
         .query_opt(
-            "SELECT id, amount_cents, currency, status, idempotency_key, stripe_payment_intent_id \
+            "SELECT id, category_id, amount_cents, currency, status, idempotency_key, \
+                    stripe_payment_intent_id \
              FROM payments WHERE listing_id = $1 AND purpose = $2 AND status IN ('created', 'failed')",
             &[
                 SqlValue::Int64(offer.listing_id),
@@ -245,10 +248,48 @@ pub async fn start(
         )
         .await;
     let offer = offer(sql, user, listing_id, purpose, promotions_on).await?;
-    let attempt = attempt(sql, user, &offer, &config.currency, now).await?;
     let stripe = Stripe { http, config };
-    let intent = match &attempt.payment_intent {
-        Some(pi) => stripe.payment_intent(pi).await.map_err(unavailable)?,
+    let mut attempt = attempt(sql, user, &offer, &config.currency, now).await?;
+    let mut current = match &attempt.payment_intent {
+        Some(pi) => Some(stripe.payment_intent(pi).await.map_err(unavailable)?),
+        None => None,
+    };
+    if let Some(pi) = &current
+        && matches!(
+            pi.status.as_str(),
+            "succeeded" | "processing" | "requires_capture"
+        )
+    {
+        return Err(AppError::Conflict(
+            "this is paid already: the listing changes as soon as Stripe confirms the payment"
+                .into(),
+        ));
+    }
+    // The open attempt no longer matches what is on offer (the price or
+    // the listing's category changed since), or Stripe canceled its
+    // intent: it is canceled and a new one starts, so nobody pays an old
+    // price or for a category the listing has left.
+    let stale = attempt.amount_cents != offer.amount_cents
+        || attempt.category_id != offer.category_id
+        || attempt.currency != config.currency
+        || current.as_ref().is_some_and(|pi| pi.status == "canceled");
+    if stale {
+        if let Some(pi) = current.as_ref().filter(|pi| pi.status != "canceled")
+            && let Err(e) = stripe.cancel_payment_intent(&pi.id).await
+        {
+            return Err(unavailable(e));
+        }
+        sql.execute(
+            "UPDATE payments SET status = 'canceled', updated_at = $2::timestamp \
+             WHERE id = $1 AND status IN ('created', 'failed')",
+            &[SqlValue::Uuid(attempt.id), SqlValue::Timestamp(now)],
+        )
+        .await?;
+        attempt = self::attempt(sql, user, &offer, &config.currency, now).await?;
+        current = None;
+    }
+    let intent = match current {
+        Some(pi) => pi,
         None => {
             let metadata = BTreeMap::from([
                 ("payment_id", attempt.id.to_string()),

@@ -17,6 +17,13 @@ use crate::notify::Mail;
 
 pub const NAME: &str = "payments.dispute_evidence";
 
+/// The job gathering dispute row `id`'s evidence (keyed by it).
+pub fn job(id: i64) -> village_jobs::NewJob {
+    village_jobs::NewJob::new(village_jobs::Queue::High, NAME, json!({ "dispute_id": id }))
+        .idempotency_key(format!("{NAME}:{id}"))
+        .max_attempts(10)
+}
+
 pub struct GatherEvidence<'a, S, B, H, K> {
     pub sql: &'a S,
     pub blobs: &'a B,

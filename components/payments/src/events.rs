@@ -33,11 +33,14 @@ use crate::{Config, Purpose, refunds};
 pub const NAME: &str = "payments.stripe_event";
 
 /// The event types we act on (others are recorded and acknowledged).
-pub const HANDLED: [&str; 5] = [
+pub const HANDLED: [&str; 8] = [
     "payment_intent.succeeded",
     "payment_intent.payment_failed",
     "charge.refunded",
+    "charge.refund.updated",
     "charge.dispute.created",
+    "charge.dispute.funds_reinstated",
+    "charge.dispute.closed",
     "review.opened",
 ];
 
@@ -128,7 +131,17 @@ impl<S: Sql, C: Cache, H: HttpClient, K: Clock> ApplyEvent<'_, S, C, H, K> {
                 self.apply_refunds(charge, id_of(&object, "payment_intent"))
                     .await
             }
-            "charge.dispute.created" => self.apply_dispute(&object).await,
+            // A refund changed (pending → succeeded, or failed): the
+            // charge's refunds re-read, as for `charge.refunded`.
+            "charge.refund.updated" => {
+                let charge = id_of(&object, "charge")
+                    .ok_or_else(|| JobError::Permanent("the refund names no charge".into()))?;
+                self.apply_refunds(&charge, id_of(&object, "payment_intent"))
+                    .await
+            }
+            "charge.dispute.created"
+            | "charge.dispute.funds_reinstated"
+            | "charge.dispute.closed" => self.apply_dispute(&object).await,
             "review.opened" => self.apply_review(&object).await,
             other => Ok(format!("{other}: not handled")),
         }
@@ -192,6 +205,7 @@ impl<S: Sql, C: Cache, H: HttpClient, K: Clock> ApplyEvent<'_, S, C, H, K> {
                     return Ok("amount mismatch: held for ops".into());
                 }
                 let charge = intent.charge_id();
+                let charged_at = intent.charge_created().and_then(at).unwrap_or(now);
                 self.sql
                     .execute(
                         "UPDATE payments SET status = 'succeeded', succeeded_at = coalesce(succeeded_at, $2::timestamp), \
@@ -215,13 +229,28 @@ impl<S: Sql, C: Cache, H: HttpClient, K: Clock> ApplyEvent<'_, S, C, H, K> {
                             amount_cents: intent.amount,
                             currency: &intent.currency,
                             stripe_object_id: charge,
-                            occurred_at: now,
+                            occurred_at: charged_at,
                         },
                         now,
                     )
                     .await
                     .map_err(retry)?;
                 }
+                // A refund or a dispute applied before this success (events
+                // come in any order) settles the state now; fulfilment then
+                // finds it no longer `succeeded` and does nothing.
+                ledger::settle_refunds(self.sql, payment.id, now)
+                    .await
+                    .map_err(retry)?;
+                self.sql
+                    .execute(
+                        "UPDATE payments SET status = 'disputed', updated_at = $2::timestamp \
+                         WHERE id = $1 AND status IN ('succeeded', 'partially_refunded', 'refunded') \
+                           AND EXISTS (SELECT 1 FROM payment_disputes WHERE payment_id = $1)",
+                        &[SqlValue::Uuid(payment.id), SqlValue::Timestamp(now)],
+                    )
+                    .await
+                    .map_err(retry)?;
                 let purpose = Purpose::parse(&payment.purpose)
                     .ok_or_else(|| JobError::Permanent("unknown purpose".into()))?;
                 match fulfil::fulfil(self.sql, payment.id, purpose, now)
@@ -293,7 +322,52 @@ impl<S: Sql, C: Cache, H: HttpClient, K: Clock> ApplyEvent<'_, S, C, H, K> {
             .await
             .map_err(stripe_failed)?;
         let mut booked = 0;
-        for r in refunds.iter().filter(|r| r.status == "succeeded") {
+        // Stripe takes a refund from the balance when it is created, pending
+        // or not: both are booked. One that failed or was canceled comes
+        // back; it is booked again as a reversal.
+        for r in refunds
+            .iter()
+            .filter(|r| r.status == "failed" || r.status == "canceled")
+        {
+            self.sql
+                .execute(
+                    "UPDATE payment_refunds SET status = 'failed', \
+                         failure = coalesce(failure, 'Stripe reports the refund ' || $2) \
+                     WHERE stripe_refund_id = $1 AND status = 'issued'",
+                    &[
+                        SqlValue::Text(r.id.clone()),
+                        SqlValue::Text(r.status.clone()),
+                    ],
+                )
+                .await
+                .map_err(retry)?;
+            let reversal = format!("{}:reversed", r.id);
+            let had = ledger::booked(self.sql, Kind::Refund, &r.id)
+                .await
+                .map_err(retry)?;
+            if had {
+                booked += usize::from(
+                    ledger::record(
+                        self.sql,
+                        &Entry {
+                            payment: Some(payment),
+                            kind: Kind::Refund,
+                            amount_cents: r.amount,
+                            currency: &r.currency,
+                            stripe_object_id: &reversal,
+                            occurred_at: now,
+                        },
+                        now,
+                    )
+                    .await
+                    .map_err(retry)?,
+                );
+            }
+        }
+        for r in refunds
+            .iter()
+            .filter(|r| r.status == "succeeded" || r.status == "pending")
+        {
             let row = r
                 .metadata
                 .get("refund_row")
@@ -377,32 +451,64 @@ impl<S: Sql, C: Cache, H: HttpClient, K: Clock> ApplyEvent<'_, S, C, H, K> {
             .ok_or_else(|| JobError::Retry("the dispute was not recorded".into()))?;
         let dispute_row: i64 = row.get("id").map_err(retry)?;
         let payment: Option<Uuid> = row.get("payment_id").map_err(retry)?;
-        ledger::record(
-            self.sql,
-            &Entry {
-                payment,
-                kind: Kind::Dispute,
-                amount_cents: -amount,
-                currency,
-                stripe_object_id: id,
-                occurred_at: dispute
-                    .get("created")
-                    .and_then(Value::as_i64)
-                    .and_then(at)
-                    .unwrap_or(now),
-            },
-            now,
-        )
-        .await
-        .map_err(retry)?;
-        let job = NewJob::new(
-            Queue::High,
-            crate::disputes::NAME,
-            serde_json::json!({ "dispute_id": dispute_row }),
-        )
-        .idempotency_key(format!("{}:{dispute_row}", crate::disputes::NAME))
-        .max_attempts(10);
-        village_jobs::enqueue(self.sql, self.cache, now, job)
+        // Each balance transaction the dispute moved money with (the
+        // chargeback; a won dispute's reinstatement), booked once by its id.
+        let txns: Vec<&Value> = dispute
+            .get("balance_transactions")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().collect())
+            .unwrap_or_default();
+        for t in &txns {
+            let (Some(txn), Some(cents)) = (text(t, "id"), t.get("amount").and_then(Value::as_i64))
+            else {
+                continue;
+            };
+            ledger::record(
+                self.sql,
+                &Entry {
+                    payment,
+                    kind: Kind::Dispute,
+                    amount_cents: cents,
+                    currency: text(t, "currency").unwrap_or(currency),
+                    stripe_object_id: txn,
+                    occurred_at: t
+                        .get("created")
+                        .and_then(Value::as_i64)
+                        .and_then(at)
+                        .unwrap_or(now),
+                },
+                now,
+            )
+            .await
+            .map_err(retry)?;
+        }
+        if txns.is_empty()
+            && !ledger::booked(self.sql, Kind::Dispute, id)
+                .await
+                .map_err(retry)?
+        {
+            // Without its transactions (not expanded), the dispute's amount
+            // is what it withdrew.
+            ledger::record(
+                self.sql,
+                &Entry {
+                    payment,
+                    kind: Kind::Dispute,
+                    amount_cents: -amount,
+                    currency,
+                    stripe_object_id: id,
+                    occurred_at: dispute
+                        .get("created")
+                        .and_then(Value::as_i64)
+                        .and_then(at)
+                        .unwrap_or(now),
+                },
+                now,
+            )
+            .await
+            .map_err(retry)?;
+        }
+        village_jobs::enqueue(self.sql, self.cache, now, crate::disputes::job(dispute_row))
             .await
             .map_err(|e| JobError::Retry(e.to_string()))?;
         Ok(format!("dispute {id} recorded"))
@@ -443,6 +549,13 @@ impl<S: Sql, C: Cache, H: HttpClient, K: Clock> ApplyEvent<'_, S, C, H, K> {
     }
 }
 
+/// The job applying event `id` (keyed by it).
+pub fn job(id: &str) -> NewJob {
+    NewJob::new(Queue::High, NAME, serde_json::json!({ "event_id": id }))
+        .idempotency_key(format!("{NAME}:{id}"))
+        .max_attempts(12)
+}
+
 struct Payment {
     id: Uuid,
     purpose: String,
@@ -461,7 +574,30 @@ impl<S: Sql, C: Cache, H: HttpClient, K: Clock> JobHandler for ApplyEvent<'_, S,
             .get("event_id")
             .and_then(Value::as_str)
             .ok_or_else(|| JobError::Permanent("payload needs event_id".into()))?;
-        let outcome = self.apply(id).await?;
+        let outcome = match self.apply(id).await {
+            Ok(outcome) => outcome,
+            Err(JobError::Permanent(why)) => {
+                // It will never apply: recorded, so the scheduler's sweep
+                // stops queueing it; ops find it in /admin/api/payments/events.
+                self.sql
+                    .execute(
+                        "UPDATE stripe_events SET failed_at = $2::timestamp, outcome = $3 \
+                         WHERE id = $1 AND processed_at IS NULL",
+                        &[
+                            SqlValue::Text(id.to_owned()),
+                            SqlValue::Timestamp(self.clock.now()),
+                            SqlValue::Text(format!(
+                                "failed: {}",
+                                why.chars().take(400).collect::<String>()
+                            )),
+                        ],
+                    )
+                    .await
+                    .map_err(retry)?;
+                return Err(JobError::Permanent(why));
+            }
+            Err(other) => return Err(other),
+        };
         self.sql
             .execute(
                 "UPDATE stripe_events SET processed_at = $2::timestamp, outcome = $3 WHERE id = $1",

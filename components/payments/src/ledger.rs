@@ -1,8 +1,11 @@
 //! The ledger: every money movement one row, in signed integer cents with
 //! the Stripe object behind it, written once whoever reports it first (a
 //! webhook, the refund job, the reconciliation) — `(kind,
-//! stripe_object_id)` is unique, so nothing is counted twice. And the
-//! figures ops read from it.
+//! stripe_object_id)` is unique, so nothing is counted twice. The object is
+//! the charge (`ch_`), the refund (`re_`; `re_…:reversed` when a refund
+//! failed and the money came back), the dispute's balance transaction
+//! (`txn_`: a chargeback and a won dispute's reinstatement are two) or the
+//! fee's. And the figures ops read from it.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -60,6 +63,20 @@ pub async fn record(sql: &impl Sql, e: &Entry<'_>, now: DateTime<Utc>) -> Result
         )
         .await?;
     Ok(n > 0)
+}
+
+/// Whether the ledger holds `kind` for Stripe object `id`.
+pub async fn booked(sql: &impl Sql, kind: Kind, id: &str) -> Result<bool, SqlError> {
+    Ok(sql
+        .query_opt(
+            "SELECT 1 AS one FROM payment_ledger WHERE kind = $1 AND stripe_object_id = $2",
+            &[
+                SqlValue::Text(kind.as_str().to_owned()),
+                SqlValue::Text(id.to_owned()),
+            ],
+        )
+        .await?
+        .is_some())
 }
 
 /// Moves a succeeded payment to `partially_refunded` or `refunded` from

@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod notify;
 pub mod reconcile;
 pub mod refunds;
+pub mod scheduler;
 pub mod signature;
 #[cfg(feature = "spin")]
 pub mod spin_components;

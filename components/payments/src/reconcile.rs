@@ -92,6 +92,7 @@ impl<S: Sql, H: HttpClient, K: Clock> Reconcile<'_, S, H, K> {
         // Newest first: read until past the day's start (and the margin).
         let mut txns: Vec<BalanceTransaction> = Vec::new();
         let mut after: Option<String> = None;
+        let mut complete = false;
         for _ in 0..MAX_PAGES {
             let page = stripe
                 .balance_transactions(after.as_deref())
@@ -105,8 +106,16 @@ impl<S: Sql, H: HttpClient, K: Clock> Reconcile<'_, S, H, K> {
             after = page.data.last().map(|t| t.id.clone());
             txns.extend(page.data);
             if done {
+                complete = true;
                 break;
             }
+        }
+        if !complete {
+            // Not the whole day: a wrong answer is worse than none.
+            return Err(JobError::Permanent(format!(
+                "more than {} balance transactions since {day}: reconcile in pages",
+                MAX_PAGES * 100
+            )));
         }
         let in_window = |t: &BalanceTransaction, from: DateTime<Utc>, to: DateTime<Utc>| {
             t.created >= from.timestamp() && t.created < to.timestamp()
@@ -117,7 +126,13 @@ impl<S: Sql, H: HttpClient, K: Clock> Reconcile<'_, S, H, K> {
         for t in txns.iter().filter(|t| in_window(t, start, end)) {
             counted += 1;
             let Some(kind) = ledger_kind(t) else { continue };
-            let source = t.source.clone().unwrap_or_default();
+            // A dispute's rows are keyed by their balance transaction (a
+            // dispute moves money twice when won); the rest by the object.
+            let source = if kind == Kind::Dispute {
+                t.id.clone()
+            } else {
+                t.source.clone().unwrap_or_default()
+            };
             let ours = self
                 .sql
                 .query_opt(
@@ -183,7 +198,16 @@ impl<S: Sql, H: HttpClient, K: Clock> Reconcile<'_, S, H, K> {
         let seen: BTreeMap<(&'static str, String), i64> = txns
             .iter()
             .filter(|t| in_window(t, start - margin, end + margin))
-            .filter_map(|t| Some(((ledger_kind(t)?.as_str(), t.source.clone()?), t.amount)))
+            .flat_map(|t| {
+                // Both keys a ledger row may use: the object and the
+                // transaction (disputes).
+                let kind = ledger_kind(t).map(Kind::as_str);
+                [
+                    kind.zip(t.source.clone()).map(|k| (k, t.amount)),
+                    kind.map(|k| ((k, t.id.clone()), t.amount)),
+                ]
+            })
+            .flatten()
             .collect();
         let rows = self
             .sql

@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 use village_jobs::{Job, JobError, JobHandler, JobsError, NewJob, Queue};
@@ -43,30 +43,15 @@ pub async fn on_listing_removed(
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<i64>, SqlError> {
+    // The SQL function (migration V33) is what the marketplace's removal
+    // statement calls; this is the same, for callers outside it.
     let rows = sql
         .query(
-            "WITH owed AS ( \
-                 SELECT p.id, p.amount_cents - coalesce((SELECT -sum(amount_cents) FROM payment_ledger \
-                        WHERE payment_id = p.id AND kind = 'refund'), 0) AS left_cents, \
-                        p.succeeded_at >= $3::timestamp - make_interval(hours => $4::bigint::int) AS in_window \
-                 FROM payments p \
-                 WHERE p.listing_id = $1 AND p.status IN ('succeeded', 'partially_refunded') \
-                   AND NOT EXISTS (SELECT 1 FROM payment_refunds x WHERE x.payment_id = p.id \
-                                   AND x.status IN ('requested', 'approved', 'issued'))) \
-             INSERT INTO payment_refunds (payment_id, amount_cents, kind, status, reason, requested_at) \
-             SELECT id, left_cents, \
-                    CASE WHEN in_window THEN 'automatic' ELSE 'manual' END, \
-                    CASE WHEN in_window THEN 'approved' ELSE 'requested' END, \
-                    $2, $3::timestamp \
-             FROM owed WHERE left_cents > 0 \
-             ON CONFLICT DO NOTHING \
-             RETURNING id, status",
+            "SELECT refund_id, refund_status FROM \
+             payment_refunds_on_removal($1, $2, $3::timestamp, $4::bigint::int)",
             &[
                 SqlValue::Int64(listing),
-                SqlValue::Text(format!(
-                    "listing removed by staff: {}",
-                    truncate(reason, 400)
-                )),
+                SqlValue::Text(truncate(reason, 400)),
                 SqlValue::Timestamp(now),
                 SqlValue::Int64(AUTOMATIC_REFUND_HOURS),
             ],
@@ -74,8 +59,8 @@ pub async fn on_listing_removed(
         .await?;
     let mut approved = Vec::new();
     for r in &rows {
-        if r.get::<String>("status")? == "approved" {
-            approved.push(r.get("id")?);
+        if r.get::<String>("refund_status")? == "approved" {
+            approved.push(r.get("refund_id")?);
         }
     }
     Ok(approved)
@@ -93,12 +78,16 @@ pub async fn enqueue(
     now: DateTime<Utc>,
 ) -> Result<(), JobsError> {
     for id in ids {
-        let job = NewJob::new(Queue::High, NAME, serde_json::json!({ "refund_id": id }))
-            .idempotency_key(format!("{NAME}:{id}"))
-            .max_attempts(10);
-        village_jobs::enqueue(sql, cache, now, job).await?;
+        village_jobs::enqueue(sql, cache, now, job(*id)).await?;
     }
     Ok(())
+}
+
+/// The job issuing refund `id` (keyed by it).
+pub fn job(id: i64) -> NewJob {
+    NewJob::new(Queue::High, NAME, serde_json::json!({ "refund_id": id }))
+        .idempotency_key(format!("{NAME}:{id}"))
+        .max_attempts(10)
 }
 
 /// A seller asks for their money back (manual review).
@@ -139,6 +128,7 @@ pub async fn request(
              FROM payments p WHERE p.id = $1 \
                AND NOT EXISTS (SELECT 1 FROM payment_refunds x WHERE x.payment_id = p.id \
                                AND x.status IN ('requested', 'approved')) \
+             ON CONFLICT DO NOTHING \
              RETURNING id",
             &[
                 SqlValue::Uuid(payment),
@@ -249,7 +239,7 @@ pub async fn by_staff(
                  INSERT INTO payment_refunds (payment_id, amount_cents, kind, status, reason, \
                      requested_by, requested_at, decided_by, decided_at, decision_reason) \
                  SELECT id, $2::bigint, 'manual', 'approved', $3, $4, $5::timestamp, $4, $5::timestamp, $3 \
-                 FROM payments WHERE id = $1 AND status IN ('succeeded', 'partially_refunded', 'disputed') \
+                 FROM payments WHERE id = $1 AND status IN ('succeeded', 'partially_refunded') \
                  RETURNING id) \
              SELECT r.id, audit_record($6, NULL, jsonb_build_object('refund_id', r.id, \
                  'payment_id', $1::uuid, 'amount_cents', $2::bigint)) AS audit_id FROM r",
@@ -352,9 +342,8 @@ impl<S: Sql, H: HttpClient, K: Clock> IssueRefund<'_, S, H, K> {
             .get::<Option<String>>("stripe_payment_intent_id")
             .map_err(retry)?
         else {
-            return Err(JobError::Permanent(format!(
-                "payment {payment} has no payment intent"
-            )));
+            let e = StripeError::Decode(format!("payment {payment} has no payment intent"));
+            return self.failed(id, payment, &e).await;
         };
         let stripe = Stripe {
             http: self.http,
@@ -393,8 +382,9 @@ impl<S: Sql, H: HttpClient, K: Clock> IssueRefund<'_, S, H, K> {
             )
             .await
             .map_err(retry)?;
-        if refund.status == "succeeded" {
-            // A pending refund is booked when `charge.refunded` says so.
+        if matches!(refund.status.as_str(), "succeeded" | "pending") {
+            // Stripe takes it from the balance at once, pending or not (a
+            // later failure is booked back by `charge.refund.updated`).
             ledger::record(
                 self.sql,
                 &Entry {
@@ -403,7 +393,11 @@ impl<S: Sql, H: HttpClient, K: Clock> IssueRefund<'_, S, H, K> {
                     amount_cents: -refund.amount,
                     currency: &refund.currency,
                     stripe_object_id: &refund.id,
-                    occurred_at: now,
+                    occurred_at: Utc
+                        .timestamp_opt(refund.created, 0)
+                        .single()
+                        .filter(|_| refund.created > 0)
+                        .unwrap_or(now),
                 },
                 now,
             )

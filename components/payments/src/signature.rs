@@ -11,7 +11,13 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 /// How far the signed timestamp may be from now, either way.
-pub const TOLERANCE_SECS: i64 = 300;
+pub const TOLERANCE_SECS: u64 = 300;
+/// The most `v1` signatures looked at (Stripe sends one per active
+/// secret: two during a roll); a longer header is refused unread, so a
+/// forged delivery costs one MAC per secret, never one per candidate.
+pub const MAX_SIGNATURES: usize = 8;
+/// The longest header read.
+pub const MAX_HEADER: usize = 2048;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
@@ -35,18 +41,26 @@ pub fn verify(
     now: DateTime<Utc>,
 ) -> Result<(), SignatureError> {
     let header = header.ok_or(SignatureError::Missing)?;
-    let secrets: Vec<&String> = secrets.iter().filter(|s| !s.trim().is_empty()).collect();
+    let secrets: Vec<&str> = secrets
+        .iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .collect();
     if secrets.is_empty() {
         return Err(SignatureError::NoSecret);
     }
+    if header.len() > MAX_HEADER {
+        return Err(SignatureError::Malformed);
+    }
     let mut timestamp: Option<&str> = None;
-    let mut signatures: Vec<Vec<u8>> = Vec::new();
+    let mut signatures: Vec<[u8; 32]> = Vec::new();
     for part in header.split(',') {
         match part.trim().split_once('=') {
             Some(("t", t)) => timestamp = Some(t),
             Some(("v1", hex_sig)) => {
                 // A malformed one cannot match; others may.
-                if let Ok(bytes) = hex::decode(hex_sig) {
+                let mut bytes = [0u8; 32];
+                if hex::decode_to_slice(hex_sig, &mut bytes).is_ok() {
                     signatures.push(bytes);
                 }
             }
@@ -56,18 +70,22 @@ pub fn verify(
     let (Some(t), false) = (timestamp, signatures.is_empty()) else {
         return Err(SignatureError::Malformed);
     };
+    if signatures.len() > MAX_SIGNATURES {
+        return Err(SignatureError::Malformed);
+    }
     let seconds: i64 = t.parse().map_err(|_| SignatureError::Malformed)?;
-    if (now.timestamp() - seconds).abs() > TOLERANCE_SECS {
+    if now.timestamp().abs_diff(seconds) > TOLERANCE_SECS {
         return Err(SignatureError::Stale);
     }
     for secret in secrets {
+        // One MAC per secret; each candidate compared in constant time.
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
+            .map_err(|_| SignatureError::NoSecret)?;
+        mac.update(t.as_bytes());
+        mac.update(b".");
+        mac.update(body);
         for signature in &signatures {
-            let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
-                .map_err(|_| SignatureError::NoSecret)?;
-            mac.update(t.as_bytes());
-            mac.update(b".");
-            mac.update(body);
-            if mac.verify_slice(signature).is_ok() {
+            if mac.clone().verify_slice(signature).is_ok() {
                 return Ok(());
             }
         }
@@ -170,6 +188,44 @@ mod tests {
         assert_eq!(
             verify(Some(&sign("", t, body)), body, &secrets(&[""]), now()),
             Err(SignatureError::NoSecret)
+        );
+        // A secret pasted with a newline still verifies.
+        assert_eq!(
+            verify(
+                Some(&sign("whsec_a", t, body)),
+                body,
+                &secrets(&["whsec_a\n"]),
+                now()
+            ),
+            Ok(())
+        );
+        // An absurd timestamp is stale, not a panic.
+        assert_eq!(
+            verify(
+                Some(&format!("t={},v1={}", i64::MIN, "00".repeat(32))),
+                body,
+                &s,
+                now()
+            ),
+            Err(SignatureError::Stale)
+        );
+    }
+
+    #[test]
+    fn a_header_stuffed_with_candidates_is_refused_unread() {
+        let body = b"{}";
+        let t = now().timestamp();
+        let good = sign("whsec_a", t, body);
+        let stuffed = format!("{good}{}", ",v1=".repeat(600) + &"00".repeat(32));
+        assert_eq!(
+            verify(Some(&stuffed), body, &secrets(&["whsec_a"]), now()),
+            Err(SignatureError::Malformed)
+        );
+        let many = format!("{good}{}", format!(",v1={}", "00".repeat(32)).repeat(8));
+        assert_eq!(
+            verify(Some(&many), body, &secrets(&["whsec_a"]), now()),
+            Err(SignatureError::Malformed),
+            "nine candidates"
         );
     }
 }

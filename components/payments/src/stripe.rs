@@ -32,11 +32,13 @@ pub enum StripeError {
 }
 
 impl StripeError {
-    /// Worth trying again (network, rate limit, Stripe's own failure).
+    /// Worth trying again: the network, a rate limit, Stripe's own failure,
+    /// a key being rotated (401) and a concurrent request holding the same
+    /// idempotency key (409) — a retry then gets that request's answer.
     pub fn is_transient(&self) -> bool {
         match self {
             StripeError::Transport(_) | StripeError::Decode(_) => true,
-            StripeError::Api { status, .. } => *status == 429 || *status >= 500,
+            StripeError::Api { status, .. } => matches!(*status, 401 | 409 | 429) || *status >= 500,
         }
     }
 }
@@ -65,6 +67,11 @@ impl PaymentIntent {
             Some(serde_json::Value::Object(o)) => o.get("id")?.as_str().map(str::to_owned),
             _ => None,
         }
+    }
+
+    /// When the charge was made (Unix seconds), when it came expanded.
+    pub fn charge_created(&self) -> Option<i64> {
+        self.latest_charge.as_ref()?.get("created")?.as_i64()
     }
 }
 
@@ -214,11 +221,27 @@ impl<H: HttpClient> Stripe<'_, H> {
         .await
     }
 
+    /// The intent, its latest charge expanded (the ledger dates a charge
+    /// by when Stripe made it).
     pub async fn payment_intent(&self, id: &str) -> Result<PaymentIntent, StripeError> {
         self.send(
             http::Method::GET,
-            &format!("/v1/payment_intents/{}", path_id(id)?),
+            &format!(
+                "/v1/payment_intents/{}?expand%5B%5D=latest_charge",
+                path_id(id)?
+            ),
             None,
+            None,
+        )
+        .await
+    }
+
+    /// `POST /v1/payment_intents/{id}/cancel` (an attempt replaced).
+    pub async fn cancel_payment_intent(&self, id: &str) -> Result<PaymentIntent, StripeError> {
+        self.send(
+            http::Method::POST,
+            &format!("/v1/payment_intents/{}/cancel", path_id(id)?),
+            Some(Vec::new()),
             None,
         )
         .await

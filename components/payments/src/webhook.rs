@@ -9,7 +9,6 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Deserialize;
-use village_jobs::{NewJob, Queue};
 use village_platform::AppError;
 use village_platform::cache::Cache;
 use village_platform::error::FieldError;
@@ -98,14 +97,7 @@ pub async fn handle(
     if handled {
         // Queued on every delivery (the key makes repeats no-ops), so an
         // enqueue that failed after the insert is made good by Stripe's retry.
-        let job = NewJob::new(
-            Queue::High,
-            events::NAME,
-            serde_json::json!({ "event_id": event.id }),
-        )
-        .idempotency_key(format!("{}:{}", events::NAME, event.id))
-        .max_attempts(12);
-        village_jobs::enqueue(sql, cache, now, job)
+        village_jobs::enqueue(sql, cache, now, events::job(&event.id))
             .await
             .map_err(|e| AppError::Internal(format!("queueing the event: {e}")))?;
     } else if recorded > 0 {

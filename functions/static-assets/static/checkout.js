@@ -51,6 +51,8 @@
           return;
         }
         say("Paid. Waiting for confirmation…");
+        // Stripe said it succeeded: wait for our side to apply it (an
+        // earlier decline may still show as `failed` for a moment).
         poll(0);
       });
   }
@@ -58,7 +60,7 @@
   function poll(n) {
     api("GET", "/api/payments/" + checkout.payment_id).then(function (p) {
       if (p.fulfilled) { window.location.assign(root.dataset.done); return; }
-      if (p.status === "failed") { say(p.failure_message || "The payment failed."); button.disabled = false; return; }
+      if (p.status === "refunded") { say("The listing could not take this purchase; it was refunded."); return; }
       if (n > 60) { say("Stripe has not confirmed yet; your listing will update when it does."); return; }
       setTimeout(function () { poll(n + 1); }, 1000);
     }).catch(function (e) { say(e.message); });
