@@ -216,7 +216,7 @@ mod tests {
         let body = b"{}";
         let t = now().timestamp();
         let good = sign("whsec_a", t, body);
-        let stuffed = format!("{good}{}", ",v1=".repeat(600) + &"00".repeat(32));
+        let stuffed = format!("{good}{}{}", ",v1=".repeat(600), "00".repeat(32));
         assert_eq!(
             verify(Some(&stuffed), body, &secrets(&["whsec_a"]), now()),
             Err(SignatureError::Malformed)
