@@ -187,7 +187,11 @@ LANGUAGE sql VOLATILE AS $$
         SELECT p.id,
                p.amount_cents - coalesce((SELECT -sum(l.amount_cents) FROM payment_ledger l
                                           WHERE l.payment_id = p.id AND l.kind = 'refund'), 0) AS left_cents,
-               p.succeeded_at >= p_at - make_interval(hours => p_window_hours) AS in_window
+               -- A payment is refunded automatically once at most (the
+               -- index below); a second owed refund goes to review.
+               p.succeeded_at >= p_at - make_interval(hours => p_window_hours)
+                   AND NOT EXISTS (SELECT 1 FROM payment_refunds a WHERE a.payment_id = p.id
+                                   AND a.kind = 'automatic') AS in_window
         FROM payments p
         WHERE p.listing_id = p_listing AND p.status IN ('succeeded', 'partially_refunded')
           AND NOT EXISTS (SELECT 1 FROM payment_refunds x WHERE x.payment_id = p.id

@@ -164,7 +164,11 @@ impl World {
         id
     }
 
-    async fn checkout(&self, listing: i64, purpose: Purpose) -> Checkout {
+    async fn try_checkout(
+        &self,
+        listing: i64,
+        purpose: Purpose,
+    ) -> Result<Checkout, village_platform::AppError> {
         checkout::start(
             &self.sql,
             &self.cache,
@@ -176,7 +180,12 @@ impl World {
             Utc::now(),
         )
         .await
-        .expect("checkout starts")
+    }
+
+    async fn checkout(&self, listing: i64, purpose: Purpose) -> Checkout {
+        self.try_checkout(listing, purpose)
+            .await
+            .expect("checkout starts")
     }
 
     /// Waits for localstripe's signed delivery of `kind` about `intent`.
@@ -217,6 +226,24 @@ impl World {
             Ok(r) => r.status().as_u16(),
             Err(e) => e.status().as_u16(),
         }
+    }
+
+    /// Stripe's `charge.refunded` for the charge behind `confirmed` (an
+    /// intent as Stripe.js got it back), signed and delivered: localstripe
+    /// never sends one.
+    async fn charge_refunded(&self, confirmed: &Value, event_id: &str) -> u16 {
+        let charge = self
+            .stripe
+            .get(&format!("/v1/charges/{}", charge_of(confirmed)))
+            .await;
+        let (body, sig) = delivery(
+            WEBHOOK_SECRET,
+            Utc::now().timestamp(),
+            event_id,
+            "charge.refunded",
+            charge,
+        );
+        self.deliver(&body, Some(&sig)).await
     }
 
     async fn forward(&self, r: &Recorded) -> u16 {
@@ -570,17 +597,7 @@ async fn a_price_change_replaces_an_open_attempt_and_a_refund_applied_first_wins
         .delivered("payment_intent.succeeded", &new.payment_intent)
         .await;
     // Paid already: checkout says so rather than offering to pay again.
-    let again = checkout::start(
-        &w.sql,
-        &w.cache,
-        &w.http,
-        &w.config,
-        &as_user(w.seller),
-        car,
-        Purpose::Posting,
-        Utc::now(),
-    )
-    .await;
+    let again = w.try_checkout(car, Purpose::Posting).await;
     assert!(
         matches!(&again, Err(village_platform::AppError::Conflict(m)) if m.contains("paid already")),
         "{again:?}"
@@ -593,18 +610,7 @@ async fn a_price_change_replaces_an_open_attempt_and_a_refund_applied_first_wins
         )
         .await;
     assert_eq!(status, 200, "{refund}");
-    let charge = w
-        .stripe
-        .get(&format!("/v1/charges/{}", charge_of(&confirmed)))
-        .await;
-    let (body, sig) = delivery(
-        WEBHOOK_SECRET,
-        Utc::now().timestamp(),
-        "evt_refund_first",
-        "charge.refunded",
-        charge,
-    );
-    assert_eq!(w.deliver(&body, Some(&sig)).await, 200);
+    assert_eq!(w.charge_refunded(&confirmed, "evt_refund_first").await, 200);
     w.drain().await;
     assert_eq!(w.forward(&success).await, 200);
     w.drain().await;
@@ -662,18 +668,7 @@ async fn staff_removal_refunds_automatically_within_a_day_and_asks_for_review_af
     );
     // Stripe's own `charge.refunded` for it, and the job again: nothing
     // is counted twice, nothing refunded twice.
-    let charge = w
-        .stripe
-        .get(&format!("/v1/charges/{}", charge_of(&confirmed)))
-        .await;
-    let (body, sig) = delivery(
-        WEBHOOK_SECRET,
-        Utc::now().timestamp(),
-        "evt_refunded",
-        "charge.refunded",
-        charge,
-    );
-    assert_eq!(w.deliver(&body, Some(&sig)).await, 200);
+    assert_eq!(w.charge_refunded(&confirmed, "evt_refunded").await, 200);
     village_payments::refunds::enqueue(&w.sql, &w.cache, &ids, Utc::now())
         .await
         .expect("queued");
@@ -879,17 +874,7 @@ async fn a_listing_that_cannot_take_its_payment_is_refunded_and_promotions_rank_
 
     // Promotions are off by default (the `promoted_listings` flag).
     let table = w.listing("Oak table", "furniture", true).await;
-    let refused = checkout::start(
-        &w.sql,
-        &w.cache,
-        &w.http,
-        &w.config,
-        &as_user(w.seller),
-        table,
-        Purpose::Featured,
-        Utc::now(),
-    )
-    .await;
+    let refused = w.try_checkout(table, Purpose::Featured).await;
     assert!(
         matches!(&refused, Err(village_platform::AppError::Conflict(_))),
         "{refused:?}"
@@ -1135,7 +1120,7 @@ async fn a_chargeback_gathers_its_evidence_and_the_reconciliation_finds_what_dif
 
     // The seller wins: Stripe reinstates the funds, a second balance
     // transaction on the same dispute, booked once more (and only once).
-    let mut won = dispute;
+    let mut won = dispute.clone();
     won["status"] = json!("won");
     won["balance_transactions"] = json!([
         {"id": "txn_dispute_1", "object": "balance_transaction", "amount": -500, "fee": 1500,
@@ -1167,6 +1152,37 @@ async fn a_chargeback_gathers_its_evidence_and_the_reconciliation_finds_what_dif
         .await,
         1
     );
+    // A late `created` (another delivery) after the close does not reopen it.
+    let (body, sig) = delivery(
+        WEBHOOK_SECRET,
+        Utc::now().timestamp(),
+        "evt_dispute_late",
+        "charge.dispute.created",
+        dispute,
+    );
+    assert_eq!(w.deliver(&body, Some(&sig)).await, 200);
+    w.drain().await;
+    assert_eq!(
+        count(
+            &w.sql,
+            "SELECT count(*) AS n FROM payment_disputes WHERE status = 'won'"
+        )
+        .await,
+        1
+    );
+    // One chargeback this month: $5 withdrawn, $5 given back.
+    let summary = village_payments::ledger::summary(&w.sql, 1, Utc::now())
+        .await
+        .expect("summary");
+    let month = &summary.months[0];
+    assert_eq!(
+        (
+            month.chargebacks,
+            month.chargeback_cents,
+            month.reinstated_cents
+        ),
+        (1, 500, 500)
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -1174,6 +1190,18 @@ async fn a_chargeback_gathers_its_evidence_and_the_reconciliation_finds_what_dif
 // VILLAGE_E2E_RUNTIME=spin): localstripe delivers its signed events to the
 // app's /webhooks/stripe, the workers apply them.
 // ---------------------------------------------------------------------------
+
+/// Polls `statement` (a `count(*)`) until it answers `n` (up to a minute:
+/// the work happens in jobs), then asserts it.
+async fn settles(app: &village_e2e::TestApp, statement: &str, n: i64, what: &str) {
+    for _ in 0..300 {
+        if app.count(statement).await == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(app.count(statement).await, n, "{what}");
+}
 
 #[tokio::test]
 async fn payments_end_to_end() {
@@ -1225,17 +1253,22 @@ async fn payments_end_to_end() {
         }
     };
 
+    // A draft of the seller's near Boise.
+    let draft = async |title: &str, category: &str| {
+        let (status, created) = post(
+            "/api/marketplace/listings".into(),
+            json!({"title": title, "body": "In good shape", "category": category,
+                   "lat": 43.615, "lon": -116.2023,
+                   "contact_method": "email", "contact_value": "seller@example.com"}),
+            seller.clone(),
+        )
+        .await;
+        assert_eq!(status, 201, "{created}");
+        created["listing"]["id"].as_i64().expect("id")
+    };
+
     // A draft in a paid category; publishing points at checkout.
-    let (status, created) = post(
-        "/api/marketplace/listings".into(),
-        json!({"title": "Sedan", "body": "Runs well", "category": "vehicles",
-               "lat": 43.615, "lon": -116.2023,
-               "contact_method": "email", "contact_value": "seller@example.com"}),
-        seller.clone(),
-    )
-    .await;
-    assert_eq!(status, 201, "{created}");
-    let car = created["listing"]["id"].as_i64().expect("id");
+    let car = draft("Sedan", "vehicles").await;
     let (status, why) = post(
         format!("/api/marketplace/listings/{car}/publish"),
         json!({}),
@@ -1378,18 +1411,13 @@ async fn payments_end_to_end() {
     let (_, ops) = app.signed_in_as(&["ops"]).await;
     let (status, _) = get("/admin/api/payments".into(), ops).await;
     assert_eq!(status, 403, "ops lack manage_refunds");
-    for _ in 0..300 {
-        if app
-            .count(&format!(
-                "SELECT count(*) FROM payments WHERE id = '{payment}' AND status = 'refunded'"
-            ))
-            .await
-            == 1
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    settles(
+        &app,
+        &format!("SELECT count(*) FROM payments WHERE id = '{payment}' AND status = 'refunded'"),
+        1,
+        "refunded by the job",
+    )
+    .await;
     assert_eq!(
         app.count(
             "SELECT count(*) FROM payment_ledger WHERE kind = 'refund' AND amount_cents = -500"
@@ -1434,16 +1462,7 @@ async fn payments_end_to_end() {
         .await
         .expect("answered");
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
-    let (status, free) = post(
-        "/api/marketplace/listings".into(),
-        json!({"title": "Oak table", "body": "Solid", "category": "furniture",
-               "lat": 43.615, "lon": -116.2023,
-               "contact_method": "email", "contact_value": "seller@example.com"}),
-        seller.clone(),
-    )
-    .await;
-    assert_eq!(status, 201, "{free}");
-    let table = free["listing"]["id"].as_i64().expect("id");
+    let table = draft("Oak table", "furniture").await;
     let (status, _) = post(
         format!("/api/marketplace/listings/{table}/publish"),
         json!({}),
@@ -1501,16 +1520,15 @@ async fn payments_end_to_end() {
         1
     );
     app.fire_cron("payments-scheduler").await;
-    let issued = format!(
-        "SELECT count(*) FROM payments WHERE id = '{feature_payment}' AND status = 'refunded'"
-    );
-    for _ in 0..300 {
-        if app.count(&issued).await == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert_eq!(app.count(&issued).await, 1, "refunded after the sweep");
+    settles(
+        &app,
+        &format!(
+            "SELECT count(*) FROM payments WHERE id = '{feature_payment}' AND status = 'refunded'"
+        ),
+        1,
+        "refunded after the sweep",
+    )
+    .await;
     // Ops see the event lag and refunds owed in /q/metrics.
     let (status, metrics) = get("/q/metrics".into(), String::new()).await;
     assert_eq!(status, 200);

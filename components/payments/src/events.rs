@@ -346,6 +346,18 @@ impl<S: Sql, C: Cache, H: HttpClient, K: Clock> ApplyEvent<'_, S, C, H, K> {
                 .await
                 .map_err(retry)?;
             if had {
+                self.mail
+                    .ops(
+                        "A Stripe refund failed",
+                        &format!(
+                            "Refund {} of payment {payment} is {} at Stripe: the money is back in \
+                             the balance and the buyer was not refunded. Refund again from \
+                             /admin/api/payments.",
+                            r.id, r.status
+                        ),
+                        serde_json::json!({ "payment_id": payment, "stripe_refund_id": r.id }),
+                    )
+                    .await;
                 booked += usize::from(
                     ledger::record(
                         self.sql,
@@ -428,7 +440,9 @@ impl<S: Sql, C: Cache, H: HttpClient, K: Clock> ApplyEvent<'_, S, C, H, K> {
                       d AS (INSERT INTO payment_disputes (stripe_dispute_id, payment_id, stripe_charge_id, \
                                 amount_cents, currency, reason, status, evidence_due_by, created_at) \
                             VALUES ($1, (SELECT id FROM p), $2, $4::bigint, $5, $6, $7, $8::timestamp, $9::timestamp) \
-                            ON CONFLICT (stripe_dispute_id) DO UPDATE SET status = EXCLUDED.status \
+                            ON CONFLICT (stripe_dispute_id) DO UPDATE SET status = CASE \
+                                WHEN payment_disputes.status IN ('won', 'lost') THEN payment_disputes.status \
+                                ELSE EXCLUDED.status END \
                             RETURNING id, payment_id), \
                       s AS (UPDATE payments SET status = 'disputed', updated_at = $9::timestamp \
                             WHERE id = (SELECT id FROM p) \
@@ -453,6 +467,7 @@ impl<S: Sql, C: Cache, H: HttpClient, K: Clock> ApplyEvent<'_, S, C, H, K> {
         let payment: Option<Uuid> = row.get("payment_id").map_err(retry)?;
         // Each balance transaction the dispute moved money with (the
         // chargeback; a won dispute's reinstatement), booked once by its id.
+        // An inquiry (`warning_*`) has none: no money moved, nothing booked.
         let txns: Vec<&Value> = dispute
             .get("balance_transactions")
             .and_then(Value::as_array)
@@ -472,32 +487,6 @@ impl<S: Sql, C: Cache, H: HttpClient, K: Clock> ApplyEvent<'_, S, C, H, K> {
                     currency: text(t, "currency").unwrap_or(currency),
                     stripe_object_id: txn,
                     occurred_at: t
-                        .get("created")
-                        .and_then(Value::as_i64)
-                        .and_then(at)
-                        .unwrap_or(now),
-                },
-                now,
-            )
-            .await
-            .map_err(retry)?;
-        }
-        if txns.is_empty()
-            && !ledger::booked(self.sql, Kind::Dispute, id)
-                .await
-                .map_err(retry)?
-        {
-            // Without its transactions (not expanded), the dispute's amount
-            // is what it withdrew.
-            ledger::record(
-                self.sql,
-                &Entry {
-                    payment,
-                    kind: Kind::Dispute,
-                    amount_cents: -amount,
-                    currency,
-                    stripe_object_id: id,
-                    occurred_at: dispute
                         .get("created")
                         .and_then(Value::as_i64)
                         .and_then(at)

@@ -31,7 +31,8 @@ pub enum Fulfilment {
 const POSTING: &str = "\
     WITH p AS ( \
         UPDATE payments SET fulfilled_at = $2::timestamp, updated_at = $2::timestamp \
-        WHERE id = $1 AND fulfilled_at IS NULL AND status = 'succeeded' AND purpose = 'posting' \
+        WHERE id = $1 AND fulfilled_at IS NULL AND status IN ('succeeded', 'partially_refunded') \
+          AND purpose = 'posting' \
         RETURNING id, listing_id, category_id, amount_cents), \
     l AS ( \
         UPDATE marketplace_listings m SET status = 'active', updated_at = $2::timestamp, \
@@ -55,7 +56,8 @@ const POSTING: &str = "\
 const PROMOTION: &str = "\
     WITH p AS ( \
         UPDATE payments SET fulfilled_at = $2::timestamp, updated_at = $2::timestamp \
-        WHERE id = $1 AND fulfilled_at IS NULL AND status = 'succeeded' AND purpose = $3 \
+        WHERE id = $1 AND fulfilled_at IS NULL AND status IN ('succeeded', 'partially_refunded') \
+          AND purpose = $3 \
         RETURNING id, listing_id, amount_cents), \
     d AS (SELECT make_interval(days => coalesce(duration_days, 0)) AS span \
           FROM payment_products WHERE kind = $3), \

@@ -79,8 +79,9 @@ pub async fn booked(sql: &impl Sql, kind: Kind, id: &str) -> Result<bool, SqlErr
         .is_some())
 }
 
-/// Moves a succeeded payment to `partially_refunded` or `refunded` from
-/// what the ledger holds (a disputed one stays disputed).
+/// Sets a paid payment's refund state from what the ledger holds:
+/// `partially_refunded` or `refunded`, or back to `succeeded` when a failed
+/// refund's money came back (a disputed one stays disputed).
 pub async fn settle_refunds(
     sql: &impl Sql,
     payment: Uuid,
@@ -91,9 +92,9 @@ pub async fn settle_refunds(
                     WHERE payment_id = $1 AND kind = 'refund') \
          UPDATE payments SET updated_at = $2::timestamp, \
              status = CASE WHEN (SELECT refunded FROM r) >= amount_cents THEN 'refunded' \
-                           ELSE 'partially_refunded' END \
-         WHERE id = $1 AND status IN ('succeeded', 'partially_refunded') \
-           AND (SELECT refunded FROM r) > 0",
+                           WHEN (SELECT refunded FROM r) > 0 THEN 'partially_refunded' \
+                           ELSE 'succeeded' END \
+         WHERE id = $1 AND status IN ('succeeded', 'partially_refunded', 'refunded')",
         &[SqlValue::Uuid(payment), SqlValue::Timestamp(now)],
     )
     .await?;
@@ -117,7 +118,9 @@ pub struct MonthFigures {
     /// Refunded over charged, 0–1 (0 when nothing was charged).
     pub refund_rate: f64,
     pub chargebacks: i64,
+    /// Withdrawn by chargebacks, and given back when disputes were won.
     pub chargeback_cents: i64,
+    pub reinstated_cents: i64,
     pub fees_cents: i64,
 }
 
@@ -136,8 +139,9 @@ pub async fn summary(sql: &impl Sql, months: i64, now: DateTime<Utc>) -> Result<
             "SELECT to_char(date_trunc('month', g.ledger_month), 'YYYY-MM') AS month, \
                     coalesce(sum(l.amount_cents) FILTER (WHERE l.kind = 'charge'), 0)::bigint AS charged, \
                     coalesce(-sum(l.amount_cents) FILTER (WHERE l.kind = 'refund'), 0)::bigint AS refunded, \
-                    count(l.id) FILTER (WHERE l.kind = 'dispute') AS chargebacks, \
-                    coalesce(-sum(l.amount_cents) FILTER (WHERE l.kind = 'dispute'), 0)::bigint AS disputed, \
+                    count(l.id) FILTER (WHERE l.kind = 'dispute' AND l.amount_cents < 0) AS chargebacks, \
+                    coalesce(-sum(l.amount_cents) FILTER (WHERE l.kind = 'dispute' AND l.amount_cents < 0), 0)::bigint AS disputed, \
+                    coalesce(sum(l.amount_cents) FILTER (WHERE l.kind = 'dispute' AND l.amount_cents > 0), 0)::bigint AS reinstated, \
                     coalesce(-sum(l.amount_cents) FILTER (WHERE l.kind = 'fee'), 0)::bigint AS fees \
              FROM generate_series(date_trunc('month', $1::timestamp) - make_interval(months => $2::bigint::int), \
                                   date_trunc('month', $1::timestamp), interval '1 month') AS g(ledger_month) \
@@ -161,6 +165,7 @@ pub async fn summary(sql: &impl Sql, months: i64, now: DateTime<Utc>) -> Result<
             },
             chargebacks: r.get("chargebacks")?,
             chargeback_cents: r.get("disputed")?,
+            reinstated_cents: r.get("reinstated")?,
             fees_cents: r.get("fees")?,
         });
     }

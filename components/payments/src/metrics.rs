@@ -16,9 +16,9 @@ use village_platform::sql::{Sql, SqlError, SqlValue};
 pub async fn render(sql: &impl Sql, now: DateTime<Utc>) -> Result<String, SqlError> {
     let r = sql
         .query_opt(
-            "SELECT (SELECT count(*) FROM stripe_events WHERE processed_at IS NULL) AS pending, \
+            "SELECT (SELECT count(*) FROM stripe_events WHERE processed_at IS NULL AND failed_at IS NULL) AS pending, \
                     (SELECT coalesce(max(extract(epoch FROM coalesce(processed_at, $1::timestamp) - created)), 0)::float8 \
-                     FROM stripe_events WHERE received_at >= $2::timestamp) AS lag, \
+                     FROM stripe_events WHERE received_at >= $2::timestamp AND failed_at IS NULL) AS lag, \
                     (SELECT count(*) FROM payment_refunds WHERE status = 'approved') AS waiting, \
                     (SELECT coalesce(max(extract(epoch FROM $1::timestamp - coalesce(decided_at, requested_at))), 0)::float8 \
                      FROM payment_refunds WHERE status = 'approved') AS oldest",

@@ -62,17 +62,24 @@ fn retry(e: impl std::fmt::Display) -> JobError {
     JobError::Retry(e.to_string())
 }
 
-fn ledger_kind(txn: &BalanceTransaction) -> Option<Kind> {
+/// The ledger row a balance transaction should match: its kind and key —
+/// the charge or refund it comes from, a failed refund's reversal
+/// (`re_…:reversed`), or for a dispute the transaction itself (a dispute
+/// moves money twice when won).
+fn ledger_key(txn: &BalanceTransaction) -> Option<(Kind, String)> {
     let source = txn.source.as_deref()?;
     match txn.kind.as_str() {
         "charge" | "payment" if source.starts_with("ch_") || source.starts_with("py_") => {
-            Some(Kind::Charge)
+            Some((Kind::Charge, source.to_owned()))
         }
         "refund" | "payment_refund" if source.starts_with("re_") || source.starts_with("pyr_") => {
-            Some(Kind::Refund)
+            Some((Kind::Refund, source.to_owned()))
+        }
+        "refund_failure" | "payment_refund_failure" if source.starts_with("re_") => {
+            Some((Kind::Refund, format!("{source}:reversed")))
         }
         "adjustment" if source.starts_with("dp_") || source.starts_with("du_") => {
-            Some(Kind::Dispute)
+            Some((Kind::Dispute, txn.id.clone()))
         }
         _ => None,
     }
@@ -111,11 +118,25 @@ impl<S: Sql, H: HttpClient, K: Clock> Reconcile<'_, S, H, K> {
             }
         }
         if !complete {
-            // Not the whole day: a wrong answer is worse than none.
-            return Err(JobError::Permanent(format!(
-                "more than {} balance transactions since {day}: reconcile in pages",
-                MAX_PAGES * 100
-            )));
+            // Not the whole day: a wrong answer is worse than none. The job
+            // ends (a retry would read the same pages again); ops are told.
+            self.mail
+                .ops(
+                    "Stripe reconciliation incomplete",
+                    &format!(
+                        "More than {} balance transactions since {day}: the day was not \
+                         reconciled. Reconcile it from Stripe's balance report.",
+                        MAX_PAGES * 100
+                    ),
+                    serde_json::json!({ "day": day.to_string() }),
+                )
+                .await;
+            return Ok(Report {
+                day,
+                transactions: txns.len(),
+                fees_booked: 0,
+                discrepancies: Vec::new(),
+            });
         }
         let in_window = |t: &BalanceTransaction, from: DateTime<Utc>, to: DateTime<Utc>| {
             t.created >= from.timestamp() && t.created < to.timestamp()
@@ -125,13 +146,8 @@ impl<S: Sql, H: HttpClient, K: Clock> Reconcile<'_, S, H, K> {
         let mut counted = 0;
         for t in txns.iter().filter(|t| in_window(t, start, end)) {
             counted += 1;
-            let Some(kind) = ledger_kind(t) else { continue };
-            // A dispute's rows are keyed by their balance transaction (a
-            // dispute moves money twice when won); the rest by the object.
-            let source = if kind == Kind::Dispute {
-                t.id.clone()
-            } else {
-                t.source.clone().unwrap_or_default()
+            let Some((kind, source)) = ledger_key(t) else {
+                continue;
             };
             let ours = self
                 .sql
@@ -198,16 +214,7 @@ impl<S: Sql, H: HttpClient, K: Clock> Reconcile<'_, S, H, K> {
         let seen: BTreeMap<(&'static str, String), i64> = txns
             .iter()
             .filter(|t| in_window(t, start - margin, end + margin))
-            .flat_map(|t| {
-                // Both keys a ledger row may use: the object and the
-                // transaction (disputes).
-                let kind = ledger_kind(t).map(Kind::as_str);
-                [
-                    kind.zip(t.source.clone()).map(|k| (k, t.amount)),
-                    kind.map(|k| ((k, t.id.clone()), t.amount)),
-                ]
-            })
-            .flatten()
+            .filter_map(|t| ledger_key(t).map(|(k, key)| ((k.as_str(), key), t.amount)))
             .collect();
         let rows = self
             .sql

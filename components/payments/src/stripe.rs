@@ -207,11 +207,7 @@ impl<H: HttpClient> Stripe<'_, H> {
             ("currency".to_owned(), currency.to_owned()),
             ("payment_method_types[]".to_owned(), "card".to_owned()),
         ];
-        form.extend(
-            metadata
-                .iter()
-                .map(|(k, v)| (format!("metadata[{k}]"), v.clone())),
-        );
+        form.extend(metadata_fields(metadata));
         self.send(
             http::Method::POST,
             "/v1/payment_intents",
@@ -259,11 +255,7 @@ impl<H: HttpClient> Stripe<'_, H> {
             ("payment_intent".to_owned(), payment_intent.to_owned()),
             ("amount".to_owned(), amount_cents.to_string()),
         ];
-        form.extend(
-            metadata
-                .iter()
-                .map(|(k, v)| (format!("metadata[{k}]"), v.clone())),
-        );
+        form.extend(metadata_fields(metadata));
         self.send(
             http::Method::POST,
             "/v1/refunds",
@@ -303,6 +295,13 @@ impl<H: HttpClient> Stripe<'_, H> {
         }
         self.send(http::Method::GET, &path, None, None).await
     }
+}
+
+/// `metadata` as Stripe's form fields `metadata[key]=value`.
+fn metadata_fields(metadata: &BTreeMap<&str, String>) -> impl Iterator<Item = (String, String)> {
+    metadata
+        .iter()
+        .map(|(k, v)| (format!("metadata[{k}]"), v.clone()))
 }
 
 /// A Stripe id as it may appear in a path: letters, digits, `_`.
