@@ -162,8 +162,8 @@ ensure_localstripe() {
   local venv="$HOME/.cache/village/tools/localstripe"
   if ! "$venv/bin/python" -c "import localstripe" 2>/dev/null \
      || ! "$venv/bin/pip" show localstripe 2>/dev/null | grep -q "Version: $LOCALSTRIPE_VERSION"; then
-    python3 -m venv --help >/dev/null 2>&1 && python3 -c "import ensurepip" 2>/dev/null \
-      || apt_install python3-venv
+    command -v python3 >/dev/null 2>&1 || apt_install python3
+    python3 -c "import ensurepip, venv" 2>/dev/null || apt_install python3-venv
     log "installing localstripe $LOCALSTRIPE_VERSION (the local Stripe)"
     rm -rf "$venv"
     python3 -m venv "$venv"
@@ -176,6 +176,7 @@ ensure_localstripe() {
 # points its webhook deliveries at $2 signed with secret $3.
 start_localstripe() {
   local port="$1" hook="$2" secret="$3"
+  command -v curl >/dev/null 2>&1 || apt_install curl
   if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     log "starting localstripe on 127.0.0.1:$port"
     "$VILLAGE_LOCALSTRIPE_PYTHON" "$ROOT/scripts/run-localstripe.py" "$port" >/tmp/village-localstripe.log 2>&1 &
