@@ -1306,6 +1306,26 @@ async fn payments_end_to_end() {
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("$5.00"), "{page}");
     assert!(page.contains(&format!("{}/js.stripe.com/v3/", stripe.base)));
+    let csp = app
+        .client
+        .get(app.url(&format!("/payments/checkout?listing={car}&purpose=posting")))
+        .header("cookie", seller.clone())
+        .send()
+        .await
+        .expect("answered")
+        .headers()
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .unwrap_or_default();
+    assert!(
+        csp.contains(&format!("script-src 'self' {};", stripe.base)),
+        "Stripe.js may load: {csp}"
+    );
+    assert!(
+        csp.contains(&format!("connect-src 'self' {}", stripe.base)),
+        "{csp}"
+    );
     let (status, _) = get(
         "/payments/checkout?listing=oops&purpose=posting".into(),
         seller.clone(),

@@ -71,10 +71,9 @@ fn origin_of(url: &str) -> String {
         .unwrap_or_default()
 }
 
-fn page(t: &CheckoutPage, status: http::StatusCode, config: &Config) -> Result<Response, AppError> {
-    let html = t
-        .render()
-        .map_err(|e| AppError::Internal(format!("rendering the checkout page: {e}")))?;
+/// The checkout page's Content-Security-Policy: the site's own, with
+/// Stripe.js's origin for scripts and frames and Stripe's API for calls.
+fn csp(config: &Config) -> String {
     let mut js = origin_of(&config.js_url);
     let api = origin_of(&config.api_base);
     if js == "https://js.stripe.com" {
@@ -83,11 +82,18 @@ fn page(t: &CheckoutPage, status: http::StatusCode, config: &Config) -> Result<R
     }
     // Stripe.js loads from its origin, frames its card field from there and
     // calls Stripe's API (localstripe serves all three from one origin).
-    let csp = format!(
+    format!(
         "default-src 'self'; script-src 'self' {js}; frame-src {js} https://hooks.stripe.com; \
          connect-src 'self' {api} {js}; style-src 'self' 'unsafe-inline'; img-src 'self' https: data:; \
          object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
-    );
+    )
+}
+
+fn page(t: &CheckoutPage, status: http::StatusCode, config: &Config) -> Result<Response, AppError> {
+    let html = t
+        .render()
+        .map_err(|e| AppError::Internal(format!("rendering the checkout page: {e}")))?;
+    let csp = csp(config);
     let mut r = web::html(status, html);
     r.headers_mut().insert(
         http::header::CACHE_CONTROL,
@@ -214,5 +220,56 @@ pub async fn handle<S: Sql, C: Cache, H: HttpClient>(
         (_, ["payments", "checkout"]) => Err(AppError::MethodNotAllowed { allowed: "GET" }),
         (_, ["api", "payments", "checkout"]) => Err(AppError::MethodNotAllowed { allowed: "POST" }),
         _ => Err(AppError::NotFound),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(js: &str, api: &str) -> Config {
+        Config {
+            api_base: api.into(),
+            secret_key: "sk_test".into(),
+            publishable_key: "pk_test".into(),
+            js_url: js.into(),
+            webhook_secrets: Vec::new(),
+            currency: "usd".into(),
+            mail_from: String::new(),
+            ops_email: String::new(),
+            public_base_url: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_checkout_csp_allows_stripe_and_nothing_else() {
+        let prod = csp(&config(
+            "https://js.stripe.com/v3/",
+            "https://api.stripe.com",
+        ));
+        assert!(
+            prod.contains("script-src 'self' https://js.stripe.com https://*.js.stripe.com;"),
+            "{prod}"
+        );
+        assert!(
+            prod.contains(
+                "frame-src https://js.stripe.com https://*.js.stripe.com https://hooks.stripe.com;"
+            ),
+            "{prod}"
+        );
+        assert!(prod.contains("connect-src 'self' https://api.stripe.com https://js.stripe.com"));
+        assert!(prod.contains("frame-ancestors 'none'"));
+        let local = csp(&config(
+            "http://127.0.0.1:8420/js.stripe.com/v3/",
+            "http://127.0.0.1:8420",
+        ));
+        assert!(
+            local.contains("script-src 'self' http://127.0.0.1:8420;"),
+            "{local}"
+        );
+        assert!(!local.contains("*.js.stripe.com"));
+        // A setting that is not a URL adds no source at all.
+        let broken = csp(&config("not a url", ""));
+        assert!(broken.contains("script-src 'self' ;"), "{broken}");
     }
 }
