@@ -468,25 +468,39 @@ const BY_RELEVANCE: &str = search_sql!(
     "ts_rank_cd(l.search, websearch_to_tsquery('english', $4)) DESC, l.id DESC"
 );
 
+/// The columns [`hit`] reads, `$metres` the distance expression, and the
+/// tables they come from (a macro, so statements stay literals).
+macro_rules! hit_select {
+    ($metres:literal) => {
+        concat!(
+            "SELECT l.id, l.title, l.price_cents, l.place_name, c.slug AS category_slug, \
+                    c.name AS category_name, l.published_at, l.featured_until, l.highlighted_until, ",
+            $metres,
+            " AS metres, \
+                    (SELECT i.key FROM marketplace_listing_images i \
+                     WHERE i.listing_id = l.id AND i.status = 'attached' \
+                     ORDER BY i.position, i.id LIMIT 1) AS thumbnail_key \
+             FROM marketplace_listings l \
+             JOIN marketplace_categories c ON c.id = l.category_id "
+        )
+    };
+}
+pub(crate) use hit_select;
+
 // The search's filters ($1–$7, as above) over featured listings only
 // (`$8` now, `$9` how many); few are featured, so the partial index on
 // `featured_until` finds them first.
-const PROMOTED: &str = "SELECT l.id, l.title, l.price_cents, l.place_name, c.slug AS category_slug, \
-        c.name AS category_name, l.published_at, l.featured_until, l.highlighted_until, \
-        l.location <-> ST_SetSRID(ST_MakePoint($1, $2), 4326)::geography AS metres, \
-        (SELECT i.key FROM marketplace_listing_images i \
-         WHERE i.listing_id = l.id AND i.status = 'attached' \
-         ORDER BY i.position, i.id LIMIT 1) AS thumbnail_key \
-    FROM marketplace_listings l \
-    JOIN marketplace_categories c ON c.id = l.category_id \
-    WHERE l.status = 'active' AND l.featured_until > $8::timestamp \
+const PROMOTED: &str = concat!(
+    hit_select!("l.location <-> ST_SetSRID(ST_MakePoint($1, $2), 4326)::geography"),
+    "WHERE l.status = 'active' AND l.featured_until > $8::timestamp \
       AND l.location && _ST_Expand(ST_SetSRID(ST_MakePoint($1, $2), 4326)::geography, $3) \
       AND (l.location <-> ST_SetSRID(ST_MakePoint($1, $2), 4326)::geography) <= $3 \
       AND ($4::text IS NULL OR l.search @@ websearch_to_tsquery('english', $4)) \
       AND ($5::jsonb IS NULL OR l.category_id IN (SELECT jsonb_array_elements_text($5)::bigint)) \
       AND ($6::bigint IS NULL OR l.price_cents >= $6) \
       AND ($7::bigint IS NULL OR l.price_cents <= $7) \
-    ORDER BY l.featured_until DESC, l.id DESC LIMIT $9";
+    ORDER BY l.featured_until DESC, l.id DESC LIMIT $9"
+);
 
 impl Search {
     /// Whether this is the search's first page (no cursor).

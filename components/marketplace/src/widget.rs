@@ -11,7 +11,7 @@ use village_platform::{AppError, RequestContext};
 use village_preferences::{Owner, WidgetKind};
 
 use crate::places::{self, Radius, Resolved};
-use crate::search::{Hit, SearchQuery};
+use crate::search::{Hit, SearchQuery, hit_select};
 
 pub const WIDGET_ITEMS: usize = 5;
 
@@ -65,15 +65,10 @@ pub async fn newest(
         // for the newest directly).
         let rows = sql
             .query(
-                "SELECT l.id, l.title, l.price_cents, l.place_name, c.slug AS category_slug, \
-                        c.name AS category_name, l.published_at, l.featured_until, \
-                        l.highlighted_until, 0::float8 AS metres, \
-                        (SELECT i.key FROM marketplace_listing_images i \
-                         WHERE i.listing_id = l.id AND i.status = 'attached' \
-                         ORDER BY i.position, i.id LIMIT 1) AS thumbnail_key \
-                 FROM marketplace_listings l \
-                 JOIN marketplace_categories c ON c.id = l.category_id \
-                 WHERE l.status = 'active' ORDER BY l.published_at DESC, l.id DESC LIMIT $1",
+                concat!(
+                    hit_select!("0::float8"),
+                    "WHERE l.status = 'active' ORDER BY l.published_at DESC, l.id DESC LIMIT $1"
+                ),
                 &[village_platform::sql::SqlValue::Int64(WIDGET_ITEMS as i64)],
             )
             .await?;
@@ -84,16 +79,11 @@ pub async fn newest(
         let featured: Vec<Hit> = match promotions {
             Some(now) => sql
                 .query(
-                    "SELECT l.id, l.title, l.price_cents, l.place_name, c.slug AS category_slug, \
-                            c.name AS category_name, l.published_at, l.featured_until, \
-                            l.highlighted_until, 0::float8 AS metres, \
-                            (SELECT i.key FROM marketplace_listing_images i \
-                             WHERE i.listing_id = l.id AND i.status = 'attached' \
-                             ORDER BY i.position, i.id LIMIT 1) AS thumbnail_key \
-                     FROM marketplace_listings l \
-                     JOIN marketplace_categories c ON c.id = l.category_id \
-                     WHERE l.status = 'active' AND l.featured_until > $2::timestamp \
-                     ORDER BY l.featured_until DESC, l.id DESC LIMIT $1",
+                    concat!(
+                        hit_select!("0::float8"),
+                        "WHERE l.status = 'active' AND l.featured_until > $2::timestamp \
+                         ORDER BY l.featured_until DESC, l.id DESC LIMIT $1"
+                    ),
                     &[
                         village_platform::sql::SqlValue::Int64(WIDGET_ITEMS as i64),
                         village_platform::sql::SqlValue::Timestamp(now),

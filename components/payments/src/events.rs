@@ -6,19 +6,24 @@
 //!   `payment_failed` after a success changes nothing, and a success moves
 //!   a failed attempt forward. A success books the charge in the ledger and
 //!   fulfils the purchase ([`crate::fulfil`]).
-//! - `charge.refunded`: the charge's refunds are re-read and each one booked
-//!   once (refunds made in Stripe's dashboard included).
-//! - `charge.dispute.created`: the dispute is recorded and booked, the
+//! - `charge.refunded` / `charge.refund.updated`: the charge's refunds are
+//!   re-read and each one booked once (refunds made in Stripe's dashboard
+//!   included; a failed one booked back).
+//! - `charge.dispute.created` / `.funds_reinstated` / `.closed`: the dispute
+//!   is recorded, each balance transaction it moved money with booked, the
 //!   payment marked disputed, and [`crate::disputes`] gathers the evidence.
 //! - `review.opened`: Radar flagged the payment; ops are told.
+//!
+//! Text Stripe sends (messages, reasons, statuses) is stored NUL-free and
+//! bounded (`boundary::stored`).
 //!
 //! States only move forward (see the `payments` table); every write is
 //! keyed so a replay is a no-op.
 
-use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 use village_jobs::{Job, JobError, JobHandler, NewJob, Queue};
+use village_platform::boundary::stored;
 use village_platform::cache::Cache;
 use village_platform::clock::Clock;
 use village_platform::http_client::HttpClient;
@@ -28,7 +33,7 @@ use crate::fulfil::{self, Fulfilment};
 use crate::ledger::{self, Entry, Kind};
 use crate::notify::Mail;
 use crate::stripe::{PaymentIntent, Stripe, StripeError};
-use crate::{Config, Purpose, refunds};
+use crate::{Config, Purpose, refunds, unix as at};
 
 pub const NAME: &str = "payments.stripe_event";
 
@@ -76,10 +81,6 @@ fn id_of(object: &Value, field: &str) -> Option<String> {
         Value::Object(o) => o.get("id")?.as_str().map(str::to_owned),
         _ => None,
     }
-}
-
-fn at(seconds: i64) -> Option<DateTime<Utc>> {
-    Utc.timestamp_opt(seconds, 0).single()
 }
 
 impl<S: Sql, C: Cache, H: HttpClient, K: Clock> ApplyEvent<'_, S, C, H, K> {
@@ -155,13 +156,16 @@ impl<S: Sql, C: Cache, H: HttpClient, K: Clock> ApplyEvent<'_, S, C, H, K> {
             .metadata
             .get("payment_id")
             .and_then(|s| Uuid::parse_str(s).ok());
+        // Written only when the id was missing (the usual case reads).
         let row = self
             .sql
             .query_opt(
-                "UPDATE payments SET stripe_payment_intent_id = $1 \
-                 WHERE (stripe_payment_intent_id = $1) \
-                    OR (id = $2 AND stripe_payment_intent_id IS NULL) \
-                 RETURNING id, purpose, amount_cents, currency, status, user_id",
+                "WITH claimed AS (UPDATE payments SET stripe_payment_intent_id = $1 \
+                     WHERE id = $2 AND stripe_payment_intent_id IS NULL \
+                     RETURNING id, purpose, amount_cents, currency) \
+                 SELECT id, purpose, amount_cents, currency FROM payments \
+                 WHERE stripe_payment_intent_id = $1 \
+                 UNION ALL SELECT id, purpose, amount_cents, currency FROM claimed",
                 &[
                     SqlValue::Text(intent.id.clone()),
                     by_metadata.map_or(SqlValue::Null, SqlValue::Uuid),
@@ -281,7 +285,7 @@ impl<S: Sql, C: Cache, H: HttpClient, K: Clock> ApplyEvent<'_, S, C, H, K> {
                          WHERE id = $1 AND status IN ('created', 'failed')",
                         &[
                             SqlValue::Uuid(payment.id),
-                            SqlValue::Text(message.chars().take(500).collect()),
+                            SqlValue::Text(stored(&message, 500)),
                             SqlValue::Timestamp(now),
                         ],
                     )
@@ -336,7 +340,7 @@ impl<S: Sql, C: Cache, H: HttpClient, K: Clock> ApplyEvent<'_, S, C, H, K> {
                      WHERE stripe_refund_id = $1 AND status = 'issued'",
                     &[
                         SqlValue::Text(r.id.clone()),
-                        SqlValue::Text(r.status.clone()),
+                        SqlValue::Text(stored(&r.status, 40)),
                     ],
                 )
                 .await
@@ -423,11 +427,13 @@ impl<S: Sql, C: Cache, H: HttpClient, K: Clock> ApplyEvent<'_, S, C, H, K> {
     async fn apply_dispute(&self, dispute: &Value) -> Result<String, JobError> {
         let now = self.clock.now();
         let id = text(dispute, "id")
+            .filter(|id| crate::stripe::is_id(id))
             .ok_or_else(|| JobError::Permanent("the dispute has no id".into()))?;
         let charge = id_of(dispute, "charge");
         let intent = id_of(dispute, "payment_intent");
         let amount = dispute.get("amount").and_then(Value::as_i64).unwrap_or(0);
-        let currency = text(dispute, "currency").unwrap_or("usd");
+        let currency = stored(text(dispute, "currency").unwrap_or("usd"), 3);
+        let currency = currency.as_str();
         let due = dispute
             .pointer("/evidence_details/due_by")
             .and_then(Value::as_i64)
@@ -454,8 +460,8 @@ impl<S: Sql, C: Cache, H: HttpClient, K: Clock> ApplyEvent<'_, S, C, H, K> {
                     intent.map_or(SqlValue::Null, SqlValue::Text),
                     SqlValue::Int64(amount),
                     SqlValue::Text(currency.to_owned()),
-                    text(dispute, "reason").map_or(SqlValue::Null, |s| SqlValue::Text(s.to_owned())),
-                    text(dispute, "status").map_or(SqlValue::Null, |s| SqlValue::Text(s.to_owned())),
+                    text(dispute, "reason").map_or(SqlValue::Null, |s| SqlValue::Text(stored(s, 100))),
+                    text(dispute, "status").map_or(SqlValue::Null, |s| SqlValue::Text(stored(s, 40))),
                     due.map_or(SqlValue::Null, SqlValue::Timestamp),
                     SqlValue::Timestamp(now),
                 ],
@@ -474,8 +480,10 @@ impl<S: Sql, C: Cache, H: HttpClient, K: Clock> ApplyEvent<'_, S, C, H, K> {
             .map(|a| a.iter().collect())
             .unwrap_or_default();
         for t in &txns {
-            let (Some(txn), Some(cents)) = (text(t, "id"), t.get("amount").and_then(Value::as_i64))
-            else {
+            let (Some(txn), Some(cents)) = (
+                text(t, "id").filter(|id| crate::stripe::is_id(id)),
+                t.get("amount").and_then(Value::as_i64),
+            ) else {
                 continue;
             };
             ledger::record(
@@ -484,7 +492,7 @@ impl<S: Sql, C: Cache, H: HttpClient, K: Clock> ApplyEvent<'_, S, C, H, K> {
                     payment,
                     kind: Kind::Dispute,
                     amount_cents: cents,
-                    currency: text(t, "currency").unwrap_or(currency),
+                    currency,
                     stripe_object_id: txn,
                     occurred_at: t
                         .get("created")
@@ -575,10 +583,7 @@ impl<S: Sql, C: Cache, H: HttpClient, K: Clock> JobHandler for ApplyEvent<'_, S,
                         &[
                             SqlValue::Text(id.to_owned()),
                             SqlValue::Timestamp(self.clock.now()),
-                            SqlValue::Text(format!(
-                                "failed: {}",
-                                why.chars().take(400).collect::<String>()
-                            )),
+                            SqlValue::Text(format!("failed: {}", stored(&why, 400))),
                         ],
                     )
                     .await

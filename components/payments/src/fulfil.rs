@@ -28,7 +28,30 @@ pub enum Fulfilment {
     Refunding { refund_id: Option<i64> },
 }
 
-const POSTING: &str = "\
+/// The CTE `r`: when the listing could not take it (`l` empty), the
+/// automatic refund of what is left of payment `p` (less what was refunded
+/// already), once per payment.
+macro_rules! refund_owed {
+    ($reason:literal) => {
+        concat!(
+            "r AS ( \
+                INSERT INTO payment_refunds (payment_id, amount_cents, kind, status, reason, requested_at) \
+                SELECT p.id, p.amount_cents - coalesce((SELECT -sum(g.amount_cents) FROM payment_ledger g \
+                           WHERE g.payment_id = p.id AND g.kind = 'refund'), 0), \
+                       'automatic', 'approved', '",
+            $reason,
+            "', $2::timestamp \
+                FROM p WHERE NOT EXISTS (SELECT 1 FROM l) \
+                  AND p.amount_cents > coalesce((SELECT -sum(g.amount_cents) FROM payment_ledger g \
+                           WHERE g.payment_id = p.id AND g.kind = 'refund'), 0) \
+                ON CONFLICT (payment_id) WHERE kind = 'automatic' DO NOTHING \
+                RETURNING id) "
+        )
+    };
+}
+
+const POSTING: &str = concat!(
+    "\
     WITH p AS ( \
         UPDATE payments SET fulfilled_at = $2::timestamp, updated_at = $2::timestamp \
         WHERE id = $1 AND fulfilled_at IS NULL AND status IN ('succeeded', 'partially_refunded') \
@@ -43,17 +66,15 @@ const POSTING: &str = "\
         FROM p WHERE m.id = p.listing_id AND m.category_id = p.category_id \
           AND m.status IN ('draft', 'expired', 'active') AND m.archived_at IS NULL \
         RETURNING m.id), \
-    r AS ( \
-        INSERT INTO payment_refunds (payment_id, amount_cents, kind, status, reason, requested_at) \
-        SELECT p.id, p.amount_cents, 'automatic', 'approved', \
-               'the listing could not be published after payment', $2::timestamp \
-        FROM p WHERE NOT EXISTS (SELECT 1 FROM l) \
-        ON CONFLICT (payment_id) WHERE kind = 'automatic' DO NOTHING \
-        RETURNING id) \
+    ",
+    refund_owed!("the listing could not be published after payment"),
+    " \
     SELECT (SELECT count(*) FROM p) AS claimed, (SELECT count(*) FROM l) AS applied, \
-           (SELECT id FROM r) AS refund_id";
+           (SELECT id FROM r) AS refund_id"
+);
 
-const PROMOTION: &str = "\
+const PROMOTION: &str = concat!(
+    "\
     WITH p AS ( \
         UPDATE payments SET fulfilled_at = $2::timestamp, updated_at = $2::timestamp \
         WHERE id = $1 AND fulfilled_at IS NULL AND status IN ('succeeded', 'partially_refunded') \
@@ -78,15 +99,12 @@ const PROMOTION: &str = "\
                CASE $3 WHEN 'featured' THEN l.featured_until \
                        WHEN 'highlight' THEN l.highlighted_until ELSE $2::timestamp END \
         FROM l, p RETURNING id), \
-    r AS ( \
-        INSERT INTO payment_refunds (payment_id, amount_cents, kind, status, reason, requested_at) \
-        SELECT p.id, p.amount_cents, 'automatic', 'approved', \
-               'the listing could not be promoted after payment', $2::timestamp \
-        FROM p WHERE NOT EXISTS (SELECT 1 FROM l) \
-        ON CONFLICT (payment_id) WHERE kind = 'automatic' DO NOTHING \
-        RETURNING id) \
+    ",
+    refund_owed!("the listing could not be promoted after payment"),
+    " \
     SELECT (SELECT count(*) FROM p) AS claimed, (SELECT count(*) FROM promo) AS applied, \
-           (SELECT id FROM r) AS refund_id";
+           (SELECT id FROM r) AS refund_id"
+);
 
 /// Applies succeeded payment `payment` (once).
 pub async fn fulfil(

@@ -121,6 +121,16 @@ impl Config {
     }
 }
 
+/// A Stripe timestamp (Unix seconds); `None` for one out of range (or the
+/// zero a missing field reads as).
+pub(crate) fn unix(seconds: i64) -> Option<chrono::DateTime<chrono::Utc>> {
+    use chrono::TimeZone;
+    chrono::Utc
+        .timestamp_opt(seconds, 0)
+        .single()
+        .filter(|_| seconds > 0)
+}
+
 /// Money for people: `$12.50`.
 pub fn dollars(cents: i64) -> String {
     format!(

@@ -201,7 +201,7 @@ impl<S: Sql, H: HttpClient, K: Clock> Reconcile<'_, S, H, K> {
                         amount_cents: -t.fee,
                         currency: &t.currency,
                         stripe_object_id: &t.id,
-                        occurred_at: Utc.timestamp_opt(t.created, 0).single().unwrap_or(now),
+                        occurred_at: crate::unix(t.created).unwrap_or(now),
                     },
                     now,
                 )

@@ -3,8 +3,10 @@
 //! - **Automatic**: staff remove a paid listing, or a paid listing cannot be
 //!   published or promoted after payment, within 24 hours of the payment:
 //!   the refund row is `approved` at once and [`IssueRefund`] issues it
-//!   (target: within the hour; the job is queued at once, and the
-//!   `payments-scheduler` sweep re-queues any approved refund still waiting).
+//!   (target: within the hour). A failed publication's is queued at once;
+//!   a removal's is written by the removal's own statement (the SQL function
+//!   `payment_refunds_on_removal`) and queued by the `payments-scheduler`
+//!   sweep, which also re-queues any approved refund whose job was lost.
 //! - **Manual review**: any other request — a seller asking, a removal
 //!   after 24 hours — is a `requested` row that staff with `manage_refunds`
 //!   approve or reject in `/admin/api/payments` (reason required, audited).
@@ -14,11 +16,12 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 use village_jobs::{Job, JobError, JobHandler, JobsError, NewJob, Queue};
 use village_platform::audit::AuditEntry;
+use village_platform::boundary::stored;
 use village_platform::cache::Cache;
 use village_platform::clock::Clock;
 use village_platform::error::FieldError;
@@ -36,7 +39,8 @@ pub const NAME: &str = "payments.refund";
 /// Records the refunds owed when staff remove listing `listing`: every
 /// payment for it not yet refunded — automatic when paid within 24 hours,
 /// else a request for manual review. Returns the approved ones' ids (to
-/// queue). Called by the marketplace after a removal.
+/// queue). The marketplace's removal calls the same SQL function inside
+/// its own statement; this is for callers outside one.
 pub async fn on_listing_removed(
     sql: &impl Sql,
     listing: i64,
@@ -51,7 +55,7 @@ pub async fn on_listing_removed(
              payment_refunds_on_removal($1, $2, $3::timestamp, $4::bigint::int)",
             &[
                 SqlValue::Int64(listing),
-                SqlValue::Text(truncate(reason, 400)),
+                SqlValue::Text(stored(reason, 400)),
                 SqlValue::Timestamp(now),
                 SqlValue::Int64(AUTOMATIC_REFUND_HOURS),
             ],
@@ -64,10 +68,6 @@ pub async fn on_listing_removed(
         }
     }
     Ok(approved)
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    s.chars().take(max).collect()
 }
 
 /// Queues the job issuing each refund in `ids` (once per refund).
@@ -393,11 +393,7 @@ impl<S: Sql, H: HttpClient, K: Clock> IssueRefund<'_, S, H, K> {
                     amount_cents: -refund.amount,
                     currency: &refund.currency,
                     stripe_object_id: &refund.id,
-                    occurred_at: Utc
-                        .timestamp_opt(refund.created, 0)
-                        .single()
-                        .filter(|_| refund.created > 0)
-                        .unwrap_or(now),
+                    occurred_at: crate::unix(refund.created).unwrap_or(now),
                 },
                 now,
             )
@@ -452,7 +448,7 @@ impl<S: Sql, H: HttpClient, K: Clock> IssueRefund<'_, S, H, K> {
                      coalesce(decided_at, $3::timestamp) WHERE id = $1 AND status = 'approved'",
                 &[
                     SqlValue::Int64(id),
-                    SqlValue::Text(truncate(&e.to_string(), 500)),
+                    SqlValue::Text(stored(&e.to_string(), 500)),
                     SqlValue::Timestamp(now),
                 ],
             )

@@ -304,12 +304,15 @@ fn metadata_fields(metadata: &BTreeMap<&str, String>) -> impl Iterator<Item = (S
         .map(|(k, v)| (format!("metadata[{k}]"), v.clone()))
 }
 
-/// A Stripe id as it may appear in a path: letters, digits, `_`.
+/// Whether `id` has a Stripe id's shape: 1–255 letters, digits and `_`
+/// (what may go in a path, a key or a column unchecked).
+pub fn is_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 255 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// A Stripe id as it may appear in a path.
 fn path_id(id: &str) -> Result<&str, StripeError> {
-    if !id.is_empty()
-        && id.len() <= 255
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-    {
+    if is_id(id) {
         Ok(id)
     } else {
         Err(StripeError::Decode(format!("not a Stripe id: {id:?}")))

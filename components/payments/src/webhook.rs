@@ -7,8 +7,7 @@
 //! the work happens in the job. A bad signature is `400` (Stripe shows it
 //! in the dashboard and retries), and logged without the body.
 
-use chrono::{DateTime, TimeZone, Utc};
-use serde::Deserialize;
+use chrono::{DateTime, Utc};
 use village_platform::AppError;
 use village_platform::cache::Cache;
 use village_platform::error::FieldError;
@@ -17,15 +16,6 @@ use village_platform::web::{self, Response};
 
 use crate::events;
 use crate::signature;
-
-#[derive(Deserialize)]
-struct Event {
-    id: String,
-    #[serde(rename = "type")]
-    kind: String,
-    created: i64,
-    data: serde_json::Value,
-}
 
 pub async fn handle(
     method: &http::Method,
@@ -59,58 +49,57 @@ pub async fn handle(
             e.to_string(),
         )]));
     }
-    let event: Event = serde_json::from_slice(body).map_err(|e| {
+    // Read once: the fields checked, the whole event stored.
+    let payload: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
         AppError::Validation(vec![FieldError::new(
             "body",
             format!("not a Stripe event: {e}"),
         )])
     })?;
-    let valid_id = !event.id.is_empty()
-        && event.id.len() <= 255
-        && event
-            .id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if !valid_id || event.kind.len() > 100 || !event.data.is_object() {
+    let (Some(id), Some(kind), Some(created), true) = (
+        payload["id"].as_str().filter(|id| crate::stripe::is_id(id)),
+        payload["type"].as_str().filter(|t| t.len() <= 100),
+        payload["created"].as_i64(),
+        payload["data"].is_object(),
+    ) else {
         return Err(AppError::Validation(vec![FieldError::new(
             "body",
-            "not a Stripe event: id, type or data malformed",
+            "not a Stripe event: id, type, created or data missing or malformed",
         )]));
-    }
-    let created = Utc.timestamp_opt(event.created, 0).single().unwrap_or(now);
-    let payload: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| AppError::Internal(format!("re-reading the event: {e}")))?;
+    };
+    let (id, kind) = (id.to_owned(), kind.to_owned());
+    let created = crate::unix(created).unwrap_or(now);
     let recorded = sql
         .execute(
             "INSERT INTO stripe_events (id, type, created, payload, received_at) \
              VALUES ($1, $2, $3::timestamp, $4, $5::timestamp) ON CONFLICT (id) DO NOTHING",
             &[
-                SqlValue::Text(event.id.clone()),
-                SqlValue::Text(event.kind.clone()),
+                SqlValue::Text(id.clone()),
+                SqlValue::Text(kind.clone()),
                 SqlValue::Timestamp(created),
                 SqlValue::Json(payload),
                 SqlValue::Timestamp(now),
             ],
         )
         .await?;
-    let handled = events::HANDLED.contains(&event.kind.as_str());
+    let handled = events::HANDLED.contains(&kind.as_str());
     if handled {
         // Queued on every delivery (the key makes repeats no-ops), so an
         // enqueue that failed after the insert is made good by Stripe's retry.
-        village_jobs::enqueue(sql, cache, now, events::job(&event.id))
+        village_jobs::enqueue(sql, cache, now, events::job(&id))
             .await
             .map_err(|e| AppError::Internal(format!("queueing the event: {e}")))?;
     } else if recorded > 0 {
         sql.execute(
             "UPDATE stripe_events SET processed_at = $2::timestamp, outcome = 'not handled' WHERE id = $1",
-            &[SqlValue::Text(event.id.clone()), SqlValue::Timestamp(now)],
+            &[SqlValue::Text(id.clone()), SqlValue::Timestamp(now)],
         )
         .await?;
     }
     village_platform::log::event(
         "INFO",
         "stripe webhook received",
-        serde_json::json!({ "event_id": event.id, "type": event.kind, "new": recorded > 0,
+        serde_json::json!({ "event_id": id, "type": kind, "new": recorded > 0,
                             "lag_seconds": (now - created).num_seconds() }),
     );
     Ok(web::json(
