@@ -57,6 +57,18 @@ pub struct Services<'a, S, H> {
     pub now: DateTime<Utc>,
 }
 
+/// Whether `method path` shows anything promotions change (searches, the
+/// seller's own listings): only those evaluate the `promoted_listings` flag
+/// (a cache read and an evaluation-log write) — the rest of the
+/// marketplace's requests do not pay for it.
+pub fn shows_promotions(method: &http::Method, path: &str) -> bool {
+    method == http::Method::GET
+        && matches!(
+            path.trim_end_matches('/'),
+            "/marketplace" | "/marketplace/mine" | "/api/marketplace/listings"
+        )
+}
+
 /// How many featured listings rank above a search's first page.
 pub const PROMOTED_PER_SEARCH: i64 = 3;
 
@@ -440,5 +452,35 @@ pub(crate) async fn change(
         "publish" => listings::publish(sql, actor, id, now).await,
         "renew" => listings::renew(sql, actor, id, now).await,
         _ => listings::mark_sold(sql, actor, id, now).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shows_promotions;
+
+    #[test]
+    fn only_searches_and_the_sellers_page_ask_for_the_promotions_flag() {
+        let get = http::Method::GET;
+        for path in [
+            "/marketplace",
+            "/marketplace/",
+            "/marketplace/mine",
+            "/api/marketplace/listings",
+        ] {
+            assert!(shows_promotions(&get, path), "{path}");
+        }
+        for path in [
+            "/marketplace/new",
+            "/marketplace/listings/7",
+            "/api/places",
+            "/marketplace/images/a.png",
+        ] {
+            assert!(!shows_promotions(&get, path), "{path}");
+        }
+        assert!(!shows_promotions(
+            &http::Method::POST,
+            "/api/marketplace/listings"
+        ));
     }
 }

@@ -50,15 +50,18 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
             });
             let signer = village_clicks::spin_components::signer("marketplace");
             // Paid promotions show only while `promoted_listings` is on for
-            // this visitor (its kill switch and rollout).
-            let promotions = village_flags::visitor::is_enabled(
-                &env.sql,
-                &env.cache,
-                &village_flags::Visitor::of(ctx),
-                village_marketplace::PROMOTIONS_FLAG,
-                env.clock.now(),
-            )
-            .await;
+            // this visitor (its kill switch and rollout); asked only where
+            // they show.
+            let promotions =
+                village_marketplace::api::shows_promotions(req.method(), req.uri().path())
+                    && village_flags::visitor::is_enabled(
+                        &env.sql,
+                        &env.cache,
+                        &village_flags::Visitor::of(ctx),
+                        village_marketplace::PROMOTIONS_FLAG,
+                        env.clock.now(),
+                    )
+                    .await;
             let services = Services {
                 sql: &env.sql,
                 store: store.as_ref(),
